@@ -1,0 +1,39 @@
+"""Shoestring: from raw data to paying customers on the least compute money.
+
+The Python API mirrors the CLI; every command is a function::
+
+    from shoestring import train, resolve_config
+    result = train(resolve_config({"data": {"source": "digits"}}))
+    result.summary["test_accuracy"]
+
+Imports are lazy, so ``import shoestring`` costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "train": "shoestring.train.api",
+    "RunResult": "shoestring.train.api",
+    "TrainConfig": "shoestring.train.config",
+    "resolve_config": "shoestring.train.config",
+    "evaluate_run": "shoestring.train.evaluate_run",
+    "list_runs": "shoestring.ledger.queries",
+    "quickstart": "shoestring.quickstart",
+    "load_dataset": "shoestring.data.sources",
+    "load_model": "shoestring.models.artifact",
+    "ShoestringError": "shoestring.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'shoestring' has no attribute {name!r}")

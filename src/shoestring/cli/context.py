@@ -1,0 +1,28 @@
+"""What every command shares: consoles, --debug, the ledger URL (CLI only)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from shoestring.ledger.db import resolve_db_url
+
+
+@dataclass
+class CliContext:
+    debug: bool = False
+    db: str | None = None
+    workspace: Path = field(default_factory=Path.cwd)
+    out: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    def db_url(self) -> str:
+        return resolve_db_url(self.db, os.environ, self.workspace)
+
+    def ledger(self):
+        from shoestring.ledger.runs import RunLedger
+
+        return RunLedger(self.db_url())

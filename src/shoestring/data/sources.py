@@ -1,0 +1,119 @@
+"""The data-source registry: a spec string in, a loaded :class:`Dataset` out.
+
+A spec is ``scheme:argument`` (``idx:/data/mnist``, ``csv:table.csv``) or a bare
+alias (``digits``, ``fashion-mnist``). Each scheme maps to a loader function
+``(argument, options) -> Dataset``; a capability adds its own scheme with
+:func:`register_source` instead of editing this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from shoestring.errors import DataError
+from shoestring.types import Dataset
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Options a loader may use; each loader ignores those that do not apply.
+
+    Attributes:
+        target: CSV column to predict (required for ``csv:``).
+        task: ``"classification"``, ``"regression"`` or ``None`` to infer.
+        test_fraction: share of rows held out when a source has no test split.
+        seed: seed of that hold-out split.
+        fashion_mnist_dir: where Debian's ``dataset-fashion-mnist`` lives;
+            passed in so tests can point elsewhere.
+    """
+
+    target: str | None = None
+    task: str | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+    fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
+
+
+Loader = Callable[[str, SourceOptions], Dataset]
+
+_ALIASES: dict[str, str] = {}
+
+
+def _builtin_loaders() -> dict[str, Loader]:
+    # Imported lazily so that `import shoestring` stays cheap.
+    from shoestring.data.csv_source import load_csv
+    from shoestring.data.digits import load_digits
+    from shoestring.data.idx import load_fashion_mnist, load_idx_dir
+
+    return {
+        "digits": load_digits,
+        "fashion-mnist": load_fashion_mnist,
+        "idx": load_idx_dir,
+        "csv": load_csv,
+    }
+
+
+_EXTRA: dict[str, Loader] = {}
+
+
+def register_source(scheme: str, loader: Loader) -> None:
+    """Make ``scheme:ARG`` specs load through ``loader``."""
+    _EXTRA[scheme] = loader
+
+
+def _loaders() -> dict[str, Loader]:
+    loaders = _builtin_loaders()
+    loaders.update(_EXTRA)
+    for module in ("shoestring.data.prepared", "shoestring.data.text"):
+        # Optional schemes from other capabilities; absent modules are fine.
+        try:
+            mod = __import__(module, fromlist=["LOADERS"])
+        except ModuleNotFoundError:
+            continue
+        loaders.update(getattr(mod, "LOADERS", {}))
+    return loaders
+
+
+def source_names() -> list[str]:
+    """Every scheme or alias a spec may start with."""
+    return sorted(_loaders())
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"csv:a.csv"`` → ``("csv", "a.csv")``; ``"digits"`` → ``("digits", "")``."""
+    spec = spec.strip()
+    scheme, sep, arg = spec.partition(":")
+    if not sep:
+        return spec, ""
+    return scheme, arg
+
+
+def load_dataset(spec: str, options: SourceOptions | None = None) -> Dataset:
+    """Load the data source named by ``spec``.
+
+    >>> ds = load_dataset("digits")
+    >>> ds.input_shape, ds.num_outputs
+    ((64,), 10)
+    """
+    options = options or SourceOptions()
+    scheme, arg = split_spec(spec)
+    loaders = _loaders()
+    if scheme not in loaders:
+        raise DataError(
+            f"unknown data source {spec!r}",
+            hint="use one of: " + ", ".join(f"{n}" for n in sorted(loaders))
+            + " (for example 'digits', 'fashion-mnist', 'idx:DIR', 'csv:PATH')",
+        )
+    return loaders[scheme](arg, options)
+
+
+def require_path(arg: str, scheme: str) -> Path:
+    """The path argument of ``scheme:PATH``, checked to exist."""
+    if not arg:
+        raise DataError(f"data source '{scheme}:' needs a path", hint=f"write '{scheme}:PATH'")
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise DataError(f"data path '{path}' does not exist", hint="check the path and spelling")
+    return path

@@ -1,0 +1,24 @@
+"""Read-side helpers of the ledger used by ``shoestring runs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoestring.ledger.runs import RunLedger
+
+
+def list_runs(db_url: str, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
+    """The latest runs as plain dicts, after marking dead ``running`` rows ``killed``."""
+    ledger = RunLedger(db_url)
+    try:
+        ledger.reconcile()
+        rows = ledger.list(limit=limit, status=status)
+        return [{
+            "id": r.id, "name": r.name, "status": r.status, "model": r.model, "data": r.data,
+            "started_at": r.started_at, "finished_at": r.finished_at,
+            "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "out_dir": r.out_dir,
+            "test_accuracy": r.metrics.get("test_accuracy"), "test_mse": r.metrics.get("test_mse"),
+            "val_loss": r.metrics.get("val_loss"),
+        } for r in rows]
+    finally:
+        ledger.close()

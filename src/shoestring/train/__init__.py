@@ -1,0 +1,1 @@
+"""Training: typed config, engine, checkpoints, budgets and recipes."""

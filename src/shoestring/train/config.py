@@ -1,0 +1,164 @@
+"""The typed configuration of ``shoestring train``.
+
+One :class:`TrainConfig` with three sections mirrors the TOML file
+(``[model]``, ``[data]``, ``[train]``); CLI flags override file values field by
+field. :func:`resolve_config` validates everything at once and reports every
+problem together. The resolved config is saved as ``config.toml`` in the run
+folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shoestring.errors import ConfigError
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in a TOML file must not be ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """``[model]``: which network to train."""
+
+    name: str = Field("seed-mlp", description="seed-mlp, mlp or cnn")
+    hidden: list[int] = Field([128, 64], description="hidden layer widths of 'mlp'")
+    channels: list[int] = Field([32, 64], description="conv channel widths of 'cnn'")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability")
+    activation: Literal["relu", "gelu", "tanh"] = Field("relu", description="MLP activation")
+
+
+class DataConfig(_Section):
+    """``[data]``: where the examples come from and how they are fed."""
+
+    source: str = Field("digits", description="digits, fashion-mnist, idx:DIR or csv:PATH")
+    target: str | None = Field(None, description="CSV column to predict")
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="inferred from the data when unset")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0,
+                                 description="hold-out share for sources without a test split")
+    normalize: Literal["scale", "standardize", "none"] = Field(
+        "scale", description="scale: raw × source scale (e.g. /255); standardize: also z-score "
+        "per feature with training-split statistics")
+
+
+class TrainSection(_Section):
+    """``[train]``: optimisation, budgets, checkpoints."""
+
+    epochs: int = Field(10, ge=1, description="passes over the training split")
+    batch_size: int = Field(128, ge=1, description="examples per optimizer step")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("adam", description="sgd uses momentum")
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 (sgd, adam) or decoupled (adamw)")
+    schedule: Literal["constant", "cosine", "onecycle", "warmup"] = Field(
+        "constant", description="learning-rate schedule")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps (warmup, cosine)")
+    seed: int = Field(0, description="seeds initialisation, data order and dropout")
+    eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: once per epoch)")
+    checkpoint_every: int = Field(500, ge=0,
+                                  description="checkpoint every N steps (0: epoch ends only)")
+    max_time: float | None = Field(None, gt=0, description="stop after this many seconds")
+    max_cost: float | None = Field(None, gt=0, description="stop after this many dollars")
+    price_per_hour: float = Field(0.0, ge=0.0,
+                                  description="machine price in $/h (0 for a local machine)")
+    target: str | None = Field(None, description="METRIC=VALUE, e.g. test_accuracy=0.87")
+    recipe: Literal["fast"] | None = Field(
+        None, description="'fast': pick batch size and schedule to reach the target soonest")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from shoestring.errors import ShoestringError
+        from shoestring.train.stopping import parse_target
+
+        try:
+            parse_target(v)
+        except ShoestringError as exc:  # pydantic collects ValueErrors only
+            raise ValueError(f"{exc.message}; {exc.hint}") from None
+        return v
+
+
+class TrainConfig(_Section):
+    """Everything ``shoestring train`` needs; ``out`` is the run folder."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    out: Path | None = Field(None, description="run folder (default: runs/<name>)")
+    name: str | None = Field(None, description="run name (default: model-data-time)")
+    resume: bool = Field(False, description="continue from the latest good checkpoint in out")
+
+    def to_toml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return tomli_w.dumps(data)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainSection}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"config file '{path}' does not exist"],
+                          hint="check the path, or pass options as flags") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file '{path}' is not valid TOML: {exc}"],
+                          hint="fix the syntax at the position shown") from None
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base``; ``None`` values mean 'not given'."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        elif isinstance(value, dict):
+            out[key] = merge({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        section = str(err["loc"][0]) if len(err["loc"]) > 1 else None
+        known = sorted(SECTIONS[section].model_fields) if section in SECTIONS else \
+            sorted(TrainConfig.model_fields)
+        return f"{where}: unknown key (known keys: {', '.join(known)})"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def resolve_config(file_values: dict[str, Any] | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Validate file values plus overrides into a :class:`TrainConfig`.
+
+    Every problem is reported in one :class:`ConfigError`.
+
+    >>> resolve_config({"train": {"epochs": 2}}, {"train": {"lr": 0.01}}).train.lr
+    0.01
+    """
+    raw = merge(file_values or {}, overrides or {})
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_format_error(e) for e in exc.errors()]
+        raise ConfigError(problems, hint="fix the values above (see 'shoestring train --help')") \
+            from None

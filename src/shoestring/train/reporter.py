@@ -1,0 +1,46 @@
+"""How the engine tells the outside world about progress.
+
+The engine calls a :class:`Reporter`; the CLI passes one that draws a Rich
+progress bar, a notebook may pass its own, and the default says nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def start(self, total_steps: int, completed: int, description: str) -> None: ...
+
+    def update(self, step: int, *, loss: float, samples_per_second: float,
+               cost_usd: float) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SilentReporter:
+    """Reports nothing but keeps warnings, so callers can inspect them."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.messages: list[str] = []
+
+    def start(self, total_steps: int, completed: int, description: str) -> None:
+        pass
+
+    def update(self, step: int, *, loss: float, samples_per_second: float,
+               cost_usd: float) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def stop(self) -> None:
+        pass

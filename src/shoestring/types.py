@@ -1,0 +1,91 @@
+"""The few value types shared by several capabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+
+class Task(str, Enum):
+    """What a model predicts; it decides the loss and the headline metric."""
+
+    classification = "classification"
+    regression = "regression"
+
+
+@dataclass(frozen=True)
+class TensorDataset:
+    """An in-memory split: features ``x`` (float32) and targets ``y``.
+
+    Targets are int64 class indices for classification and float32 values
+    (shape ``[n]`` or ``[n, k]``) for regression.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw features become model inputs: ``(x * scale - mean) / std``.
+
+    Stored in ``model.json`` so that evaluation and serving apply exactly what
+    training applied, without the training code.
+    """
+
+    scale: float = 1.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.mean is not None and self.std is not None:
+            # Statistics are per flattened feature, whatever the example shape.
+            mean = torch.tensor(self.mean, dtype=x.dtype)
+            std = torch.tensor(self.std, dtype=x.dtype)
+            x = ((x.reshape(x.shape[0], -1) - mean) / std).reshape(x.shape)
+        return x
+
+    def to_dict(self) -> dict:
+        return {
+            "scale": self.scale,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        mean = d.get("mean")
+        std = d.get("std")
+        return cls(
+            scale=float(d.get("scale", 1.0)),
+            mean=tuple(mean) if mean is not None else None,
+            std=tuple(std) if std is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded data source: train and test splits plus what describes them.
+
+    ``input_shape`` is the shape of one raw example (``(1, 28, 28)`` for IDX
+    images, ``(n_features,)`` for tables). ``num_outputs`` is the number of
+    classes for classification and the number of targets for regression.
+    """
+
+    name: str
+    task: Task
+    train: TensorDataset
+    test: TensorDataset
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    raw_scale: float = 1.0  # e.g. 1/255 for 8-bit images
+    class_names: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
