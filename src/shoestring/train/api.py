@@ -206,11 +206,19 @@ def train(
         payload = encode_checkpoint(model.state_dict(), optimizer, st, torch.get_rng_state())
         save_checkpoint(folder.checkpoints, payload, st.global_step)
 
+    transform = None
+    if config.data.augment:
+        # Provided by the data-preparation capability.
+        from shoestring.data.augment import build_augmentation
+
+        transform = build_augmentation(config.data.augment, dataset.input_shape, cfg.seed)
+
     try:
         with _stop_on_signals(handle_signals) as should_stop:
             outcome = run_loop(model, optimizer, prepared.train, prepared.test, settings, state,
                                clock=clock, reporter=reporter, on_eval=folder.append_metrics,
-                               on_checkpoint=checkpoint, should_stop=should_stop)
+                               on_checkpoint=checkpoint, should_stop=should_stop,
+                               batch_transform=transform)
     except BaseException as exc:
         if ledger is not None and ledger_id is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"

@@ -46,6 +46,8 @@ class DataConfig(_Section):
     normalize: Literal["scale", "standardize", "none"] = Field(
         "scale", description="scale: raw × source scale (e.g. /255); standardize: also z-score "
         "per feature with training-split statistics")
+    augment: str | None = Field(
+        None, description="training-time augmentation, e.g. 'crop,rotate,flip' or 'trivial'")
 
 
 class TrainSection(_Section):

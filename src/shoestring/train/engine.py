@@ -82,7 +82,13 @@ def run_loop(
     on_eval: Callable[[dict], None],
     on_checkpoint: Callable[[TrainingState], None],
     should_stop: Callable[[], bool],
+    batch_transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> LoopOutcome:
+    """Train until the epochs, a budget, the target or a stop signal end it.
+
+    ``batch_transform(x, global_step)`` (augmentation) must be a pure function
+    of its inputs, so that a resumed run sees the same batches.
+    """
     n, bs = len(train), settings.batch_size
     per_epoch = steps_per_epoch(n, bs)
     total = settings.epochs * per_epoch
@@ -124,7 +130,10 @@ def run_loop(
                 for g in groups:
                     g["lr"] = lr
             idx = perm[i * bs:(i + 1) * bs]
-            out = model(x.index_select(0, idx))
+            xb = x.index_select(0, idx)
+            if batch_transform is not None:
+                xb = batch_transform(xb, state.global_step)
+            out = model(xb)
             loss = criterion(out, y.index_select(0, idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
