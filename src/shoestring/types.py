@@ -43,14 +43,20 @@ class Preprocessing:
     std: tuple[float, ...] | None = None
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+        """Raw examples ``[n, ...]`` → model inputs (a new float32 tensor)."""
+        # One fresh copy, then in-place ops: allocating (and page-faulting)
+        # extra copies of a 200 MB dataset costs more than the arithmetic.
+        out = x.to(torch.float32, copy=True)
         if self.scale != 1.0:
-            x = x * self.scale
-        if self.mean is not None and self.std is not None:
-            # Statistics are per flattened feature, whatever the example shape.
-            mean = torch.tensor(self.mean, dtype=x.dtype)
-            std = torch.tensor(self.std, dtype=x.dtype)
-            x = ((x.reshape(x.shape[0], -1) - mean) / std).reshape(x.shape)
+            out.mul_(self.scale)
+        return self.standardize_(out)
+
+    def standardize_(self, x: torch.Tensor) -> torch.Tensor:
+        """Subtract mean and divide by std in place (per flattened feature)."""
+        if self.mean is None or self.std is None:
+            return x
+        flat = x.view(x.shape[0], -1)
+        flat.sub_(torch.tensor(self.mean, dtype=x.dtype)).div_(torch.tensor(self.std, dtype=x.dtype))
         return x
 
     def to_dict(self) -> dict:

@@ -24,15 +24,33 @@ class PreparedData:
     preprocessing: Preprocessing
 
 
-def fit_preprocessing(dataset: Dataset, normalize: str) -> Preprocessing:
+CHUNK_ROWS = 8192  # rows per pass when computing variances; bounds temporary memory
+
+
+def feature_stats(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and population std of ``[n, d]`` float data.
+
+    Two passes (mean, then squared deviations) in row chunks, so the variance
+    is numerically stable and no second copy of the data is allocated.
+    """
+    n = flat.shape[0]
+    mean = flat.mean(dim=0)
+    sq = torch.zeros(flat.shape[1], dtype=torch.float64)
+    for start in range(0, n, CHUNK_ROWS):
+        sq += (flat[start:start + CHUNK_ROWS] - mean).square_().sum(dim=0, dtype=torch.float64)
+    std = (sq / max(n, 1)).sqrt_().float().clamp_min(MIN_STD)
+    return mean, std
+
+
+def fit_preprocessing(dataset: Dataset, normalize: str,
+                      scaled_train: torch.Tensor | None = None) -> Preprocessing:
+    """Preprocessing fitted on the training split only."""
     scale = dataset.raw_scale if normalize in ("scale", "standardize") else 1.0
     if normalize != "standardize":
         return Preprocessing(scale=scale)
-    # float32 sums over [n, d] are exact enough here (n ≤ 1e7 values of 8-bit
-    # range) and ten times faster than float64; variance by the two-pass formula.
-    flat = dataset.train.x.reshape(len(dataset.train), -1).float() * scale
-    mean = flat.mean(dim=0)
-    std = (flat - mean).square_().mean(dim=0).sqrt_().clamp_min(MIN_STD)
+    if scaled_train is None:
+        scaled_train = Preprocessing(scale=scale).apply(dataset.train.x)
+    mean, std = feature_stats(scaled_train.reshape(len(dataset.train), -1))
     return Preprocessing(scale=scale, mean=tuple(mean.tolist()), std=tuple(std.tolist()))
 
 
@@ -44,10 +62,13 @@ def _targets(y: torch.Tensor, task: Task) -> torch.Tensor:
 
 
 def prepare_tensors(dataset: Dataset, normalize: str) -> PreparedData:
-    pre = fit_preprocessing(dataset, normalize)
+    scaled = Preprocessing(scale=dataset.raw_scale if normalize != "none" else 1.0)
+    x_train = scaled.apply(dataset.train.x)
+    pre = fit_preprocessing(dataset, normalize, scaled_train=x_train)
+    if pre.mean is not None:
+        x_train = pre.standardize_(x_train)
     return PreparedData(
-        train=TensorDataset(pre.apply(dataset.train.x).contiguous(),
-                            _targets(dataset.train.y, dataset.task)),
+        train=TensorDataset(x_train.contiguous(), _targets(dataset.train.y, dataset.task)),
         test=TensorDataset(pre.apply(dataset.test.x).contiguous(),
                            _targets(dataset.test.y, dataset.task)),
         preprocessing=pre,

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+import torch
+
+from shoestring.train.checkpoint import (MANIFEST, TrainingState, encode_checkpoint,
+                                         load_latest_checkpoint, save_checkpoint)
+
+
+def make(step: int):
+    torch.manual_seed(step)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = TrainingState(epoch=1, step_in_epoch=step, global_step=step, elapsed_seconds=1.5)
+    return model, opt, encode_checkpoint(model.state_dict(), opt, state, torch.get_rng_state())
+
+
+def test_roundtrip_restores_everything(tmp_path):
+    model, opt, payload = make(7)
+    rng_at_save = torch.get_rng_state()
+    save_checkpoint(tmp_path, payload, 7)
+    ckpt, warnings = load_latest_checkpoint(tmp_path)
+    assert warnings == [] and ckpt.state.global_step == 7 and ckpt.state.elapsed_seconds == 1.5
+    for k, v in model.state_dict().items():
+        assert torch.equal(ckpt.model_state[k], v)
+    opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    opt2.load_state_dict(ckpt.optimizer_state)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s2["param_groups"][0]["lr"] == 0.1
+    for pid in s1["state"]:
+        for key in s1["state"][pid]:
+            assert torch.equal(s1["state"][pid][key], s2["state"][pid][key])
+    assert torch.equal(ckpt.rng_state, rng_at_save)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_damaged_latest_falls_back_with_warning(tmp_path, damage):
+    for step in (10, 20):
+        save_checkpoint(tmp_path, make(step)[2], step)
+    latest = tmp_path / "ckpt-0000000020.safetensors"
+    data = bytearray(latest.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        latest.write_bytes(bytes(data))
+    elif damage == "truncate":
+        latest.write_bytes(bytes(data[: len(data) // 3]))
+    else:
+        latest.unlink()
+    ckpt, warnings = load_latest_checkpoint(tmp_path)
+    assert ckpt.state.global_step == 10
+    assert len(warnings) == 1 and "ckpt-0000000020" in warnings[0]
+
+
+def test_keeps_only_recent_checkpoints(tmp_path):
+    for step in range(1, 6):
+        save_checkpoint(tmp_path, make(step)[2], step, keep=3)
+    files = sorted(p.name for p in tmp_path.glob("ckpt-*"))
+    assert files == [f"ckpt-{s:010d}.safetensors" for s in (3, 4, 5)]
+    assert [e["step"] for e in json.loads((tmp_path / MANIFEST).read_text())["checkpoints"]] == \
+        [3, 4, 5]
+
+
+def test_lost_manifest_still_finds_files(tmp_path):
+    save_checkpoint(tmp_path, make(3)[2], 3)
+    (tmp_path / MANIFEST).unlink()
+    ckpt, _ = load_latest_checkpoint(tmp_path)
+    assert ckpt.state.global_step == 3
+
+
+def test_nothing_usable(tmp_path):
+    assert load_latest_checkpoint(tmp_path) == (None, [])
