@@ -20,10 +20,16 @@ from shoestring.models.mlp import MLP, SEED_HIDDEN, flat_size
 
 @dataclass(frozen=True)
 class DataShape:
-    """What a model needs to know about its data."""
+    """What a model needs to know about its data.
+
+    ``vocab_size`` and ``pad_id`` describe token-id inputs (text data); other
+    data leaves them ``None``.
+    """
 
     input_shape: tuple[int, ...]
     num_outputs: int
+    vocab_size: int | None = None
+    pad_id: int | None = None
 
 
 Architecture = dict[str, Any]
@@ -87,3 +93,14 @@ def build_model(arch: Architecture) -> nn.Module:
         raise ShoestringError(f"unknown model family {family!r} in architecture",
                               hint=f"known families: {', '.join(sorted(_BUILDERS))}")
     return _BUILDERS[family](**arch["params"])
+
+
+def _register_transformers() -> None:
+    # The transformer families (gpt, encoder and their presets) register
+    # through the public hook, like any other capability would.
+    from shoestring.models.presets import register_presets
+
+    register_presets(register_model)
+
+
+_register_transformers()

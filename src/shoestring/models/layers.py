@@ -1,0 +1,120 @@
+"""Transformer building blocks shared by the decoder (:mod:`gpt`) and the encoder.
+
+Small pieces only: normalisation choice, rotary position embeddings and the
+causal self-attention / MLP of a decoder block. Each follows a published
+reference, named where it is defined.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# (cos, sin) tables of rotary embeddings, each [positions, head_dim].
+Rope = tuple[torch.Tensor, torch.Tensor]
+
+
+def make_norm(kind: str, width: int, eps: float, bias: bool) -> nn.Module:
+    """LayerNorm (GPT-2, BERT) or RMSNorm (Llama: Zhang & Sennrich 2019, arXiv:1910.07467)."""
+    if kind == "layernorm":
+        return nn.LayerNorm(width, eps=eps, bias=bias)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(width, eps=eps)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables ``[length, head_dim]`` of rotary embeddings.
+
+    RoFormer (Su et al. 2021, arXiv:2104.09864) eq. 15, frequencies
+    ``theta^(-2i/d)``, laid out in the "rotate half" convention of the
+    Hugging Face Llama port (first half of the channels pairs with the second).
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``[B, heads, T, head_dim]`` by the first ``T`` rows of the tables."""
+    t = x.shape[-2]
+    cos, sin = cos[:t].to(x.dtype), sin[:t].to(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head (or grouped-query) causal attention with one fused q/k/v projection.
+
+    Grouped-query attention (Ainslie et al. 2023, arXiv:2305.13245): ``n_kv_head``
+    key/value heads are shared by groups of ``n_head // n_kv_head`` query heads.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, n_kv_head: int, bias: bool,
+                 dropout: float) -> None:
+        super().__init__()
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        self.head_dim = n_embd // n_head
+        self.c_attn = nn.Linear(n_embd, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
+        self.c_proj = nn.Linear(n_head * self.head_dim, n_embd, bias=bias)
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
+        b, t, _ = x.shape
+        hd, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
+        q, k, v = self.c_attn(x).split((nh * hd, nkv * hd, nkv * hd), dim=2)
+        q = q.view(b, t, nh, hd).transpose(1, 2)
+        k = k.view(b, t, nkv, hd).transpose(1, 2)
+        v = v.view(b, t, nkv, hd).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=nkv != nh)
+        y = y.transpose(1, 2).contiguous().view(b, t, nh * hd)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """GELU MLP (GPT-2) or SwiGLU (Shazeer 2020, arXiv:2002.05202; used by Llama).
+
+    SwiGLU's gate and up projections are fused into one matmul; the parameter
+    count equals Llama's separate ``w1``/``w3``.
+    """
+
+    def __init__(self, n_embd: int, hidden: int, kind: str, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.c_fc = nn.Linear(n_embd, 2 * hidden if kind == "swiglu" else hidden, bias=bias)
+        self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)
+        if self.kind == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            # GPT-2's "gelu_new" is the tanh approximation (Hendrycks & Gimpel 2016).
+            h = F.gelu(h, approximate="tanh")
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.kv_heads, cfg.bias,
+                                        cfg.dropout)
+        self.ln_2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.mlp = MLP(cfg.n_embd, cfg.hidden_size, cfg.mlp, cfg.bias, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
