@@ -65,7 +65,7 @@ class EncoderConfig:
         if self.num_classes < 0 or self.num_classes == 1:
             problems.append(f"num_classes must be 0 (no head) or at least 2, "
                             f"got {self.num_classes}")
-        if not problems and self.n_embd % self.n_head:
+        if self.n_head >= 1 and self.n_embd % self.n_head:
             problems.append(f"n_embd ({self.n_embd}) must be a multiple of n_head "
                             f"({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
