@@ -48,7 +48,10 @@ def corpus_files(path: Path) -> list[CorpusFile]:
 
 
 def _cut(buf: bytes) -> int:
-    """Where to end a chunk: after the last newline, else before the last lead byte."""
+    """Where to end a chunk: after the last newline, else before the last lead byte.
+
+    0 means the buffer holds a single, maybe incomplete, character.
+    """
     nl = buf.rfind(b"\n")
     if nl >= 0:
         return nl + 1
@@ -57,7 +60,7 @@ def _cut(buf: bytes) -> int:
     i = len(buf) - 1
     while i > 0 and (buf[i] & 0xC0) == 0x80:
         i -= 1
-    return i if i > 0 else len(buf)
+    return i
 
 
 def _decode(piece: bytes, file: Path, offset: int) -> str:
@@ -83,6 +86,10 @@ def iter_file_chunks(file: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str
             if len(buf) < chunk_bytes:
                 continue
             end = _cut(buf)
+            if end == 0:
+                if len(buf) < chunk_bytes + 4:  # a UTF-8 character has at most 4 bytes
+                    continue
+                end = len(buf)  # not UTF-8 at all: let _decode name the bad byte
             piece, buf = buf[:end], buf[end:]
             text = _decode(piece, file, offset)
             offset += end
