@@ -16,8 +16,10 @@ class CliContext:
     debug: bool = False
     db: str | None = None
     workspace: Path = field(default_factory=Path.cwd)
-    out: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    # soft_wrap: long messages stay on one line in logs instead of being cut at
+    # 80 columns (tables still fit the terminal).
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def db_url(self) -> str:
         return resolve_db_url(self.db, os.environ, self.workspace)

@@ -1,0 +1,90 @@
+"""train / eval / runs / quickstart through the CLI test runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from shoestring.cli.main import build_cli
+
+
+@pytest.fixture
+def cli(isolated_env):
+    runner = CliRunner()
+    group = build_cli()
+
+    def invoke(*args):
+        return runner.invoke(group, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_train_eval_runs(cli, isolated_env):
+    r = cli("train", "--data", "digits", "--epochs", "2", "--out", "runs/a", "--lr", "0.002")
+    assert r.exit_code == 0, r.output
+    assert "finished" in r.output and "Run folder: runs/a" in r.output
+    saved = (isolated_env / "runs/a/config.toml").read_text()
+    assert "lr = 0.002" in saved and "epochs = 2" in saved
+    r = cli("eval", "runs/a", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["test_accuracy"] > 0.3
+    r = cli("runs", "--json")
+    rows = json.loads(r.output)
+    assert [row["name"] for row in rows] == ["a"] and rows[0]["status"] == "finished"
+    assert (isolated_env / ".shoestring" / "ledger.db").exists()
+    r = cli("runs")
+    assert "finished" in r.output
+
+
+def test_config_file_with_flag_override(cli, isolated_env):
+    (isolated_env / "run.toml").write_text(
+        '[model]\nname = "mlp"\nhidden = [32]\n[data]\nsource = "digits"\n'
+        '[train]\nepochs = 5\nbatch_size = 64\n')
+    r = cli("train", "run.toml", "--epochs", "1", "--out", "runs/b")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((isolated_env / "runs/b/summary.json").read_text())
+    assert summary["epochs_run"] == 1 and summary["batch_size"] == 64 and summary["model"] == "mlp"
+
+
+def test_target_flag_means_metric_or_column(cli, isolated_env):
+    rows = "\n".join(f"{i % 5},{(i * 7) % 3},{'a' if i % 5 < 2 else 'b'}" for i in range(100))
+    (isolated_env / "t.csv").write_text("x,z,label\n" + rows)
+    r = cli("train", "--data", "csv:t.csv", "--target", "label", "--model", "mlp", "--hidden", "8",
+            "--epochs", "40", "--out", "runs/c", "--train-target", "test_accuracy=0.9")
+    assert r.exit_code == 0, r.output
+    s = json.loads((isolated_env / "runs/c/summary.json").read_text())
+    assert s["target"] == "test_accuracy=0.9" and s["task"] == "classification"
+
+
+def test_errors_are_for_people(cli, isolated_env):
+    r = cli("train", "--data", "csv:missing.csv", "--target", "y")
+    assert r.exit_code == 1
+    assert "Error: data path 'missing.csv' does not exist" in r.output
+    assert "Hint:" in r.output and "Traceback" not in r.output
+    r = cli("--debug", "train", "--data", "csv:missing.csv", "--target", "y")
+    assert r.exit_code == 1 and "Traceback" in r.output
+    r = cli("train", "--epochs", "0", "--lr", "-1")
+    assert r.exit_code == 1 and "2 problems" in r.output
+    r = cli("eval", "nowhere")
+    assert r.exit_code == 1 and "not a Shoestring run folder" in r.output
+    r = cli("train", "--optimizer", "lbfgs")
+    assert r.exit_code == 2 and "lbfgs" in r.output
+
+
+def test_quickstart(cli, isolated_env):
+    r = cli("quickstart")
+    assert r.exit_code == 0, r.output
+    assert "test_accuracy" in r.output and "Done in" in r.output
+    run_dirs = list((isolated_env / "runs").glob("quickstart-*"))
+    assert len(run_dirs) == 1
+    s = json.loads((run_dirs[0] / "summary.json").read_text())
+    assert s["test_accuracy"] > 0.9
+
+
+def test_help_explains_every_command(cli):
+    r = cli("--help")
+    for command in ("train", "eval", "runs", "quickstart"):
+        assert command in r.output
+    r = cli("train", "--help")
+    assert "--max-cost" in r.output and "--recipe" in r.output and "--resume" in r.output
