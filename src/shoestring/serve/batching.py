@@ -1,0 +1,256 @@
+"""Dynamic batching with an adaptive, latency-targeting mode.
+
+Requests for one model wait in a queue; a single loop takes the oldest and
+keeps adding queued requests until ``max_batch`` rows are gathered or the
+oldest has waited ``max_delay`` seconds (Triton's "max queue delay" rule,
+NVIDIA Triton Inference Server docs, "Dynamic Batcher"). The batch runs on the
+inference thread while new requests queue up, so under load batches fill
+without waiting.
+
+Adaptive mode fits the batch time as ``t(n) = a·n + b`` by least squares over
+warm-up and recent batches (the linear batch-latency model of Clipper,
+Crankshaw et al., NSDI 2017, section 4.3) and uses it twice:
+
+* it caps the batch at the largest ``n`` with ``t(n) + max_delay <= target/2``,
+  because a request can wait for the batch in progress and then run in its own;
+* it predicts each arriving request's latency from the rows queued ahead of it
+  and sheds the request (503 with ``Retry-After``) when the prediction exceeds
+  the target, instead of letting every request's latency grow.
+
+The prediction covers queueing and model time in this process; HTTP parsing
+before the request reaches the queue is not part of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Batch time ``a·n + b`` in seconds."""
+
+    a: float
+    b: float
+
+    def __call__(self, n: int) -> float:
+        return self.a * n + self.b
+
+
+def fit_linear(samples: Sequence[tuple[int, float]]) -> LinearFit:
+    """Least-squares ``t = a·n + b`` with ``a, b >= 0`` (a flat mean if the slope is negative).
+
+    >>> f = fit_linear([(1, 0.003), (2, 0.005), (4, 0.009)])
+    >>> round(f.a, 6), round(f.b, 6)
+    (0.002, 0.001)
+    """
+    if not samples:
+        return LinearFit(0.0, 0.0)
+    n = np.array([s[0] for s in samples], dtype=np.float64)
+    t = np.array([s[1] for s in samples], dtype=np.float64)
+    if np.ptp(n) == 0:
+        return LinearFit(0.0, float(t.mean()))
+    a, b = np.polyfit(n, t, 1)
+    if a < 0:
+        return LinearFit(0.0, float(t.mean()))
+    if b < 0:  # through the origin instead: a = Σnt / Σn²
+        return LinearFit(float((n * t).sum() / (n * n).sum()), 0.0)
+    return LinearFit(float(a), float(b))
+
+
+class Shed(Exception):
+    """A request refused to protect latency: a reason for people and metrics."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.retry_after_s = reason, message, retry_after_s
+
+
+@dataclass
+class _Item:
+    x: Any
+    rows: int
+    enqueued: float
+    future: asyncio.Future
+
+
+class Batcher:
+    """Batches one model's requests; ``predict`` runs on ``executor``.
+
+    ``concat`` joins request inputs (numpy arrays or lists of texts) into one
+    batch; outputs are split back by each request's rows.
+    """
+
+    REFIT_EVERY = 32
+
+    def __init__(self, predict: Callable[[Any], Outputs], executor: Executor, *,
+                 max_batch: int = 32, max_delay_s: float = 0.002, adaptive: bool = False,
+                 target_s: float = 0.05, max_queue_rows: int = 4096,
+                 clock: Callable[[], float] = time.perf_counter,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.predict, self.executor = predict, executor
+        self.max_batch, self.max_delay = max_batch, max_delay_s
+        self.adaptive, self.target = adaptive, target_s
+        self.max_queue_rows = max_queue_rows
+        self.clock, self.on_batch = clock, on_batch
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._running_since: float | None = None
+        self._running_rows = 0
+        self._warm: list[tuple[int, float]] = []
+        self._recent: deque[tuple[int, float]] = deque(maxlen=256)
+        self._since_fit = 0
+        self.fit = LinearFit(0.0, 0.0)
+        self.batch_limit = max_batch
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def warm_up(self, example: Callable[[int], Any], repeats: int = 3) -> None:
+        """Run every batch size 1..max_batch (synchronously, before serving) and fit t(n)."""
+        for n in range(1, self.max_batch + 1):
+            x = example(n)
+            best = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.predict(x)
+                best = min(best, time.perf_counter() - t0)
+            self._warm.append((n, best))
+        self._refit()
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the loop."""
+        while self._queue or self._running_since is not None:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    # -- admission --------------------------------------------------------------------------
+
+    def predicted_latency(self, rows: int) -> float:
+        """Seconds until a request of ``rows`` arriving now would be answered."""
+        now = self.clock()
+        ahead = 0.0
+        if self._running_since is not None:
+            ahead = max(0.0, self.fit(self._running_rows) - (now - self._running_since))
+        total = self._queued_rows + rows
+        cap = max(1, self.batch_limit)
+        full, rest = divmod(total, cap)
+        return ahead + full * self.fit(cap) + (self.fit(rest) if rest else 0.0) + self.max_delay
+
+    def admit(self, rows: int) -> None:
+        """Raise :class:`Shed` if this request should be refused now."""
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise Shed("queue_full", f"the queue holds {self._queued_rows} rows "
+                       f"(limit {self.max_queue_rows}); try again shortly",
+                       self.predicted_latency(rows))
+        if self.adaptive:
+            p = self.predicted_latency(rows)
+            if p > self.target:
+                raise Shed("latency_target", f"predicted latency {p * 1000:.1f} ms exceeds the "
+                           f"target of {self.target * 1000:.0f} ms; try again shortly", p)
+
+    async def submit(self, x: Any, rows: int) -> Outputs:
+        """Queue ``x`` (``rows`` rows) and return its slice of the batch outputs."""
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append(_Item(x, rows, self.clock(), fut))
+        self._queued_rows += rows
+        self._wakeup.set()
+        return await fut
+
+    # -- the batching loop ------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = await self._gather()
+            await self._run(batch)
+
+    async def _gather(self) -> list[_Item]:
+        first = self._queue[0]
+        deadline = first.enqueued + self.max_delay
+        while self._queued_rows < self.batch_limit:
+            left = deadline - self.clock()
+            if left <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                break
+        batch, rows = [self._queue.popleft()], first.rows
+        while self._queue and rows + self._queue[0].rows <= self.batch_limit:
+            item = self._queue.popleft()
+            batch.append(item)
+            rows += item.rows
+        self._queued_rows -= rows
+        return batch
+
+    async def _run(self, batch: list[_Item]) -> None:
+        rows = sum(i.rows for i in batch)
+        self._running_since, self._running_rows = self.clock(), rows
+        loop = asyncio.get_running_loop()
+        try:
+            out, seconds = await loop.run_in_executor(self.executor, self._timed_predict,
+                                                      [i.x for i in batch])
+        except Exception as exc:  # the model failed: every request of the batch learns why
+            for i in batch:
+                if not i.future.done():
+                    i.future.set_exception(exc)
+            return
+        finally:
+            self._running_since = None
+        self._record(rows, seconds)
+        start = 0
+        for i in batch:
+            if not i.future.done():  # the client may have gone away
+                i.future.set_result({k: v[start:start + i.rows] for k, v in out.items()})
+            start += i.rows
+
+    def _timed_predict(self, xs: list[Any]) -> tuple[Outputs, float]:
+        x = xs[0] if len(xs) == 1 else (
+            np.concatenate(xs) if isinstance(xs[0], np.ndarray) else [t for x in xs for t in x])
+        t0 = time.perf_counter()
+        out = self.predict(x)
+        return out, time.perf_counter() - t0
+
+    def _record(self, rows: int, seconds: float) -> None:
+        self._recent.append((rows, seconds))
+        if self.on_batch is not None:
+            self.on_batch(rows, seconds)
+        self._since_fit += 1
+        if self._since_fit >= self.REFIT_EVERY:
+            self._refit()
+
+    def _refit(self) -> None:
+        self._since_fit = 0
+        self.fit = fit_linear([*self._warm, *self._recent])
+        if self.adaptive:
+            budget = self.target / 2 - self.max_delay
+            fits = [n for n in range(1, self.max_batch + 1) if self.fit(n) <= budget]
+            self.batch_limit = max(fits) if fits else 1

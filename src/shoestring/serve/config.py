@@ -1,0 +1,85 @@
+"""The typed configuration of ``shoestring serve`` (one validation, every problem at once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shoestring.errors import ConfigError
+
+
+class ServedModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path = Field(..., description="a run folder written by 'shoestring train'")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+                             description="model name (default: the folder's name)")
+    version: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                                description="model version (default: 1)")
+
+
+class ServeConfig(BaseModel):
+    """Everything ``shoestring serve`` needs; each field documents its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ServedModelConfig] = Field(..., min_length=1, description="models to serve")
+    host: str = Field("127.0.0.1", description="interface to bind (loopback unless told)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    db: str = Field(..., description="usage ledger URL (SQLite file or PostgreSQL)")
+    auth: bool = Field(True, description="require API keys and meter usage; False serves "
+                       "openly with no keys and no metering")
+    plans: Path | None = Field(None, description="plans TOML replacing the default plans")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="rows per batch at most")
+    max_delay_ms: float = Field(2.0, ge=0, le=1000,
+                                description="longest a request waits for a batch to fill")
+    adaptive: bool = Field(False, description="keep latency under latency_target_ms by "
+                           "capping batches and shedding load with 503")
+    latency_target_ms: float = Field(50.0, gt=0, description="adaptive mode's latency target")
+    max_queue_rows: int = Field(4096, ge=1, description="rows queued per model before 503")
+    max_rows_per_request: int = Field(256, ge=1, description="rows one request may carry")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
+    max_text_bytes: int = Field(65536, ge=1, description="largest text of a BYTES input")
+    threads: int = Field(1, ge=1, description="torch CPU threads for inference")
+    durable: bool = Field(True, description="SQLite ledger: fsync each group commit so charged "
+                          "requests survive a power cut (False: survive a server crash only)")
+    key_cache_seconds: float = Field(2.0, ge=0, description="how long a key lookup is cached "
+                                     "(a revoked key stops working within this time)")
+    license: Path | None = Field(None, description="license file to enforce (on-premises)")
+    public_key: Path | None = Field(None, description="vendor's Ed25519 public key (PEM)")
+    drain_seconds: float = Field(25.0, ge=0, description="after SIGTERM, longest wait for "
+                                 "in-flight requests before exiting")
+    access_log: bool = Field(False, description="log every request (uvicorn access log)")
+
+    @model_validator(mode="after")
+    def _license_pair(self) -> "ServeConfig":
+        if (self.license is None) != (self.public_key is None):
+            raise ValueError("--license and --public-key go together")
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """The resolved config for logs, with the database password hidden."""
+        from shoestring.serve.database import _safe
+
+        d = self.model_dump(mode="json")
+        d["db"] = _safe(self.db)
+        return d
+
+
+def resolve_serve_config(values: dict[str, Any]) -> ServeConfig:
+    """Validate ``values`` into a :class:`ServeConfig`, reporting every problem together."""
+    try:
+        cfg = ServeConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            problems.append(f"{where}: {e['msg']}" if where else e["msg"])
+        raise ConfigError(problems, hint="see 'shoestring serve --help'") from None
+    missing = [str(m.run_dir) for m in cfg.models if not (m.run_dir / "model.json").exists()]
+    if missing:
+        raise ConfigError([f"'{p}' is not a run folder (no model.json)" for p in missing],
+                          hint="pass the --out folder of a finished 'shoestring train'")
+    return cfg
