@@ -1,0 +1,131 @@
+"""FLOPs of one step, split into forward, backward and recomputation.
+
+Two numbers matter and they differ:
+
+- *model FLOPs* (PaLM, Chowdhery et al. 2022, arXiv:2204.02311, appendix B;
+  nanoGPT's ``estimate_mfu``): ``6·N + 12·L·H·Q·T`` per token — what MFU is
+  defined against, whatever the implementation recomputes;
+- *executed FLOPs*: what the kernels actually multiply, as torch's
+  ``FlopCounterMode`` counts it — matmuls at 2 FLOPs per multiply-add, the
+  attention scores and weighted sum over the full ``s×s`` square (the
+  counter's convention, which ignores causal masking), a flash-attention
+  backward that recomputes the scores (FlashAttention-2, Dao 2023,
+  arXiv:2307.08691, section 3.1.2: 5 matmuls backward against 2 forward), and
+  a second forward of every block under full activation checkpointing.
+
+Time estimates divide executed FLOPs by an achieved rate; MFU is reported
+against model FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoestring.plan.setup import StepSetup
+from shoestring.plan.specs import ModelSpec, count_params, layer_linears
+
+# FlopCounterMode's SDPA formulas (torch/utils/flop_counter.py): forward = 2
+# bmm (QKᵀ, PV); backward = 5 bmm (recomputed QKᵀ, dP, dV, dQ, dK).
+ATTN_FWD_BMMS = 2
+ATTN_BWD_BMMS = 5
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs of one optimizer step (all micro-batches) on one model replica."""
+
+    forward: int
+    backward: int
+    recompute: int
+    model: int      # PaLM model FLOPs (6N + 12LHQT per token), for MFU
+
+    @property
+    def total(self) -> int:
+        return self.forward + self.backward + self.recompute
+
+
+def _lora_params_per_layer(spec: ModelSpec, setup: StepSetup) -> tuple[int, int]:
+    """(adapter matmul params per layer, of which in the 'A' matrices)."""
+    shapes = layer_linears(spec)
+    r = setup.lora_rank
+    a = sum(r * shapes[t][0] for t in setup.lora_targets if t in shapes)
+    b = sum(r * shapes[t][1] for t in setup.lora_targets if t in shapes)
+    return a + b, a
+
+
+def _first_layer_frozen_inputs(spec: ModelSpec) -> int:
+    """Matmul params of block 0 whose input needs no gradient when the embedding is frozen.
+
+    Only the q/k/v projection reads the frozen embedding's output directly; every
+    later matmul's input depends on an adapter and so needs a gradient.
+    """
+    s = layer_linears(spec)
+    return sum(s[r][0] * s[r][1] for r in ("q", "k", "v"))
+
+
+def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
+    """Executed and model FLOPs of one step of ``setup`` (one replica, all micro-batches).
+
+    >>> from shoestring.plan.presets import load_preset
+    >>> f = step_flops(load_preset("gpt2-124m"), StepSetup(micro_batch=4, seq_len=1024))
+    >>> round(f.total / 1e12, 3)
+    3.577
+    """
+    counts = count_params(spec)
+    b = setup.micro_batch
+    s = 1 if spec.family == "mlp" else setup.seq_len
+    tokens = b * s
+    block_mats = counts.matmul_per_token - counts.head_matmul
+    head = counts.head_matmul
+    seq_mats = counts.matmul_per_sequence
+    attn_fwd = 0 if spec.family == "mlp" else \
+        ATTN_FWD_BMMS * 2 * b * spec.heads * s * s * spec.head_dim * spec.layers
+    attn_bwd = attn_fwd * ATTN_BWD_BMMS // ATTN_FWD_BMMS
+
+    adapters, adapters_a = (0, 0)
+    if setup.adapters:
+        per_layer, per_layer_a = _lora_params_per_layer(spec, setup)
+        adapters, adapters_a = per_layer * spec.layers, per_layer_a
+    fwd_mats = 2 * tokens * (block_mats + head + adapters) + 2 * b * seq_mats
+    forward = fwd_mats + attn_fwd
+
+    if setup.mode == "serve":
+        # Prefill: every position through the blocks, the LM head at the last one only.
+        prefill = 2 * tokens * block_mats + 2 * b * (head + seq_mats) + attn_fwd
+        return StepFlops(forward=prefill, backward=0, recompute=0, model=prefill)
+    if setup.adapters:
+        # Frozen weights need input gradients only (1× forward); adapters need
+        # both (2×), less block 0's A-matrix input gradient (LoRA, Hu et al. 2021).
+        frozen_input_grads = 2 * tokens * (block_mats + head
+                                           - _first_layer_frozen_inputs(spec)) + 2 * b * seq_mats
+        backward = frozen_input_grads + 2 * (2 * tokens * adapters) \
+            - 2 * tokens * adapters_a + attn_bwd
+    else:
+        backward = 2 * fwd_mats + attn_bwd
+        if spec.family == "mlp":
+            # The data needs no gradient: the first layer computes its weight gradient only.
+            backward -= 2 * tokens * spec.widths[0] * spec.widths[1]
+    recompute = 0
+    if setup.checkpointing == "full":
+        # torch.utils.checkpoint stops recomputing once every tensor the block's
+        # backward needs exists again ("early stop", the default): in a pre-norm
+        # decoder block the MLP's output projection feeds only the residual sum,
+        # which saves nothing, so it is not rerun. Post-norm (BERT) blocks end in
+        # a norm that saves its input, so the whole block reruns.
+        shapes = layer_linears(spec)
+        last = shapes["down" if spec.mlp == "swiglu" else "proj"]
+        skipped = last[0] * last[1] if spec.family == "decoder" else 0
+        recompute = 2 * tokens * (block_mats + adapters - spec.layers * skipped) + attn_fwd
+    # PaLM appendix B: 6N per token plus 12·L·H·Q·T for attention (half of our
+    # full-square forward+backward count, which counts QKᵀ and PV fwd and bwd).
+    model = 6 * tokens * counts.matmul_per_token + 6 * b * seq_mats \
+        + (0 if spec.family == "mlp" else 12 * spec.layers * spec.hidden * s * tokens)
+    acc = setup.grad_accum
+    return StepFlops(forward=forward * acc, backward=backward * acc, recompute=recompute * acc,
+                     model=model * acc)
+
+
+def tokens_per_step(spec: ModelSpec, setup: StepSetup) -> int:
+    """Tokens (samples, for an MLP) one replica processes per optimizer step."""
+    s = 1 if spec.family == "mlp" else setup.seq_len
+    return setup.micro_batch * s * setup.grad_accum

@@ -1,0 +1,195 @@
+"""Where model specs come from: presets, Hugging Face ``config.json``, Shoestring runs.
+
+:func:`resolve_model` accepts a preset name (``gpt2-124m``), the path of a
+Hugging Face style ``config.json`` (GPT-2, BERT, Llama and Mistral families),
+or a Shoestring run folder / ``config.toml``. The parsers are pure: they take
+the decoded file contents and return a :class:`ModelSpec`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from shoestring.errors import ShoestringError
+from shoestring.plan.specs import ModelSpec
+
+PRESETS_FILE = "presets.toml"
+
+
+@lru_cache(maxsize=1)
+def _presets() -> dict[str, dict[str, Any]]:
+    text = resources.files("shoestring.plan").joinpath(PRESETS_FILE).read_text()
+    return tomllib.loads(text)
+
+
+def preset_names() -> list[str]:
+    return sorted(_presets())
+
+
+def _spec(values: dict[str, Any], where: str) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ShoestringError(f"model spec from {where} is invalid: {problems}",
+                              hint="check the shapes in that file") from None
+
+
+def load_preset(name: str) -> ModelSpec:
+    """The spec of a shipped preset.
+
+    >>> load_preset("llama-3-8b").kv_heads
+    8
+    """
+    presets = _presets()
+    if name not in presets:
+        raise ShoestringError(f"unknown model preset {name!r}",
+                              hint=f"choose one of: {', '.join(preset_names())}, or pass the "
+                              "path of a config.json or of a Shoestring run folder")
+    return _spec({"name": name, **presets[name]}, f"preset {name!r}")
+
+
+# --- Hugging Face config.json ------------------------------------------------
+
+def _gpt2(c: dict[str, Any]) -> dict[str, Any]:
+    h = c["n_embd"]
+    return {"family": "decoder", "vocab_size": c["vocab_size"], "hidden": h,
+            "layers": c["n_layer"], "heads": c["n_head"],
+            "intermediate": c.get("n_inner") or 4 * h,  # GPT2MLP: n_inner or 4·n_embd
+            "max_seq": c.get("n_positions", 1024), "norm_eps": c.get("layer_norm_epsilon", 1e-5),
+            "tie_embeddings": c.get("tie_word_embeddings", True)}
+
+
+def _bert(c: dict[str, Any]) -> dict[str, Any]:
+    return {"family": "encoder", "vocab_size": c["vocab_size"], "hidden": c["hidden_size"],
+            "layers": c["num_hidden_layers"], "heads": c["num_attention_heads"],
+            "intermediate": c["intermediate_size"],
+            "max_seq": c.get("max_position_embeddings", 512),
+            "type_vocab_size": c.get("type_vocab_size", 2),
+            "norm_eps": c.get("layer_norm_eps", 1e-12), "pooler": True, "tie_embeddings": False}
+
+
+def _llama(c: dict[str, Any]) -> dict[str, Any]:
+    heads = c["num_attention_heads"]
+    if c.get("head_dim") not in (None, c["hidden_size"] // heads):
+        raise ShoestringError(f"config.json sets head_dim={c['head_dim']}, not hidden/heads",
+                              hint="the planner supports head_dim = hidden_size / heads only")
+    return {"family": "decoder", "vocab_size": c["vocab_size"], "hidden": c["hidden_size"],
+            "layers": c["num_hidden_layers"], "heads": heads,
+            "kv_heads": c.get("num_key_value_heads") or heads,
+            "intermediate": c["intermediate_size"],
+            "max_seq": c.get("max_position_embeddings", 4096), "norm": "rmsnorm",
+            "mlp": "swiglu", "pos": "rope", "rope_theta": float(c.get("rope_theta", 10000.0)),
+            "bias": bool(c.get("attention_bias", False)),
+            "tie_embeddings": c.get("tie_word_embeddings", False),
+            "norm_eps": c.get("rms_norm_eps", 1e-6), "sliding_window": c.get("sliding_window")}
+
+
+HF_FAMILIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama,
+}
+
+
+def spec_from_hf_config(config: dict[str, Any], name: str = "config.json") -> ModelSpec:
+    """A spec from the decoded contents of a Hugging Face ``config.json``."""
+    model_type = config.get("model_type")
+    if model_type not in HF_FAMILIES:
+        raise ShoestringError(f"{name}: model_type {model_type!r} is not supported",
+                              hint=f"supported: {', '.join(sorted(HF_FAMILIES))}")
+    if model_type == "llama" and config.get("mlp_bias"):
+        raise ShoestringError(f"{name}: mlp_bias=true is not supported",
+                              hint="the planner models Llama MLPs without biases")
+    try:
+        values = HF_FAMILIES[model_type](config)
+    except KeyError as exc:
+        raise ShoestringError(f"{name}: {model_type} config lacks the key {exc.args[0]!r}",
+                              hint="is this the model's config.json?") from None
+    return _spec({"name": name, "source": name, **values}, name)
+
+
+# --- Shoestring run folders --------------------------------------------------
+
+def spec_from_architecture(arch: dict[str, Any], name: str) -> ModelSpec:
+    """A spec from a ``model.json`` architecture (``{"family", "params"}``)."""
+    family, p = arch.get("family"), arch.get("params", {})
+    if family == "mlp":
+        widths = [p["in_features"], *p["hidden"], p["out_features"]]
+        return _spec({"name": name, "family": "mlp", "widths": widths,
+                      "activation": p.get("activation", "relu"), "source": name}, name)
+    if family in ("gpt", "decoder"):
+        mlp = p.get("mlp", "gelu")
+        return _spec({"name": name, "family": "decoder", "vocab_size": p["vocab_size"],
+                      "hidden": p["n_embd"], "layers": p["n_layer"], "heads": p["n_head"],
+                      "kv_heads": p.get("n_kv_head") or 0,
+                      "intermediate": p.get("intermediate_size") or 4 * p["n_embd"],
+                      "max_seq": p["block_size"], "norm": p.get("norm", "layernorm"),
+                      "mlp": mlp, "pos": p.get("pos", "learned"),
+                      "rope_theta": p.get("rope_theta", 10000.0), "bias": p.get("bias", True),
+                      "tie_embeddings": p.get("tie_embeddings", True),
+                      "norm_eps": p.get("norm_eps", 1e-5), "source": name}, name)
+    if family == "encoder":
+        return _spec({"name": name, "family": "encoder", "vocab_size": p["vocab_size"],
+                      "hidden": p["n_embd"], "layers": p["n_layer"], "heads": p["n_head"],
+                      "intermediate": p["intermediate_size"], "max_seq": p["block_size"],
+                      "type_vocab_size": p.get("type_vocab_size", 2), "pooler": True,
+                      "num_classes": p.get("num_classes", 0), "tie_embeddings": False,
+                      "norm_eps": p.get("norm_eps", 1e-12), "source": name}, name)
+    raise ShoestringError(f"{name}: the planner does not model the {family!r} family",
+                          hint="plan a transformer or MLP run, or use a preset")
+
+
+def _from_run_config(path: Path, data_shape: Callable[[dict[str, Any]], Any] | None) -> ModelSpec:
+    from shoestring.train.config import read_toml, resolve_config
+
+    config = resolve_config(read_toml(path))
+    if config.model.name in _presets() and config.model.name != "seed-mlp":
+        return load_preset(config.model.name)
+    if data_shape is None:
+        raise ShoestringError(f"{path}: the run's input shape is unknown",
+                              hint="plan a finished run folder (it has model.json)")
+    from shoestring.models.registry import architecture_for
+
+    arch = architecture_for(config.model, data_shape(config.model_dump(mode="json")))
+    return spec_from_architecture(arch, str(path))
+
+
+def resolve_model(ref: str, *, data_shape: Callable[[dict[str, Any]], Any] | None = None
+                  ) -> ModelSpec:
+    """A spec from a preset name, a ``config.json``, a run folder or a run ``config.toml``.
+
+    ``data_shape(config_dict) -> DataShape`` is called for a run config
+    without ``model.json`` (it loads the data source to learn the input and
+    output sizes); it is passed in so that this function stays free of data I/O.
+    """
+    if ref in _presets():
+        return load_preset(ref)
+    path = Path(ref)
+    if path.is_dir():
+        if (path / "model.json").exists():
+            desc = json.loads((path / "model.json").read_text())
+            return spec_from_architecture(desc["architecture"], str(path))
+        if (path / "config.toml").exists():
+            return _from_run_config(path / "config.toml", data_shape)
+        if (path / "config.json").exists():
+            path = path / "config.json"
+    if path.is_file():
+        if path.suffix == ".toml":
+            return _from_run_config(path, data_shape)
+        try:
+            config = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ShoestringError(f"{path} is not valid JSON: {exc}",
+                                  hint="pass a Hugging Face config.json") from None
+        if "architecture" in config:  # a Shoestring model.json
+            return spec_from_architecture(config["architecture"], str(path))
+        return spec_from_hf_config(config, str(path))
+    raise ShoestringError(f"unknown model {ref!r}: not a preset and no such file",
+                          hint=f"presets: {', '.join(preset_names())}")

@@ -1,0 +1,77 @@
+"""One training (or serving) step on one device: what the estimates and the trace share.
+
+A :class:`StepSetup` fixes every choice that changes the memory or the FLOPs of
+a step: micro-batch, sequence length, precision, activation checkpointing,
+optimizer, fine-tuning method, sharding, and which kernel set runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Precision = Literal["fp32", "bf16-mixed", "bf16"]
+Checkpointing = Literal["none", "selective", "full"]
+Optimizer = Literal["adamw", "sgd", "adam8bit"]
+Finetune = Literal["full", "lora", "qlora"]
+Kernels = Literal["cuda", "cpu"]
+
+# PEFT's usual LoRA defaults (Hu et al. 2021 adapt q and v; QLoRA section 4
+# shows adapting every linear layer is needed to match full fine-tuning).
+DEFAULT_LORA_RANK = 16
+DEFAULT_LORA_ALPHA = 32.0
+DEFAULT_LORA_TARGETS = ("q", "k", "v", "o")
+
+
+@dataclass(frozen=True)
+class StepSetup:
+    """One step on one device.
+
+    Attributes:
+        mode: ``train`` (forward, backward, optimizer step) or ``serve`` (inference).
+        micro_batch: sequences (samples) per forward pass on one device.
+        seq_len: tokens per sequence (ignored by MLPs); for ``serve``, the context.
+        precision: ``fp32``; ``bf16-mixed`` (fp32 master weights, bf16 autocast
+            compute); ``bf16`` (bf16 weights, for serving).
+        checkpointing: activation recomputation: ``none``, ``selective``
+            (attention core only, Korthikanti et al. 2022) or ``full`` (each block).
+        optimizer: ``adamw`` (two fp32 moments), ``sgd`` (momentum), ``adam8bit``
+            (two 8-bit moments, Dettmers et al. 2022).
+        finetune: ``full``; ``lora`` (frozen bf16/fp32 base + adapters);
+            ``qlora`` (frozen 4-bit base + adapters).
+        grad_accum: micro-batches per optimizer step.
+        dp: data-parallel devices; zero_stage shards across them (1: optimizer
+            states, 2: + gradients, 3: + weights; FSDP full-shard = 3).
+        tp: tensor-parallel degree (Megatron-LM, Shoeybi et al. 2019).
+        kernels: whose kernels run the step: ``cuda`` (fused RMSNorm, foreach
+            optimizers) or ``cpu`` (composite RMSNorm, per-tensor optimizer).
+        output_tokens: tokens generated per request when serving.
+    """
+
+    mode: Literal["train", "serve"] = "train"
+    micro_batch: int = 1
+    seq_len: int = 1024
+    precision: Precision = "bf16-mixed"
+    checkpointing: Checkpointing = "none"
+    optimizer: Optimizer = "adamw"
+    finetune: Finetune = "full"
+    lora_rank: int = DEFAULT_LORA_RANK
+    lora_alpha: float = DEFAULT_LORA_ALPHA
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    grad_accum: int = 1
+    dp: int = 1
+    zero_stage: int = 0
+    tp: int = 1
+    kernels: Kernels = "cuda"
+    output_tokens: int = 0
+
+    def with_(self, **changes) -> "StepSetup":
+        return replace(self, **changes)
+
+    @property
+    def mixed(self) -> bool:
+        return self.precision == "bf16-mixed"
+
+    @property
+    def adapters(self) -> bool:
+        return self.finetune in ("lora", "qlora")
