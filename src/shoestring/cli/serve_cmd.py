@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 from datetime import date
@@ -97,7 +98,7 @@ def serve_command() -> click.Command:
                 click.echo(f"Serving {names_} at {url} (ledger {cfg.summary()['db']}; "
                            f"{'keys required' if cfg.auth else 'open, not metered'})",
                            err=False)
-                click.get_text_stream("stdout").flush()
+                sys.stdout.flush()
 
             run_server(cfg, announce=announce)
 

@@ -12,7 +12,8 @@ the response.
 
 Deadlocks cannot arise between replicas: every transaction locks counter rows
 in one global order (projects by name, then each project's keys by id, after
-its project). A transaction aborted anyway (deadlock, serialization failure,
+its project). Within a key, events are charged in arrival order; across keys
+of one group, in that lock order. A transaction aborted anyway (deadlock, serialization failure,
 SQLite busy) is retried whole, which is safe because nothing was committed.
 """
 

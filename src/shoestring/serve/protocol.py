@@ -158,7 +158,8 @@ def _numeric_array(data: list, dt: str, shape: list[int], total: int, name: str)
         info = np.iinfo(target)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             raise _bad(f"input '{name}': values outside the range of {dt}")
-    out = arr.reshape(shape).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused next
+        out = arr.reshape(shape).astype(np.float32)
     if not np.isfinite(out).all():
         raise _bad(f"input '{name}': 'data' contains NaN or infinity (or numbers too large "
                    "for FP32)")

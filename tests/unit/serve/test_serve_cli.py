@@ -1,0 +1,90 @@
+"""The serving commands through the real command tree (click's runner, in process)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from shoestring.cli.main import build_cli
+
+
+@pytest.fixture
+def cli(db_url):
+    runner = CliRunner()
+    group = build_cli()
+
+    def run(*args, ok=True):
+        result = runner.invoke(group, ["--db", db_url, *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def test_keys_create_list_revoke(cli):
+    created = json.loads(cli("keys", "create", "--project", "acme", "--plan", "pro",
+                             "--json").stdout)
+    assert created["key"].startswith("ss_") and created["plan"] == "pro"
+    listed = json.loads(cli("keys", "list", "--json").stdout)
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert created["key"] not in cli("keys", "list").stdout  # the secret is never shown again
+    cli("keys", "revoke", created["id"])
+    assert json.loads(cli("keys", "list", "--json").stdout)[0]["active"] is False
+    bad = cli("keys", "create", "--project", "acme", "--plan", "gold", ok=False)
+    assert bad.exit_code == 1 and "unknown plan 'gold'" in bad.output
+
+
+def test_usage_invoice_and_export_of_an_empty_month(cli, tmp_path):
+    cli("keys", "create", "--project", "acme")
+    usage = json.loads(cli("usage", "--project", "acme", "--month", "2026-05", "--json").stdout)
+    assert {k: usage[k] for k in ("requests", "units", "cost_usd")} == \
+        {"requests": 0, "units": 0, "cost_usd": 0.0}
+    inv = json.loads(cli("invoice", "--project", "acme", "--month", "2026-05",
+                         "--json").stdout)
+    assert inv["lines"] == [] and inv["total_usd"] == 0.0
+    out = tmp_path / "events.jsonl"
+    assert "Wrote 0 CloudEvents" in cli("usage-export", "--out", str(out)).output
+    assert "not YYYY-MM" in cli("usage", "--project", "acme", "--month", "05/2026",
+                                ok=False).output
+    cli("projects", "budget", "--project", "acme", "--monthly-usd", "20")
+    assert json.loads(cli("usage", "--project", "acme", "--json").stdout)["budget_usd"] == 20
+
+
+def test_license_keygen_issue_verify(cli, tmp_path):
+    priv, pub, lic = tmp_path / "v.key", tmp_path / "v.pub", tmp_path / "lic.json"
+    cli("license", "keygen", "--private", str(priv), "--public", str(pub))
+    again = cli("license", "keygen", "--private", str(priv), "--public", str(pub), ok=False)
+    assert "refusing to overwrite" in again.output
+    cli("license", "issue", "--customer", "Acme", "--models", "digits,text",
+        "--expires", "2099-01-01", "--features", "onprem", "--signing-key", str(priv),
+        "--out", str(lic))
+    assert "Valid license for Acme" in cli("license", "verify", str(lic), "--public-key",
+                                           str(pub)).output
+    lic.write_text(lic.read_text().replace("Acme", "Evil"))
+    bad = cli("license", "verify", str(lic), "--public-key", str(pub), ok=False)
+    assert bad.exit_code == 1 and "altered" in bad.output
+
+
+def test_serve_refuses_bad_setups_before_listening(cli, tmp_path, run_dir):
+    r = cli("serve", str(tmp_path / "missing"), "--port", "0", ok=False)
+    assert r.exit_code == 1 and "is not a run folder" in r.output
+    r = cli("serve", str(run_dir), "--license", str(tmp_path / "l.json"), ok=False)
+    assert "--license and --public-key go together" in r.output
+    r = cli("serve", str(run_dir), "--name", "a", "--name", "b", ok=False)
+    assert "2 --name given for 1 RUN_DIR" in r.output
+    r = cli("serve", str(run_dir), "--max-batch-size", "0", "--port", "99999", ok=False)
+    assert "max_batch_size" in r.output and "port" in r.output  # every problem at once
+
+
+def test_serve_enforces_licenses(cli, tmp_path, run_dir):
+    priv, pub, lic = tmp_path / "v.key", tmp_path / "v.pub", tmp_path / "lic.json"
+    cli("license", "keygen", "--private", str(priv), "--public", str(pub))
+    cli("license", "issue", "--customer", "Acme", "--models", "other", "--expires",
+        "2099-01-01", "--signing-key", str(priv), "--out", str(lic))
+    r = cli("serve", str(run_dir), "--license", str(lic), "--public-key", str(pub), ok=False)
+    assert r.exit_code == 1 and "does not cover model(s) 'tiny'" in r.output
+    cli("license", "issue", "--customer", "Acme", "--models", "tiny", "--expires",
+        "2000-01-01", "--signing-key", str(priv), "--out", str(lic))
+    r = cli("serve", str(run_dir), "--license", str(lic), "--public-key", str(pub), ok=False)
+    assert "expired on 2000-01-01" in r.output
