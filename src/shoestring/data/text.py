@@ -17,9 +17,9 @@ it has its own entry point, :func:`load_text_data`::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -29,8 +29,13 @@ from shoestring.data.text_cache import TokenFile, cache_key, open_entry, write_e
 from shoestring.data.text_corpus import corpus_files, iter_corpus
 from shoestring.data.text_jsonl import load_jsonl_dataset
 from shoestring.data.text_stream import Batch, TokenSplit, TokenStream
-from shoestring.data.text_tokenizers import (Tokenizer, check_kind, load_tokenizer,
-                                             save_tokenizer, train_tokenizer)
+from shoestring.data.text_tokenizers import (
+    Tokenizer,
+    check_kind,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 from shoestring.errors import DataError
 from shoestring.types import Dataset
 

@@ -8,9 +8,9 @@ tokens rarely straddle a cut; memory stays bounded whatever the corpus size.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from shoestring.errors import DataError
 

@@ -10,9 +10,9 @@ bounded for corpora larger than RAM, and the starts come from a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -89,7 +89,7 @@ class TokenStream:
 
     @classmethod
     def from_file(cls, path: Path, dtype: str, n_tokens: int, val_fraction: float
-                  ) -> "TokenStream":
+                  ) -> TokenStream:
         """Split the last ``val_fraction`` of the tokens off for validation."""
         if not 0.0 < val_fraction < 1.0:
             raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}",

@@ -15,8 +15,9 @@ corpus. ``char`` and ``byte`` are written here (they are a table lookup);
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

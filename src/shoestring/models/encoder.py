@@ -147,7 +147,7 @@ class Encoder(nn.Module):
                 token_type_ids: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         c = self.config
-        b, t = idx.shape
+        t = idx.shape[1]
         if t > c.block_size:
             raise ShoestringError(f"input of {t} tokens is longer than block_size {c.block_size}",
                                   hint="truncate the text, or use a larger block_size")

@@ -15,8 +15,9 @@ for encoders, the number of classes). Sources of the published shapes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from shoestring.errors import DataError
 from shoestring.models.encoder import EncoderConfig, build_encoder
@@ -25,7 +26,7 @@ from shoestring.models.gpt import GPTConfig, build_gpt
 if TYPE_CHECKING:
     from shoestring.models.registry import DataShape
 
-_LLAMA = dict(bias=False, norm="rmsnorm", mlp="swiglu", pos="rope", tie_embeddings=False)
+_LLAMA = {"bias": False, "norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "tie_embeddings": False}
 
 GPT_PRESETS: dict[str, GPTConfig] = {
     # Fits a laptop CPU: ~0.8M parameters plus the embedding at a char vocabulary.
@@ -76,9 +77,9 @@ def _vocab(cfg: Any, data_vocab: int | None, name: str) -> dict[str, int]:
     return {"vocab_size": data_vocab} if data_vocab else {}
 
 
-def gpt_architecture(name: str) -> Callable[[Any, "DataShape"], Architecture]:
+def gpt_architecture(name: str) -> Callable[[Any, DataShape], Architecture]:
     """Architecture function of GPT preset ``name`` for the model registry."""
-    def arch(cfg: Any, shape: "DataShape") -> Architecture:
+    def arch(cfg: Any, shape: DataShape) -> Architecture:
         # For language-model data the outputs are the vocabulary.
         data_vocab = getattr(shape, "vocab_size", None) or shape.num_outputs
         config = replace(GPT_PRESETS[name], **_overrides(cfg, GPT_FIELDS),
@@ -87,9 +88,9 @@ def gpt_architecture(name: str) -> Callable[[Any, "DataShape"], Architecture]:
     return arch
 
 
-def encoder_architecture(name: str) -> Callable[[Any, "DataShape"], Architecture]:
+def encoder_architecture(name: str) -> Callable[[Any, DataShape], Architecture]:
     """Architecture function of encoder preset ``name`` for the model registry."""
-    def arch(cfg: Any, shape: "DataShape") -> Architecture:
+    def arch(cfg: Any, shape: DataShape) -> Architecture:
         values = _overrides(cfg, ENCODER_FIELDS)
         values.update(_vocab(cfg, getattr(shape, "vocab_size", None), name))
         values["pad_id"] = getattr(shape, "pad_id", None)

@@ -10,8 +10,8 @@ from shoestring.models.encoder import Encoder, EncoderConfig
 
 
 def tiny(**kw) -> EncoderConfig:
-    base = dict(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=40,
-                intermediate_size=32, num_classes=3, dropout=0.0)
+    base = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 12, "vocab_size": 40,
+            "intermediate_size": 32, "num_classes": 3, "dropout": 0.0}
     base.update(kw)
     return EncoderConfig(**base)
 

@@ -13,12 +13,12 @@ from shoestring.models.presets import GPT_PRESETS
 
 
 def tiny(**kw) -> GPTConfig:
-    base = dict(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=37)
+    base = {"n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16, "vocab_size": 37}
     base.update(kw)
     return GPTConfig(**base)
 
 
-LLAMA = dict(bias=False, norm="rmsnorm", mlp="swiglu", pos="rope", tie_embeddings=False)
+LLAMA = {"bias": False, "norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "tie_embeddings": False}
 
 
 def meta_params(cfg: GPTConfig) -> int:
@@ -47,7 +47,7 @@ def test_num_params_non_embedding_drops_positions_only():
         GPT(tiny(pos="rope")).num_params()
 
 
-@pytest.mark.parametrize("options", [{}, LLAMA, dict(LLAMA, n_kv_head=2), dict(n_kv_head=1)])
+@pytest.mark.parametrize("options", [{}, LLAMA, {**LLAMA, "n_kv_head": 2}, {"n_kv_head": 1}])
 def test_future_tokens_do_not_change_past_logits(options):
     torch.manual_seed(0)
     model = GPT(tiny(**options)).eval()
@@ -85,7 +85,7 @@ def test_grouped_query_attention_equals_repeated_key_value_heads():
         key = f"blocks.{i}.attn.c_attn.weight"
         q, k, v = state[key].split((4 * hd, 2 * hd, 2 * hd))
         # Each KV head serves two consecutive query heads.
-        rep = lambda t: t.view(2, hd, 32).repeat_interleave(2, dim=0).reshape(4 * hd, 32)  # noqa: E731
+        rep = lambda t: t.view(2, hd, 32).repeat_interleave(2, dim=0).reshape(4 * hd, 32)
         state[key] = torch.cat((q, rep(k), rep(v)))
     mha.load_state_dict(state)
     idx = torch.randint(0, 37, (2, 10))

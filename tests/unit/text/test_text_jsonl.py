@@ -51,7 +51,7 @@ def test_rows_are_cls_tokens_then_padding(reviews):
     row = ds.train.x[0]
     assert row[0] == CLS_ID
     text = bytes((row[1:][row[1:] != PAD_ID] - OFFSET).tolist()).decode()
-    assert text.startswith("great film") or text.startswith("dull plot")
+    assert text.startswith(("great film", "dull plot"))
     assert ds.truncated == 10  # "great film number i" is cut; "dull plot i" fits 11 exactly
 
 

@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoestring.data.text_tokenizers import (ByteTokenizer, load_tokenizer, save_tokenizer,
-                                             tokenizer_from_json, train_tokenizer)
+from shoestring.data.text_tokenizers import (
+    ByteTokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_json,
+    train_tokenizer,
+)
 from shoestring.errors import DataError, ShoestringError
 
 CORPUS = ["First Citizen:\nBefore we proceed any further, hear me speak.\n",
