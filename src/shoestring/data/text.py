@@ -25,7 +25,13 @@ import numpy as np
 import torch
 
 from shoestring.data.sources import SourceOptions, split_spec
-from shoestring.data.text_cache import TokenFile, cache_key, open_entry, write_entry
+from shoestring.data.text_cache import (
+    TokenFile,
+    cache_key,
+    discard_entry,
+    open_entry,
+    write_entry,
+)
 from shoestring.data.text_corpus import corpus_files, iter_corpus
 from shoestring.data.text_jsonl import load_jsonl_dataset
 from shoestring.data.text_stream import Batch, TokenSplit, TokenStream
@@ -128,6 +134,9 @@ def load_text_data(spec: str, *, tokenizer: str = "char", cache_dir: Path,
             (resuming, or fine-tuning on new text with an old vocabulary).
         val_fraction: share of the tokens, at the end, held out for validation.
         verify: check the cached token file's SHA-256 before reuse.
+
+    In a multi-process run, let one process (rank 0) call this first and the
+    others after a barrier: they then all read the finished entry.
     """
     path = _corpus_path(spec)
     check_kind(tokenizer, bpe_vocab_size)
@@ -139,6 +148,8 @@ def load_text_data(spec: str, *, tokenizer: str = "char", cache_dir: Path,
     directory = Path(cache_dir) / cache_key(files, settings)
     entry, why = open_entry(directory, verify=verify)
     notes = (why,) if why else ()
+    if why:
+        discard_entry(directory)
     hit = entry is not None
     if entry is None:
         tok = given or train_tokenizer(tokenizer, iter_corpus(files), bpe_vocab_size)

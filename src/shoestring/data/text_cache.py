@@ -103,9 +103,18 @@ def open_entry(directory: Path, verify: bool = True) -> tuple[TokenFile | None, 
     return entry, None
 
 
+def discard_entry(directory: Path) -> None:
+    """Remove a damaged entry so it can be rebuilt."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def write_entry(directory: Path, tokenizer: Tokenizer, id_chunks: Iterable[np.ndarray]
                 ) -> TokenFile:
-    """Write ``id_chunks`` (and the tokenizer) as the entry ``directory``; returns it."""
+    """Write ``id_chunks`` (and the tokenizer) as the entry ``directory``; returns it.
+
+    A damaged entry must be removed first (:func:`discard_entry`); if another
+    process completes the same entry meanwhile, that one is returned.
+    """
     directory.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -130,8 +139,6 @@ def write_entry(directory: Path, tokenizer: Tokenizer, id_chunks: Iterable[np.nd
         meta = {"format": FORMAT, "dtype": dtype.str, "n_tokens": n, "sha256": h.hexdigest(),
                 "vocab_size": tokenizer.vocab_size, "tokenizer": tokenizer.kind}
         atomic_write_bytes(tmp / META, json.dumps(meta, indent=2).encode())
-        if directory.exists():
-            shutil.rmtree(directory)  # a damaged entry; open_entry refused it
         try:
             tmp.rename(directory)
         except OSError:

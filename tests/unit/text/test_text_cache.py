@@ -168,3 +168,12 @@ def test_bad_specs_are_errors(tmp_path):
         with pytest.raises(DataError, match="byte offset 3"):
             load_text_data(f"text:{bad}", tokenizer=kind, cache_dir=tmp_path / "c")
         assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_a_concurrent_builder_keeps_the_entry_that_finished_first(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    first = load(corpus, cache)
+    # A second process finishing later with the same key gets the first entry.
+    late = write_entry(first.token_file.directory, first.tokenizer, [np.array([1, 2, 3])])
+    assert late == first.token_file and late.n_tokens == len(TEXT)
+    assert [p.name for p in cache.iterdir()] == [first.token_file.directory.name]
