@@ -35,11 +35,14 @@ def _check(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
 
 @torch.no_grad()
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+             top_k: int | None = None, generator: torch.Generator | None = None,
+             vocab_limit: int | None = None) -> torch.Tensor:
     """Extend token ids ``idx`` ``[B, T]`` by ``max_new_tokens`` sampled tokens.
 
-    The same ``generator`` state gives the same tokens. The model runs in eval
-    mode (dropout off) and is put back in its previous mode afterwards.
+    The same ``generator`` state gives the same tokens. ``vocab_limit`` bans
+    ids at or above it (a model vocabulary padded beyond the tokenizer's). The
+    model runs in eval mode (dropout off) and is put back in its previous mode
+    afterwards.
     """
     _check(max_new_tokens, temperature, top_k)
     block = model.config.block_size
@@ -49,6 +52,8 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
         for _ in range(max_new_tokens):
             logits, _ = model(idx[:, -block:], last_only=True)
             logits = logits[:, -1, :].float()
+            if vocab_limit is not None:
+                logits[:, vocab_limit:] = float("-inf")
             if temperature == 0.0:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
@@ -97,7 +102,7 @@ def generate_text(run_dir: Path, prompt: str, max_new_tokens: int = 200,
                               hint="use a longer prompt")
     generator = torch.Generator().manual_seed(seed)
     out = generate(model, torch.tensor([ids], dtype=torch.long), max_new_tokens, temperature,
-                   top_k, generator)
+                   top_k, generator, vocab_limit=tokenizer.vocab_size)
     new = out[0, len(ids):].tolist()
     return Generation(prompt=prompt, completion=tokenizer.decode(new),
                       prompt_tokens=len(ids), new_tokens=len(new))

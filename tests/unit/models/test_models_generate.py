@@ -55,6 +55,15 @@ def test_top_k_samples_only_among_the_k_most_likely():
     assert seen <= allowed and len(seen) > 1
 
 
+def test_ids_beyond_the_vocabulary_limit_are_never_sampled():
+    m = model(vocab=40)
+    g = torch.Generator().manual_seed(0)
+    out = generate(m, torch.tensor([[1]]), 60, temperature=50.0, generator=g, vocab_limit=10)
+    assert out.max() < 10
+    free = generate(m, torch.tensor([[1]]), 60, temperature=50.0, generator=g)
+    assert free.max() >= 10  # at this temperature the limit is what holds the ids back
+
+
 def test_context_longer_than_block_size_is_cropped_and_mode_restored():
     m = model()
     m.train()
@@ -71,7 +80,7 @@ def test_bad_sampling_settings_are_refused():
 def run_dir(tmp_path):
     text = "to be or not to be, that is the question\n"
     tok = train_tokenizer("char", [text])
-    m = model(vocab=tok.vocab_size)
+    m = model(vocab=tok.vocab_size + 8)  # padded beyond the tokenizer, as vocab_size allows
     arch = {"family": "gpt", "name": "gpt", "params": m.config.to_dict()}
     save_model(tmp_path, m, {"architecture": arch})
     save_tokenizer(tok, tmp_path / "tokenizer.json")
