@@ -13,6 +13,7 @@ class Task(str, Enum):
 
     classification = "classification"
     regression = "regression"
+    language_modeling = "language_modeling"
 
 
 @dataclass(frozen=True)

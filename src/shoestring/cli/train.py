@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -24,6 +25,48 @@ Examples:
 """
 
 
+def _print_summary(c: CliContext, s: dict, out_dir) -> None:
+    metric = next((m for m in ("test_accuracy", "test_mse", "val_loss") if m in s), None)
+    shown = f"{metric} {s[metric]:.4f}, " if metric else ""
+    speed = f"{s['tokens_per_second']:,.0f} tokens/s" if s.get("tokens_per_second") else \
+        f"{s['samples_per_second']:,.0f} samples/s"
+    epochs = f", {s['epochs_run']} epochs" if s.get("epochs_run") is not None else ""
+    mfu = f", MFU {s['mfu']:.1%}" if s.get("mfu") else ""
+    c.out.print(f"[bold]{s['status']}[/] ({s['stop_reason']}): {shown}{s['steps']} steps{epochs}, "
+                f"{s['train_seconds']:.2f} s, {speed}{mfu}, ${s['cost_usd']:.4f}"
+                + (f", target reached: {s['target_reached']}" if s.get("target") else ""),
+                highlight=False)
+    c.out.print(f"Run folder: {out_dir}", highlight=False)
+
+
+def _launch(cfg, c: CliContext):
+    """Re-run this training under torchrun: N workers read the resolved config file."""
+    import json
+    from datetime import datetime
+
+    from shoestring.errors import ShoestringError
+    from shoestring.train.api import RunResult
+    from shoestring.train.distributed import launch, torchrun_argv
+    from shoestring.train.run_folder import default_run_name
+
+    name = cfg.name or (cfg.out.name if cfg.out else
+                        default_run_name(cfg.model.name, cfg.data.source, datetime.now()))
+    out = cfg.out or Path("runs") / name
+    out.mkdir(parents=True, exist_ok=True)
+    launch_file = out / "launch.toml"
+    launch_file.write_text(cfg.model_copy(update={"out": out, "name": name}).to_toml())
+    argv = [str(launch_file), "--out", str(out)] + (["--resume"] if cfg.resume else [])
+    t = cfg.train
+    cmd = torchrun_argv(argv, t.nproc, t.nnodes, t.rdzv_endpoint, t.max_restarts)
+    code = launch(cmd, {**os.environ, "SHOESTRING_DB": c.db_url()}, t.nproc)
+    summary = out / "summary.json"
+    if code != 0 or not summary.exists():
+        raise ShoestringError(f"torchrun exited with code {code}",
+                              hint="see the workers' output above; resume with --resume")
+    s = json.loads(summary.read_text())
+    return RunResult(out, s.get("run_id", ""), s)
+
+
 def train_command() -> click.Command:
     from shoestring.train.config import SECTIONS
 
@@ -38,7 +81,7 @@ def train_command() -> click.Command:
         reporter = RichReporter(c.err)
 
         def go():
-            from shoestring.train.api import train
+            from shoestring.train.api import RunResult, train
             from shoestring.train.config import read_toml, resolve_config
 
             base = {}
@@ -50,6 +93,9 @@ def train_command() -> click.Command:
                 base.pop("name", None)
             top = {"out": str(out) if out else None, "name": name, "resume": resume}
             cfg = resolve_config(base, {**overrides_from(params), **top})
+            if cfg.train.nproc > 1 or cfg.train.nnodes != "1":
+                if "RANK" not in os.environ:
+                    return _launch(cfg, c)
             ledger = c.ledger()
             try:
                 return train(cfg, ledger=ledger, reporter=reporter)
@@ -57,16 +103,10 @@ def train_command() -> click.Command:
                 ledger.close()
 
         result = guarded(c.err, c.debug, go)
-        s = result.summary
-        metric = "test_accuracy" if "test_accuracy" in s else "test_mse"
-        c.out.print(
-            f"[bold]{s['status']}[/] ({s['stop_reason']}): {metric} {s.get(metric, float('nan')):.4f}"
-            f", {s['steps']} steps, {s['epochs_run']} epochs, {s['train_seconds']:.2f} s, "
-            f"{s['samples_per_second']:,.0f} samples/s, ${s['cost_usd']:.4f}"
-            + (f", target reached: {s['target_reached']}" if s.get("target") else ""),
-            highlight=False)
-        c.out.print(f"Run folder: {result.out_dir}", highlight=False)
-        if s["status"] == "interrupted":
+        if result is None:  # a worker process of a multi-process run
+            return
+        _print_summary(c, result.summary, result.out_dir)
+        if result.summary["status"] == "interrupted":
             c.out.print(f"Resume with: shoestring train --out {result.out_dir} --resume",
                         highlight=False)
             ctx.exit(130)

@@ -27,6 +27,8 @@ class SourceOptions:
         seed: seed of that hold-out split.
         fashion_mnist_dir: where Debian's ``dataset-fashion-mnist`` lives;
             passed in so tests can point elsewhere.
+        text_field, label_field: JSONL fields of the text and the label.
+        tokenizer, bpe_vocab_size, max_length: how JSONL texts become token ids.
     """
 
     target: str | None = None
@@ -34,6 +36,11 @@ class SourceOptions:
     test_fraction: float = 0.2
     seed: int = 0
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
+    text_field: str = "text"
+    label_field: str = "label"
+    tokenizer: str | None = None
+    bpe_vocab_size: int | None = None
+    max_length: int | None = None
 
 
 Loader = Callable[[str, SourceOptions], Dataset]

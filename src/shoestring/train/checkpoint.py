@@ -50,14 +50,19 @@ def _flatten_optimizer(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": opt_state["param_groups"], "scalars": scalars}
 
 
+def _param_key(pid: str) -> int | str:
+    return int(pid) if pid.isdigit() else pid
+
+
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
+            # Parameter ids are ints, or dotted names in FSDP's full state dicts.
+            pid, key = name[len("optim."):].rsplit(".", 1)
+            state.setdefault(_param_key(pid), {})[key] = value
     for pid, entries in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(entries)
+        state.setdefault(_param_key(pid), {}).update(entries)
     return {"state": state, "param_groups": meta["param_groups"]}
 
 

@@ -32,6 +32,20 @@ class ModelConfig(_Section):
     channels: list[int] = Field([32, 64], description="conv channel widths of 'cnn'")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability")
     activation: Literal["relu", "gelu", "tanh"] = Field("relu", description="MLP activation")
+    # Transformer shape fields: unset (None) means "the preset's value".
+    n_layer: int | None = Field(None, ge=1, description="transformer blocks")
+    n_head: int | None = Field(None, ge=1, description="attention heads")
+    n_kv_head: int | None = Field(None, ge=1, description="key/value heads (grouped-query)")
+    n_embd: int | None = Field(None, ge=1, description="transformer width")
+    block_size: int | None = Field(None, ge=1, description="context length in tokens")
+    vocab_size: int | None = Field(None, ge=1, description="vocabulary (default: tokenizer's)")
+    intermediate_size: int | None = Field(None, ge=1, description="MLP width of a block")
+    bias: bool | None = Field(None, description="biases in linear layers and norms")
+    norm: Literal["layernorm", "rmsnorm"] | None = Field(None, description="block norm")
+    mlp: Literal["gelu", "swiglu"] | None = Field(None, description="block MLP")
+    pos: Literal["learned", "rope"] | None = Field(None, description="position encoding")
+    rope_theta: float | None = Field(None, gt=0, description="RoPE base frequency")
+    tie_embeddings: bool | None = Field(None, description="share input and output embeddings")
 
 
 class DataConfig(_Section):
@@ -48,6 +62,14 @@ class DataConfig(_Section):
         "per feature with training-split statistics")
     augment: str | None = Field(
         None, description="training-time augmentation, e.g. 'crop,rotate,flip' or 'trivial'")
+    tokenizer: Literal["char", "byte", "bpe"] | None = Field(
+        None, description="text tokenizer (default: char for text:, byte for jsonl:)")
+    bpe_vocab_size: int | None = Field(None, ge=260, description="BPE vocabulary size")
+    text_field: str = Field("text", description="JSONL field holding the text")
+    label_field: str = Field("label", description="JSONL field holding the label")
+    max_length: int | None = Field(None, ge=2, description="JSONL texts are cut to this many tokens")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                description="share of a text corpus held out for validation")
 
 
 class TrainSection(_Section):
@@ -74,6 +96,25 @@ class TrainSection(_Section):
     recipe: Literal["fast"] | None = Field(
         None, description="'fast': pick batch size and schedule to reach the target soonest")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    eval_iters: int = Field(20, ge=1, description="validation batches per evaluation (text)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto picks the fastest the device supports natively")
+    compile: bool = Field(False, description="torch.compile the model")
+    activation_checkpointing: bool = Field(False, description="recompute block activations "
+                                           "in backward to save memory")
+    micro_batch_size: int | None = Field(None, ge=1, description="examples per forward pass "
+                                         "(default: largest that fits; accumulates to batch_size)")
+    max_memory: float | None = Field(None, gt=0, description="GiB the training step may use "
+                                     "(CPU micro-batch search)")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this")
+    nproc: int = Field(1, ge=1, description="processes per node (torchrun); >1 means DDP/FSDP")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="data-parallel strategy")
+    nnodes: str = Field("1", description="torchrun --nnodes (e.g. 2 or 1:4 for elastic)")
+    rdzv_endpoint: str | None = Field(None, description="torchrun rendezvous host:port")
+    max_restarts: int = Field(0, ge=0, description="elastic restarts; each resumes from the "
+                              "latest checkpoint")
 
     @field_validator("target")
     @classmethod

@@ -35,6 +35,8 @@ def evaluate(model: nn.Module, data: TensorDataset, task: Task, prefix: str = "t
         xb = data.x[start:start + EVAL_BATCH]
         yb = data.y[start:start + EVAL_BATCH]
         out = model(xb)
+        if isinstance(out, tuple):  # transformers return (logits, loss)
+            out = out[0]
         if task is Task.classification:
             total_loss += F.cross_entropy(out, yb, reduction="sum").item()
             correct += int((out.argmax(dim=1) == yb).sum())

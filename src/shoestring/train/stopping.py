@@ -44,9 +44,9 @@ def parse_target(text: str) -> Target:
     except ValueError:
         raise ShoestringError(f"target value {value!r} in {text!r} is not a number",
                               hint="write e.g. --target test_accuracy=0.87") from None
-    if not metric.startswith("test_"):
+    if not metric.startswith(("test_", "val_")):
         raise ShoestringError(f"target metric {metric!r} is not a held-out metric",
-                              hint="use test_accuracy, test_loss or test_mse")
+                              hint="use test_accuracy, test_loss, test_mse or val_loss")
     return Target(metric, number)
 
 

@@ -1,0 +1,187 @@
+"""What is being trained: data, model architecture, evaluation, per data kind.
+
+Two kinds share the engine:
+
+- *examples*: an in-memory :class:`Dataset` (images, tables, labelled texts),
+  batched by shuffled slices and scored on its test split;
+- *text*: a tokenized corpus for language modelling, batched as random token
+  windows and scored by validation loss.
+
+:func:`load_problem` decides which, loads the data once and returns what the
+orchestrator needs; it performs no training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from shoestring.data.sources import SourceOptions, load_dataset, split_spec
+from shoestring.errors import ShoestringError
+from shoestring.models.registry import DataShape, architecture_for
+from shoestring.train.batches import BatchSource, TensorBatches, WindowBatches
+from shoestring.train.config import TrainConfig
+from shoestring.train.engine import SCREEN_SIZE, screening_margin
+from shoestring.train.evaluate import evaluate
+from shoestring.train.recipe import apply_recipe
+from shoestring.train.stopping import Target
+from shoestring.train.tensors import prepare_tensors
+from shoestring.types import Task, TensorDataset
+
+TOKEN_FAMILIES = ("gpt", "encoder")
+
+
+@dataclass
+class Problem:
+    task: Task
+    data_name: str
+    arch: dict[str, Any]
+    description: dict[str, Any]              # model.json without the format marker
+    n_train: int                             # examples (or windows) per epoch
+    tokens_per_example: int                  # block_size for text, else 0
+    make_source: Callable[[int, int, int, int], BatchSource]  # (batch, seed, rank, world)
+    make_evaluate: Callable[[nn.Module, int], Callable[[], dict[str, float]]]  # (model, batch)
+    make_screen: Callable[[nn.Module, Target | None], Callable[[], bool]] = \
+        field(default=lambda model, target: (lambda: True))
+    save_extra: Callable[[Path], None] = field(default=lambda out: None)
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_text_corpus(spec: str) -> bool:
+    return split_spec(spec)[0] == "text"
+
+
+def load_problem(config: TrainConfig, options: SourceOptions, device: torch.device,
+                 workspace: Path) -> tuple[Problem, TrainConfig, list[str]]:
+    """The problem, the config after its recipe, and the recipe's notes.
+
+    The recipe runs between loading the raw data (it needs the number of
+    examples) and preparing it (it may change the preprocessing).
+    """
+    if _is_text_corpus(config.data.source):
+        return _text_problem(config, device, workspace)
+    return _examples_problem(config, options, device)
+
+
+def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
+                  ) -> tuple[Problem, TrainConfig, list[str]]:
+    from shoestring.data.text import default_cache_dir, describe, load_text_data
+
+    data = load_text_data(config.data.source, tokenizer=config.data.tokenizer or "char",
+                          cache_dir=default_cache_dir(workspace),
+                          bpe_vocab_size=config.data.bpe_vocab_size,
+                          val_fraction=config.data.val_fraction)
+    shape = DataShape(input_shape=(config.model.block_size or 0,), num_outputs=data.vocab_size,
+                      vocab_size=data.vocab_size)
+    arch = architecture_for(config.model, shape)
+    if arch["family"] != "gpt":
+        raise ShoestringError(f"model {config.model.name!r} cannot model a text corpus",
+                              hint="use model 'gpt' or a GPT preset such as gpt-nano")
+    block = int(arch["params"]["block_size"])
+    config, recipe_notes = apply_recipe(config, len(data.train) // block)
+    eval_iters, seed = config.train.eval_iters, config.train.seed
+
+    def make_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
+        # The same validation windows every time, so evaluations are comparable.
+        @torch.inference_mode()
+        def run() -> dict[str, float]:
+            was = model.training
+            model.eval()
+            gen = torch.Generator().manual_seed(seed + 7919)
+            total = 0.0
+            for _ in range(eval_iters):
+                x, y = data.get_batch("val", eval_batch, block, gen)
+                total += model(x.to(device), y.to(device))[1].float().item()
+            model.train(was)
+            val = total / eval_iters
+            return {"val_loss": val, "val_ppl": math.exp(min(val, 50.0))}
+        return run
+
+    info = describe(data)
+    problem = Problem(
+        task=Task.language_modeling, data_name=config.data.source, arch=arch,
+        description={"architecture": arch, "task": Task.language_modeling.value,
+                     "input_shape": [block], "num_outputs": data.vocab_size,
+                     "preprocessing": {"scale": 1.0, "mean": None, "std": None},
+                     "class_names": None, "feature_names": None, "output": "logits",
+                     "data": config.data.source, "tokenizer": "tokenizer.json",
+                     "corpus": {k: info[k] for k in ("tokenizer", "vocab_size", "tokens",
+                                                     "sha256")}},
+        n_train=len(data.train) // block, tokens_per_example=block,
+        make_source=lambda batch, s, rank, world: WindowBatches(data.train, batch, block, s,
+                                                                rank, world),
+        make_evaluate=make_evaluate,
+        save_extra=lambda out: data.save_tokenizer(out),
+        notes=[f"corpus: {info['tokens']:,} tokens, vocab {info['vocab_size']} "
+               f"({info['tokenizer']}), cache {'reused' if info['cache_hit'] else 'built'}"]
+        + list(data.notes))
+    return problem, config, recipe_notes
+
+
+def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device
+                      ) -> tuple[Problem, TrainConfig, list[str]]:
+    dataset = load_dataset(config.data.source, options)
+    config, recipe_notes = apply_recipe(config, len(dataset.train))
+    tokens = not dataset.train.x.is_floating_point() and dataset.train.x.dtype != torch.uint8
+    shape = DataShape(dataset.input_shape, dataset.num_outputs,
+                      vocab_size=getattr(dataset, "vocab_size", None) or None,
+                      pad_id=getattr(dataset, "pad_id", None))
+    arch = architecture_for(config.model, shape)
+    if tokens != (arch["family"] in TOKEN_FAMILIES):
+        raise ShoestringError(
+            f"model {config.model.name!r} does not fit data {config.data.source!r} "
+            f"({'token ids' if tokens else 'numeric features'})",
+            hint="use an 'encoder' model for labelled texts, and mlp/cnn for numeric data")
+    if tokens:
+        train_x, test_x, pre = dataset.train.x, dataset.test.x, {"scale": 1.0, "mean": None,
+                                                                 "std": None}
+        train = TensorDataset(train_x, dataset.train.y.long())
+        test = TensorDataset(test_x, dataset.test.y.long())
+    else:
+        prepared = prepare_tensors(dataset, config.data.normalize)
+        train, test, pre = prepared.train, prepared.test, prepared.preprocessing.to_dict()
+    train = TensorDataset(train.x.to(device), train.y.to(device))
+    test = TensorDataset(test.x.to(device), test.y.to(device))
+    task = dataset.task
+
+    def make_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
+        return lambda: evaluate(model, test, task)
+
+    def make_screen(model: nn.Module, target: Target | None) -> Callable[[], bool]:
+        if target is None or not target.metric.endswith("accuracy") or \
+                len(test) < 3 * SCREEN_SIZE:
+            return lambda: True
+        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:SCREEN_SIZE]
+        screen = TensorDataset(test.x.index_select(0, pick.to(test.x.device)),
+                               test.y.index_select(0, pick.to(test.y.device)))
+        floor = target.value - screening_margin(target.value, SCREEN_SIZE)
+        return lambda: evaluate(model, screen, task)[target.metric] >= floor
+
+    def save_extra(out: Path) -> None:
+        tok = getattr(dataset, "tokenizer", None)
+        if tok is not None:
+            from shoestring.data.text_tokenizers import save_tokenizer
+
+            save_tokenizer(tok, out / "tokenizer.json")
+
+    description = {
+        "architecture": arch, "task": task.value, "input_shape": list(dataset.input_shape),
+        "num_outputs": dataset.num_outputs, "preprocessing": pre,
+        "class_names": list(dataset.class_names) if dataset.class_names else None,
+        "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
+        "output": "softmax" if task is Task.classification else "identity",
+        "data": dataset.name,
+    }
+    if tokens:
+        description["tokenizer"] = "tokenizer.json"
+    problem = Problem(task=task, data_name=dataset.name, arch=arch, description=description,
+                   n_train=len(train), tokens_per_example=0,
+                   make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
+                                                                           rank, world),
+                   make_evaluate=make_evaluate, make_screen=make_screen, save_extra=save_extra)
+    return problem, config, recipe_notes

@@ -1,0 +1,87 @@
+"""One optimizer step: micro-batches, gradient accumulation, mixed precision, clipping.
+
+With one micro-batch, fp32 and no clipping it is the plain four-line step
+(forward, zero_grad, backward, step), so small models pay nothing for the
+options. Otherwise the batch is cut into micro-batches whose losses are
+weighted by their share of the batch, so the accumulated gradient equals the
+full-batch gradient and the effective batch size is unchanged.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+from torch import nn
+
+from shoestring.train.precision import Precision
+
+LossOf = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_function(family: str, criterion) -> LossOf:
+    """How a model family turns ``(x, y)`` into a scalar loss."""
+    if family in ("gpt", "encoder"):
+        return lambda model, x, y: model(x, y)[1]
+    return lambda model, x, y: criterion(model(x), y)
+
+
+def model_logits(out):
+    """Transformers return ``(logits, loss)``; the rest return logits."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+class Stepper:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_of: LossOf,
+                 precision: Precision, micro_batch: int | None, grad_clip: float | None,
+                 sync_model: nn.Module | None = None) -> None:
+        self.model = model              # what forward runs (maybe DDP/compiled)
+        self.optimizer = optimizer
+        self.loss_of = loss_of
+        self.precision = precision
+        self.micro_batch = micro_batch
+        self.grad_clip = grad_clip
+        self.scaler = precision.scaler()
+        self.sync_model = sync_model    # a DDP module whose no_sync() skips all-reduces
+        self.plain = precision.dtype is None and grad_clip is None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        micro = self.micro_batch or n
+        if self.plain and micro >= n:
+            loss = self.loss_of(self.model, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach()
+        return self._accumulating_step(x, y, n, micro)
+
+    def _accumulating_step(self, x, y, n: int, micro: int) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        starts = range(0, n, micro)
+        total = torch.zeros(())
+        for j, start in enumerate(starts):
+            last = j == len(starts) - 1
+            xc, yc = x[start:start + micro], y[start:start + micro]
+            # Skip the gradient all-reduce on all but the last micro-batch.
+            sync = self.sync_model.no_sync() if self.sync_model is not None and not last \
+                else nullcontext()
+            with sync:
+                with self.precision.autocast():
+                    loss = self.loss_of(self.model, xc, yc) * (len(xc) / n)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            total = total + loss.detach().float().cpu()
+        if self.grad_clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return total
