@@ -26,9 +26,20 @@ install-dev: $(DEV_STAMP)
 quickstart: $(STAMP)
 	$(BIN)/shoestring quickstart
 
-## test: install dev extras and run the test suite (slow and GPU tests deselected)
+## test: install dev extras and run the test suite (slow and GPU tests deselected).
+## Tests marked `postgres` use a throw-away PostgreSQL on 127.0.0.1 started by
+## scripts/ci-postgres.sh (or SHOESTRING_TEST_PG_URL if set); without one they
+## skip, except under CI=true where they fail.
+PG_LOG := $(or $(TMPDIR),/tmp)/shoestring-ci-postgres.log
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q
+	@started=; url="$${SHOESTRING_TEST_PG_URL:-}"; \
+	if [ -z "$$url" ]; then \
+	  if url="$$(scripts/ci-postgres.sh start 2>$(PG_LOG))"; then started=1; \
+	  else url=; echo "PostgreSQL unavailable (see $(PG_LOG)): postgres tests will skip"; fi; \
+	fi; \
+	SHOESTRING_TEST_PG_URL="$$url" $(BIN)/python -m pytest -q; rc=$$?; \
+	if [ -n "$$started" ]; then scripts/ci-postgres.sh stop 2>>$(PG_LOG); fi; \
+	exit $$rc
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench

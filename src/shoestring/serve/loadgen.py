@@ -96,15 +96,15 @@ async def run_closed_loop(host: str, port: int, make: Callable[[int], Request] |
     """Send requests ``make(i)`` for i = 0, 1, … from ``concurrency`` workers.
 
     Stops after ``total`` requests or ``duration_s`` seconds, whichever comes
-    first (at least one must be given). A failed connection is recorded as
+    first (at least one must be given; a sequence of requests gives ``total``). A failed connection is recorded as
     status 0 and reopened for the worker's next request.
     """
-    if total is None and duration_s is None:
-        raise ValueError("give total or duration_s")
     if not callable(make):
         seq = make
         total = len(seq) if total is None else min(total, len(seq))
         make = seq.__getitem__
+    if total is None and duration_s is None:
+        raise ValueError("give total or duration_s")
     results: list[Result] = []
     counter = iter(range(total if total is not None else 1 << 62))
     deadline = None if duration_s is None else time.perf_counter() + duration_s
