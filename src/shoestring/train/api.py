@@ -160,7 +160,7 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
                             text_field=d.text_field, label_field=d.label_field,
                             tokenizer=d.tokenizer, bpe_vocab_size=d.bpe_vocab_size,
                             max_length=d.max_length)
-    problem, config, recipe_notes = load_problem(config, options, device, workspace)
+    problem, config, recipe_notes = load_problem(config, options, device, workspace, info)
     for note in problem.notes + recipe_notes:
         reporter.log(note)
     cfg = config.train

@@ -1,10 +1,11 @@
 """Choosing and applying numeric precision.
 
-``auto`` picks what is fastest on the device, not what is smallest. A CPU
-flag is no promise of speed: this project's 2-core AMD EPYC development
-machine reports ``avx512_bf16``, yet a bf16 matmul runs there at ~47 GFLOP/s
-against ~174 for fp32. So on a CPU ``auto`` times the same matmul in both
-precisions and takes bf16 only if it is clearly faster.
+``auto`` picks what is fastest on the device, not what is smallest. On a CPU,
+only AMX (Intel Sapphire Rapids and later) makes bf16 training clearly faster
+than fp32: this project's 2-core AMD EPYC development machine reports the
+``avx512_bf16`` flag, yet a bf16 matmul runs there at ~47 GFLOP/s against ~174
+for fp32, and a per-process timing probe proved too noisy on a shared machine
+to decide by. So ``auto`` takes bf16 on a CPU only with ``amx_bf16``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
-# /proc/cpuinfo flags that mean bf16 runs natively (Intel SDM: AVX512_BF16 in
-# Cooper Lake, AMX-BF16 in Sapphire Rapids).
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# /proc/cpuinfo flag of the tile units that run bf16 matmuls natively (Intel
+# SDM vol. 1, ch. 18 "Intel AMX").
+FAST_BF16_FLAGS = ("amx_bf16",)
 
 
-def cpu_has_native_bf16(cpuinfo: str) -> bool:
+def cpu_has_fast_bf16(cpuinfo: str) -> bool:
     flags = set()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
-    return any(f in flags for f in NATIVE_BF16_FLAGS)
+    return any(f in flags for f in FAST_BF16_FLAGS)
 
 
 def read_cpuinfo() -> str:
@@ -35,38 +36,19 @@ def read_cpuinfo() -> str:
         return ""
 
 
-# bf16 must beat fp32 by this factor to be chosen: autocast adds casts that
-# a bare matmul timing does not see.
-BF16_MIN_SPEEDUP = 1.3
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 384, reps: int = 6) -> float:
-    """Achieved GFLOP/s of an n×n matmul (2n³ FLOPs) on the CPU, best of ``reps``."""
-    import time
-
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b  # warm-up: first call pays for kernel selection
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
-
-
-def cpu_bf16_is_faster(measure=matmul_gflops) -> bool:
-    return measure(torch.bfloat16) >= BF16_MIN_SPEEDUP * measure(torch.float32)
-
-
 def resolve_precision(requested: str, device: torch.device, cpuinfo: str = "",
-                      cuda_bf16: bool = False, measure=matmul_gflops) -> str:
-    """``auto`` → fp32/bf16/fp16 for ``device``; explicit choices are checked."""
+                      cuda_bf16: bool = False) -> str:
+    """``auto`` → fp32/bf16/fp16 for ``device``; explicit choices are checked.
+
+    >>> resolve_precision("auto", torch.device("cpu"), "flags : avx512f avx512_bf16")
+    'fp32'
+    >>> resolve_precision("auto", torch.device("cpu"), "flags : avx512f amx_bf16")
+    'bf16'
+    """
     if requested == "auto":
         if device.type == "cuda":
             return "bf16" if cuda_bf16 else "fp16"
-        if not cpu_has_native_bf16(cpuinfo):
-            return "fp32"  # emulated bf16 is never faster
-        return "bf16" if cpu_bf16_is_faster(measure) else "fp32"
+        return "bf16" if cpu_has_fast_bf16(cpuinfo) else "fp32"
     if requested == "fp16" and device.type != "cuda":
         from shoestring.errors import ShoestringError
 

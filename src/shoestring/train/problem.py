@@ -26,6 +26,7 @@ from shoestring.errors import ShoestringError
 from shoestring.models.registry import DataShape, architecture_for
 from shoestring.train.batches import BatchSource, TensorBatches, WindowBatches
 from shoestring.train.config import TrainConfig
+from shoestring.train.distributed import DistInfo, barrier
 from shoestring.train.engine import SCREEN_SIZE, screening_margin
 from shoestring.train.evaluate import evaluate
 from shoestring.train.recipe import apply_recipe
@@ -57,14 +58,21 @@ def _is_text_corpus(spec: str) -> bool:
 
 
 def load_problem(config: TrainConfig, options: SourceOptions, device: torch.device,
-                 workspace: Path) -> tuple[Problem, TrainConfig, list[str]]:
+                 workspace: Path, info: DistInfo = DistInfo()
+                 ) -> tuple[Problem, TrainConfig, list[str]]:
     """The problem, the config after its recipe, and the recipe's notes.
 
     The recipe runs between loading the raw data (it needs the number of
     examples) and preparing it (it may change the preprocessing).
     """
     if _is_text_corpus(config.data.source):
-        return _text_problem(config, device, workspace)
+        # Rank 0 tokenizes (or finds the cache) first; the others then reuse it.
+        if not info.is_main:
+            barrier(info)
+        result = _text_problem(config, device, workspace)
+        if info.is_main:
+            barrier(info)
+        return result
     return _examples_problem(config, options, device)
 
 
