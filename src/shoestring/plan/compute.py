@@ -114,7 +114,10 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
         # a norm that saves its input, so the whole block reruns.
         shapes = layer_linears(spec)
         last = shapes["down" if spec.mlp == "swiglu" else "proj"]
-        skipped = last[0] * last[1] if spec.family == "decoder" else 0
+        # A QLoRA layer's saved 4-bit codes count as tensors to rebuild, so
+        # there the projection reruns too.
+        skipped = last[0] * last[1] \
+            if spec.family == "decoder" and setup.finetune != "qlora" else 0
         recompute = 2 * tokens * (block_mats + adapters - spec.layers * skipped) + attn_fwd
     # PaLM appendix B: 6N per token plus 12·L·H·Q·T for attention (half of our
     # full-square forward+backward count, which counts QKᵀ and PV fwd and bwd).

@@ -49,6 +49,28 @@ class TraceResult:
                 "notes": self.notes}
 
 
+def _peak_tracker() -> Any:
+    """A MemTracker that keeps the global peak only.
+
+    MemTracker also updates every module's peak after every op, which costs
+    O(ops × modules) and dominated trace time (30 of 50 s on a 1B LoRA step);
+    the planner needs the global peak alone. (torch is pinned, so overriding
+    this private method is safe; tests exercise it.)
+    """
+    from copy import deepcopy
+
+    from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker
+
+    class PeakTracker(MemTracker):
+        def _update_peak_stats(self, peak_state: Any) -> None:
+            for dev, snap in self._curr_mem_snap.items():
+                if self._peak_mem.get(dev, 0) < snap[_TOTAL_KEY]:
+                    self._peak_mem[dev] = snap[_TOTAL_KEY]
+                    self._peak_mem_snap[dev] = deepcopy(snap)
+
+    return PeakTracker()
+
+
 class _NoHook:
     def remove(self) -> None:
         pass
@@ -101,10 +123,13 @@ def _inputs(spec: ModelSpec, setup: StepSetup) -> tuple[torch.Tensor, torch.Tens
     return idx, torch.randint(0, spec.vocab_size, (b, setup.seq_len))
 
 
-def _loss(model: nn.Module, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _forward(model: nn.Module, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(outputs, loss); the caller holds the outputs through backward, as training loops do."""
     if spec.family == "mlp":
-        return F.cross_entropy(model(x), y)  # the engine's classification loss
-    return model(x, y)[1]
+        out = model(x)
+        return out, F.cross_entropy(out, y)  # the engine's classification loss
+    return model(x, y)
 
 
 def _checkpoint_blocks(model: nn.Module) -> None:
@@ -150,8 +175,8 @@ def _prepare(spec: ModelSpec, setup: StepSetup) -> tuple[nn.Module, list[nn.Para
             _cast(model, torch.bfloat16)
         apply_lora(model, spec, setup.lora_targets, setup.lora_rank, setup.lora_alpha,
                    quantize=setup.finetune == "qlora")
-    elif setup.precision == "bf16":
-        _cast(model, torch.bfloat16)
+    elif setup.precision == "bf16" or (setup.mode == "serve" and setup.precision != "fp32"):
+        _cast(model, torch.bfloat16)  # serving keeps bf16 weights (plan.serving.weight_bytes)
     if setup.checkpointing == "full" and setup.mode == "train":
         _checkpoint_blocks(model)
     elif setup.checkpointing == "selective":
@@ -175,7 +200,6 @@ def _optimizer(params: list[nn.Parameter], setup: StepSetup) -> torch.optim.Opti
 def trace_step(spec: ModelSpec, setup: StepSetup) -> TraceResult:
     """Run one step of ``spec``'s module on fake tensors; measure peak memory and FLOPs."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
     from torch.utils.flop_counter import FlopCounterMode
 
     t0 = time.perf_counter()
@@ -188,11 +212,18 @@ def trace_step(spec: ModelSpec, setup: StepSetup) -> TraceResult:
         n_trainable = sum(p.numel() for p in trainable)
         if setup.mode == "serve":
             model.eval()
-            tracker = _track(MemTracker(), model, x, model=model)
-            with tracker, FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) \
-                    as counter, torch.no_grad(), autocast:
-                # Prefill needs the next-token logits of the last position only.
-                model(x, last_only=True) if spec.family == "decoder" else model(x)
+
+            def prefill() -> None:
+                with torch.no_grad(), autocast:
+                    # Prefill needs the next-token logits of the last position only.
+                    model(x, last_only=True) if spec.family == "decoder" else model(x)
+
+            with FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) \
+                    as counter:
+                prefill()
+            tracker = _track(_peak_tracker(), model, x, model=model)
+            with tracker:
+                prefill()
             notes.append("serve: one prefill forward pass; the KV cache is added analytically")
             counter_scale = 1
         else:
@@ -200,24 +231,30 @@ def trace_step(spec: ModelSpec, setup: StepSetup) -> TraceResult:
             opt = _optimizer(trainable, setup)
             micro = min(setup.grad_accum, 2)  # the second micro-batch sees accumulated grads
 
-            def step() -> None:
+            def step(tracker: Any = None) -> None:
                 for _ in range(micro):
+                    if tracker is not None:
+                        tracker.reset_mod_stats()  # per-module stats allow one pass per module
                     with autocast:
-                        loss = _loss(model, spec, x, y)
+                        out, loss = _forward(model, spec, x, y)
                     loss.backward()
+                    del out, loss
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            step()  # creates the optimizer states
-            tracker = _track(MemTracker(), model, opt, x, y, model=model)
-            with tracker, FlopCounterMode(display=False,
-                                          custom_mapping=_cpu_attention_flops()) as counter:
+            # FLOPs on the first step (which also creates the optimizer states),
+            # memory on the second: FlopCounterMode's module hooks keep
+            # recomputed activations alive under checkpointing, so the two
+            # counters must not run together.
+            with FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) \
+                    as counter:
                 step()
-            if micro > 1:
-                counter_scale = setup.grad_accum / micro
+            tracker = _track(_peak_tracker(), model, opt, x, y, model=model)
+            with tracker:
+                step(tracker)
+            counter_scale = setup.grad_accum / micro
+            if micro != setup.grad_accum:
                 notes.append(f"traced {micro} of {setup.grad_accum} micro-batches")
-            else:
-                counter_scale = 1
         snap = tracker.get_tracker_snapshot("peak")
     device_snap = next(iter(snap.values()), {})
     categories = {str(getattr(k, "value", k)): int(v) for k, v in device_snap.items()}

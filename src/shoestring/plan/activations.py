@@ -1,0 +1,177 @@
+"""Activation memory of a transformer step, derived tensor by tensor.
+
+Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
+Transformer Models", arXiv:2205.05198, section 4) count the tensors a GPT
+block saves for backward: ``s·b·h·(34 + 5·a·s/h)`` bytes per layer with 16-bit
+activations and dropout, ``34·s·b·h`` when the attention core is recomputed
+("selective"), ``2·s·b·h`` (the block input) under full recomputation. Their
+34 fixes one layout (fused QKV, 4h GELU MLP, dropout masks, multi-head
+attention). Shoestring's blocks differ — no dropout, fused (flash) attention
+that keeps a log-sum-exp instead of the ``s×s`` scores, SwiGLU, rotary
+positions, grouped-query K/V, an fp32 residual stream under autocast — so the
+same count is redone here from the op graph of ``shoestring.models``: each
+entry below is one tensor autograd keeps, in bytes per token.
+
+Rules used (PyTorch autograd saves an input only when a gradient needs it):
+a Linear saves its input only if its weight is trained; autocast casts a
+Linear's fp32 input to bf16 and saves the copy; LayerNorm and Shoestring's
+RMSNorm run in the residual's dtype; SDPA saves q, k, v, its output and a
+per-head log-sum-exp (fp32).
+"""
+
+from __future__ import annotations
+
+from shoestring.plan.setup import StepSetup
+from shoestring.plan.specs import ModelSpec
+
+FP32 = 4
+
+
+def dtype_bytes(setup: StepSetup) -> tuple[int, int]:
+    """(compute bytes e, residual-stream bytes r) of the step's activations.
+
+    Under bf16 autocast matmul outputs are bf16 but the residual stream stays
+    fp32 (embedding and norms run in fp32, and bf16 + fp32 promotes to fp32).
+    A LoRA base stored in bf16 makes the whole stream bf16.
+    """
+    if setup.precision == "fp32":
+        return FP32, FP32
+    if setup.precision == "bf16" or setup.adapters:
+        return 2, 2
+    return 2, FP32
+
+
+def _norm_bytes(spec: ModelSpec, setup: StepSetup) -> tuple[int, bool, int]:
+    """(bytes per saved norm-input element, saves the normalised x?, per-token stat bytes).
+
+    Composite RMSNorm (torch's CPU path) upcasts its input to fp32 and saves
+    that copy and, when its weight trains, the fp32 ``x·rsqrt(mean(x²))`` too;
+    the fused CUDA kernel keeps the input as is and 1/rms. LayerNorm keeps its
+    input and fp32 mean and 1/std.
+    """
+    _, r = dtype_bytes(setup)
+    if spec.norm == "layernorm":
+        return r, False, 2 * FP32
+    if setup.kernels == "cpu":
+        return FP32, not setup.adapters, FP32
+    return r, False, FP32
+
+
+def _trained(setup: StepSetup, *roles: str) -> bool:
+    """Does a Linear carrying ``roles`` train a weight (full) or an adapter (LoRA)?"""
+    return not setup.adapters or bool(set(roles) & set(setup.lora_targets))
+
+
+def block_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
+    """Bytes per token that one block saves for backward, by tensor."""
+    h, kv, f, a = spec.hidden, spec.kv_dim, spec.intermediate, spec.heads
+    e, r = dtype_bytes(setup)
+    nr, rms_extra, stats = _norm_bytes(spec, setup)
+    t: dict[str, float] = {}
+    if spec.family == "decoder":
+        t["norm 1 input (residual)"] = h * nr + stats
+        if rms_extra:
+            t["norm 1 normalised x"] = h * FP32
+        if _trained(setup, "q", "k", "v"):
+            t["q/k/v projection input"] = h * e
+        t["q, k, v (fused projection output)"] = (h + 2 * kv) * e
+        if spec.pos == "rope":
+            t["rotated q, k"] = (h + kv) * e
+        t["attention output + log-sum-exp"] = h * e + a * FP32
+        t["norm 2 input (residual)"] = h * nr + stats
+        if rms_extra:
+            t["norm 2 normalised x"] = h * FP32
+        up_roles = ("gate", "up") if spec.mlp == "swiglu" else ("fc",)
+        if _trained(setup, *up_roles):
+            t["MLP input"] = h * e
+        if spec.mlp == "swiglu":
+            t["gate | up (fused projection output)"] = 2 * f * e
+            t["silu(gate)"] = f * e
+            if _trained(setup, "down"):
+                t["silu(gate)·up"] = f * e
+        else:
+            t["fc output (GELU input)"] = f * e
+            if _trained(setup, "proj"):
+                t["GELU output"] = f * e
+    else:  # post-norm BERT layer
+        if _trained(setup, "q", "k", "v"):
+            t["layer input (q/k/v projection input)"] = h * e
+        t["q, k, v"] = 3 * h * e
+        t["attention output + log-sum-exp"] = h * e + a * FP32
+        t["norm 1 input (residual sum)"] = h * r + stats
+        if _trained(setup, "fc"):
+            t["FFN input"] = h * e
+        t["fc output (GELU input)"] = f * e
+        if _trained(setup, "proj"):
+            t["GELU output"] = f * e
+        t["norm 2 input (residual sum)"] = h * r + stats
+    if setup.adapters:
+        n = sum(1 for role in setup.lora_targets if role in _roles(spec))
+        t["LoRA A outputs"] = n * setup.lora_rank * e
+    return t
+
+
+def _roles(spec: ModelSpec) -> tuple[str, ...]:
+    mlp = ("gate", "up", "down") if spec.mlp == "swiglu" else ("fc", "proj")
+    return ("q", "k", "v", "o") + mlp
+
+
+def final_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
+    """Bytes per token saved after the blocks (final norm, LM head input)."""
+    if spec.family != "decoder":
+        return {}
+    h = spec.hidden
+    e, _ = dtype_bytes(setup)
+    nr, rms_extra, stats = _norm_bytes(spec, setup)
+    t = {"final norm input": h * nr + stats}
+    if rms_extra:
+        t["final norm normalised x"] = h * FP32
+    if not setup.adapters:  # a frozen LM head needs no input for its gradient
+        t["LM head input"] = h * e
+    return t
+
+
+def loss_peak_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
+    """Bytes per token alive while the loss is differentiated (decoders).
+
+    ``cross_entropy(logits.float())`` saves the fp32 log-softmax; its backward
+    holds the NLL gradient and the log-softmax gradient (both fp32 [T, V]) at
+    once, while the caller still holds the logits (``logits, loss = model(x, y)``).
+    """
+    if spec.family != "decoder":
+        return {}
+    v = spec.vocab_size
+    e, _ = dtype_bytes(setup)
+    return {"logits (held by the caller)": v * e, "log-softmax output (fp32)": v * FP32,
+            "NLL gradient (fp32)": v * FP32, "log-softmax gradient (fp32)": v * FP32}
+
+
+def mlp_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
+    """Bytes per sample of an MLP: the input, each activation output, the logits."""
+    e, _ = dtype_bytes(setup)
+    w = spec.widths
+    return {"input": w[0] * FP32, "hidden activations": sum(w[1:-1]) * e,
+            "logits, log-softmax and their gradients": 4 * w[-1] * FP32}
+
+
+def backward_transient(spec: ModelSpec, setup: StepSetup, block: dict[str, float]) -> float:
+    """Bytes per token that one block's backward adds at its worst moment (in its MLP).
+
+    By the time the MLP's activation is differentiated, the tensors saved
+    after it (the down-projection input; a post-norm layer's second norm
+    input) are freed, and the gradients w.r.t. the activation's output and
+    input coexist: two [T, f] tensors for GELU; for SwiGLU the gradients of
+    the product, of silu(gate) and of up (three [T, f]).
+    """
+    e, r = dtype_bytes(setup)
+    f, h = spec.intermediate, spec.hidden
+    freed = sum(v for k, v in block.items()
+                if k in ("GELU output", "silu(gate)·up", "norm 2 input (residual sum)"))
+    mlp = (3 * f if spec.mlp == "swiglu" else 2 * f) * e - freed
+    if spec.family != "encoder":
+        return mlp
+    # A post-norm layer's backward starts in its LayerNorm while every saved
+    # tensor is still alive: the incoming and outgoing gradients (2h in the
+    # residual dtype) plus fp32 workspaces of the CPU LayerNorm backward
+    # (3h; measured in trace mode on bert-base, fp32 and bf16-mixed alike).
+    return max(mlp, 2 * h * r + 3 * h * FP32)
