@@ -117,9 +117,13 @@ class Batcher:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def warm_up(self, example: Callable[[int], Any], repeats: int = 3) -> None:
-        """Run every batch size 1..max_batch (synchronously, before serving) and fit t(n)."""
-        for n in range(1, self.max_batch + 1):
+    def warm_up(self, example: Callable[[int], Any], repeats: int = 3,
+                sizes: Sequence[int] | None = None) -> None:
+        """Run every batch size 1..max_batch (synchronously, before serving) and fit t(n).
+
+        ``sizes`` narrows the sizes for models whose batches cost seconds (generation).
+        """
+        for n in sizes or range(1, self.max_batch + 1):
             x = example(n)
             best = math.inf
             for _ in range(repeats):

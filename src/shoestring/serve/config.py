@@ -43,6 +43,8 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
     max_text_bytes: int = Field(65536, ge=1, description="largest text of a BYTES input")
     threads: int = Field(1, ge=1, description="torch CPU threads for inference")
+    max_new_tokens: int = Field(32, ge=1, le=4096, description="tokens a language model "
+                                "writes per prompt (greedy)")
     durable: bool = Field(True, description="SQLite ledger: fsync each group commit so charged "
                           "requests survive a power cut (False: survive a server crash only)")
     key_cache_seconds: float = Field(2.0, ge=0, description="how long a key lookup is cached "

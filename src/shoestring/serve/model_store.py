@@ -5,7 +5,8 @@ classes; :class:`ServedModel` turns that into the protocol metadata and into a
 ``predict`` that takes raw inputs exactly as training saw them (the stored
 :class:`~shoestring.types.Preprocessing` is applied here, not by clients).
 Text models (a ``tokenizer.json`` in the run folder) take BYTES inputs through
-a :class:`TextEncoder` hook.
+a :class:`TextEncoder` hook: classifiers get training's token layout, language
+models continue each prompt greedily.
 """
 
 from __future__ import annotations
@@ -25,34 +26,48 @@ from shoestring.types import Preprocessing
 
 TOKENIZER = "tokenizer.json"
 DEFAULT_VERSION = "1"
+LANGUAGE_MODELING = "language_modeling"
 
 
 class TextEncoder(Protocol):
-    """Turns a batch of texts into the model's input tensor."""
+    """Turns one request's texts into model inputs; raises ShoestringError on bad text."""
 
-    def __call__(self, texts: list[str]) -> torch.Tensor: ...
+    def __call__(self, texts: list[str]) -> Any: ...
 
 
-def tokenizer_encoder(path: Path, max_length: int | None) -> TextEncoder:
-    """A :class:`TextEncoder` from a Hugging Face ``tokenizers`` file: ids padded to the longest.
+def _tokenizer(run_dir: Path):
+    from shoestring.data.text_tokenizers import load_tokenizer
 
-    Padding uses the tokenizer's pad token when it has one, else id 0; texts
-    longer than ``max_length`` tokens keep their first ``max_length`` tokens.
+    return load_tokenizer(run_dir / TOKENIZER)
+
+
+def classifier_text_encoder(tok, length: int) -> TextEncoder:
+    """Token ids laid out exactly as training laid them out (``[CLS] tokens [PAD]…``).
+
+    Uses the data capability's own encoder at the run's ``input_shape[0]``, so
+    serving can never drift from training.
     """
-    from tokenizers import Tokenizer
+    from shoestring.data.text_jsonl import encode_texts
 
-    tok = Tokenizer.from_file(str(path))
-    pad_id = tok.token_to_id("[PAD]") or tok.token_to_id("<pad>") or 0
+    return lambda texts: encode_texts(tok, texts, length)[0].numpy()
 
-    def encode(texts: list[str]) -> torch.Tensor:
-        ids = [e.ids[:max_length] if max_length else e.ids for e in tok.encode_batch(texts)]
-        width = max(1, max(len(i) for i in ids))
-        out = torch.full((len(ids), width), pad_id, dtype=torch.long)
-        for row, seq in enumerate(ids):
-            out[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        return out
 
-    return encode
+def prompt_encoder(tok) -> TextEncoder:
+    """One id list per prompt (a language model continues each on its own)."""
+    return lambda texts: [tok.encode(t) or [0] for t in texts]
+
+
+def generate_greedy(module: torch.nn.Module, prompts: list[list[int]], max_new_tokens: int,
+                    tok) -> list[str]:
+    """Greedy continuations: deterministic, so a retried request gets the same text."""
+    from shoestring.models.generate import generate
+
+    out = []
+    for ids in prompts:  # prompts differ in length: one sequence at a time
+        idx = generate(module, torch.tensor([ids], dtype=torch.long), max_new_tokens,
+                       temperature=0.0, vocab_limit=tok.vocab_size)
+        out.append(tok.decode(idx[0, len(ids):].tolist()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class ServedModel:
     """One loaded model version: signature, metadata and a thread-safe ``predict``."""
 
     def __init__(self, name: str, version: str, run_dir: Path, module: torch.nn.Module,
-                 desc: dict[str, Any], lock: threading.Lock) -> None:
+                 desc: dict[str, Any], lock: threading.Lock, max_new_tokens: int = 32) -> None:
         self.name, self.version, self.run_dir = name, version, run_dir
         self.module, self.desc = module, desc
         self._lock = lock  # shared by every name/version that points at the same weights
@@ -76,15 +91,19 @@ class ServedModel:
         self.preprocessing = Preprocessing.from_dict(desc.get("preprocessing") or {})
         self.class_names = list(desc.get("class_names") or [])
         k = int(desc.get("num_outputs", 1))
-        tok = run_dir / TOKENIZER
-        if tok.exists():
-            shape = desc.get("input_shape") or [None]
-            self.text: TextEncoder | None = tokenizer_encoder(tok, shape[0])
+        self.text: TextEncoder | None = None
+        self.tok = None
+        self.max_new_tokens = max_new_tokens
+        if (run_dir / TOKENIZER).exists() or self.task == LANGUAGE_MODELING:
+            self.tok = _tokenizer(run_dir)
+            self.text = prompt_encoder(self.tok) if self.task == LANGUAGE_MODELING else \
+                classifier_text_encoder(self.tok, int(desc["input_shape"][0]))
             self.input = TensorSpec("text", "BYTES", ())
         else:
-            self.text = None
             self.input = TensorSpec("input", "FP32", tuple(int(d) for d in desc["input_shape"]))
-        if self.task == "classification":
+        if self.task == LANGUAGE_MODELING:
+            self.outputs = (TensorSpec("text", "BYTES", ()),)
+        elif self.task == "classification":
             self.outputs = (TensorSpec("probabilities", "FP32", (k,)),
                             TensorSpec("label", "BYTES", ()))
         else:
@@ -98,24 +117,35 @@ class ServedModel:
                                self.desc.get("architecture", {}).get("name", ""),
                                "class_names": self.class_names}}
 
+    @property
+    def generates(self) -> bool:
+        return self.task == LANGUAGE_MODELING
+
     def example_input(self, rows: int) -> Any:
-        """Zeros (or short texts) of ``rows`` rows, for warm-up."""
-        if self.text is not None:
-            return ["warm up"] * rows
+        """Zeros (or texts of a known token) of ``rows`` rows, for warm-up."""
+        if self.tok is not None:
+            return [self.tok.decode([0])] * rows
         return np.zeros((rows, *self.input.shape), dtype=np.float32)
 
+    def prepare(self, x: Any) -> Any:
+        """One request's raw input as model input (texts are tokenized here, per request,
+        so a text the tokenizer refuses fails its own request, not the batch)."""
+        return self.text(list(x)) if self.text is not None else x
+
     def predict(self, x: Any) -> dict[str, np.ndarray]:
-        """Outputs for a batch of raw inputs (float32 array or list of texts)."""
+        """Outputs for a batch of prepared inputs (see :meth:`prepare`)."""
+        if self.generates:
+            with self._lock:
+                texts = generate_greedy(self.module, list(x), self.max_new_tokens, self.tok)
+            return {"text": np.array(texts, dtype=object)}
         with self._lock, torch.inference_mode():
-            if self.text is not None:
-                inputs = self.text(list(x))
+            if self.tok is not None:
+                inputs = torch.from_numpy(np.ascontiguousarray(x))
             else:
                 inputs = self.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(x)))
             y = self.module(inputs)
             if isinstance(y, (tuple, list)):
                 y = y[0]
-            if y.dim() == 3:  # a sequence model: the last position's prediction
-                y = y[:, -1, :]
             y = y.float().reshape(y.shape[0], -1)
             if self.task != "classification":
                 return {"prediction": y.numpy()}
@@ -134,7 +164,8 @@ class ModelStore:
     """Every served model version, with one copy in memory per run folder."""
 
     def __init__(self, specs: list[ModelSpec],
-                 loader: Callable[[Path], tuple[torch.nn.Module, dict]] = _load) -> None:
+                 loader: Callable[[Path], tuple[torch.nn.Module, dict]] = _load,
+                 max_new_tokens: int = 32) -> None:
         if not specs:
             raise ShoestringError("no model to serve", hint="pass one or more RUN_DIRs")
         loaded: dict[Path, tuple[torch.nn.Module, dict, threading.Lock]] = {}
@@ -152,7 +183,8 @@ class ModelStore:
             if version in versions:
                 problems.append(f"model {name!r} version {version!r} is given twice")
                 continue
-            versions[version] = ServedModel(name, version, path, module, desc, lock)
+            versions[version] = ServedModel(name, version, path, module, desc, lock,
+                                            max_new_tokens)
         if problems:
             raise ShoestringError("; ".join(problems),
                                   hint="give each run folder its own --name NAME[:VERSION]")

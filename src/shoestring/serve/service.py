@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from shoestring.errors import ShoestringError
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.batching import Batcher, Shed
 from shoestring.serve.config import ServeConfig
@@ -69,7 +70,8 @@ class Service:
                  store: ModelStore | None = None) -> None:
         self.config, self.clock, self.now = config, clock, now
         self.store = store or ModelStore([ModelSpec(m.run_dir, m.name, m.version)
-                                          for m in config.models])
+                                          for m in config.models],
+                                         max_new_tokens=config.max_new_tokens)
         self.metrics = ServerMetrics()
         self.limits = Limits(config.max_rows_per_request, 1_000_000, config.max_text_bytes)
         self.plans = load_plans(config.plans) if config.auth else {}
@@ -109,7 +111,12 @@ class Service:
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
         for m in self.store.all():
-            self.batchers[(m.name, m.version)].warm_up(m.example_input)
+            b = self.batchers[(m.name, m.version)]
+            example = lambda n, m=m: m.prepare(m.example_input(n))  # noqa: E731
+            if m.generates:  # a generated text costs seconds: one size, once
+                b.warm_up(example, repeats=1, sizes=[1])
+            else:
+                b.warm_up(example)
         for b in self.batchers.values():
             b.start()
         if self.committer:
@@ -177,6 +184,10 @@ class Service:
             raise ProtocolError(413, f"request body of {len(body)} bytes exceeds the limit of "
                                 f"{self.config.max_body_bytes}")
         req = parse_infer(body, model.input, model.output_names, self.limits)
+        try:
+            x = model.prepare(req.x)
+        except ShoestringError as exc:  # e.g. a character the run's tokenizer never saw
+            raise ProtocolError(400, f"input '{model.input.name}': {exc.message}") from None
         idem, digest = None, None
         if who is not None:
             idem = self._idempotency_key(headers)
@@ -189,7 +200,7 @@ class Service:
         batcher = self.batchers[(model.name, model.version)]
         batcher.admit(req.rows)
         self.metrics.queue_depth.labels(model.name).set(batcher.queued_rows + req.rows)
-        out = await batcher.submit(req.x, req.rows)
+        out = await batcher.submit(x, req.rows)
         event_id = uuid.uuid4().hex
         params = {"usage_id": event_id, "units": req.rows} if who is not None else None
         payload = encode_response(model.name, model.version, req.id,
