@@ -128,6 +128,13 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
                      model=model * acc)
 
 
+def trained_params(spec: ModelSpec, setup: StepSetup) -> int:
+    """Parameters that get gradients: all of them, or only the LoRA adapters."""
+    if setup.adapters:
+        return _lora_params_per_layer(spec, setup)[0] * spec.layers
+    return count_params(spec).total
+
+
 def tokens_per_step(spec: ModelSpec, setup: StepSetup) -> int:
     """Tokens (samples, for an MLP) one replica processes per optimizer step."""
     s = 1 if spec.family == "mlp" else setup.seq_len

@@ -20,7 +20,7 @@ A runtime overhead (CUDA context, allocator fragmentation) is added last.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from shoestring.plan.activations import (FP32, backward_transient, block_terms, dtype_bytes,
                                          final_terms, loss_peak_terms, mlp_terms)
@@ -245,8 +245,12 @@ def estimate_memory(spec: ModelSpec, setup: StepSetup, *, context_gib: float = 0
     w_shard, g_shard, o_shard, tp = _sharding(setup)
     weights = p.weights * tp * w_shard
     if w_shard < 1:
-        # FSDP/ZeRO-3 gathers one block's full weights (and prefetches the next).
-        weights += 2 * p.block_weights / max(spec.layers, 1) * tp
+        # FSDP/ZeRO-3 gathers one block's full weights (and prefetches the next),
+        # in bf16 under mixed precision (FSDP MixedPrecision(param_dtype=bf16)),
+        # which then replace autocast's copies.
+        gathered = p.block_weights / max(spec.layers, 1) * tp
+        weights += 2 * (gathered / 2 if setup.mixed else gathered)
+        p = replace(p, cast_copies=0.0)
     opt_bytes = OPTIMIZER_BYTES[setup.optimizer] * p.trained * tp * o_shard
     grads = (2 if setup.precision == "bf16" and not setup.adapters else FP32) \
         * p.trained * tp * g_shard

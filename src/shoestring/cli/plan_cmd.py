@@ -1,0 +1,219 @@
+"""``shoestring plan``: memory, compute, time and dollars before a cent is spent (CLI only)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from shoestring.cli.context import CliContext
+from shoestring.cli.errors import guarded
+
+HELP = """Plan a training, fine-tuning or serving job: does it fit, where, how long, what cost.
+
+MODEL is a preset (gpt2-124m, llama-3-8b, bert-base, seed-mlp, ...), a Hugging
+Face config.json, or a Shoestring run folder.
+
+\b
+Examples:
+  shoestring plan gpt2-124m --tokens 1e9
+  shoestring plan llama-3-8b --finetune lora --trace
+  shoestring plan llama-3-8b --serve --requests 100000 --context 2048
+  shoestring plan seed-mlp --calibrate --json
+  shoestring plan mistral-7b --finetune full --budget 200 --deadline 24
+"""
+
+GIB = 1024 ** 3
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _gib(n: float | None) -> str:
+    return "-" if n is None else f"{n / GIB:,.2f}"
+
+
+def _hours(h: float) -> str:
+    return f"{h * 3600:,.1f} s" if h < 1 / 60 else (f"{h * 60:,.1f} min" if h < 1 else
+                                                    f"{h:,.1f} h")
+
+
+def _strategy(s: dict[str, Any]) -> str:
+    prec = s["precision"].replace("-mixed", "")
+    if "batch" in s:
+        return f"{prec} b{s['batch']}" + (f" TP{s['tensor_parallel']}"
+                                          if s["tensor_parallel"] > 1 else "")
+    parts = [prec]
+    if s["finetune"] != "full":
+        parts.append(s["finetune"])
+    parts.append(f"{s['micro_batch']}×{s['grad_accum']}")
+    if s["tensor_parallel"] > 1:
+        parts.append(f"TP{s['tensor_parallel']}")
+    if s["data_parallel"] > 1:
+        parts.append(f"Z{s['zero_stage']}" if s["zero_stage"] else "DDP")
+    if s["checkpointing"] != "none":
+        parts.append("ckpt")
+    return " ".join(parts)
+
+
+def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
+    w = r["workload"]
+    what = {"serve": f"serve {w['total']:,.0f} requests, batch {w['global_batch']}",
+            "finetune": f"{w['finetune']} fine-tune on {w['total']:.3g} tokens",
+            "pretrain": f"train on {w['total']:.3g} {'samples' if r['family'] == 'mlp' else 'tokens'}"
+            }[w["kind"]]
+    c.out.print(f"[bold]{r['model']}[/]: {r['params']:,} parameters "
+                f"({r['trained_params']:,} trained); {what}, seq {w['seq_len']}, "
+                f"batch {w['global_batch']}", highlight=False)
+    f = r["flops"]
+    c.out.print(f"FLOPs: {f['total']:.3g} executed ({f['model_total']:.3g} model FLOPs) over "
+                f"{f['steps']:,} steps", highlight=False)
+    m = r["memory"]
+    best = next((o for o in r["options"] if o["fits"]), None)
+    where = f"{best['gpus']}× {best['hardware']}, " if best else ""
+    if m:
+        c.out.print(f"Memory per device ({where}peak at {m['phase']}): " + ", ".join(
+            f"{k} {_gib(m[k])}" for k in ("weights", "gradients", "optimizer", "activations",
+                                          "overhead", "total")) + " GiB", highlight=False)
+    table = Table(title="Options ranked by cost to finish (best count per device and cloud)",
+                  caption="strategy: precision, lora/qlora, micro-batch×accumulation, TPn "
+                  "tensor parallel, DDP or Zn (ZeRO stage n), ckpt (activation checkpointing)")
+    for col in ("#", "hardware", "cloud", "n", "spot", "strategy", "time", "cost $", "GiB/dev"):
+        table.add_column(col, justify="right" if col in ("#", "n", "time", "cost $", "GiB/dev")
+                         else "left")
+    seen: set[tuple] = set()
+    shown = 0
+    for o in r["options"]:
+        key = (o["hardware"], o["cloud"], o["spot"])
+        if not o["fits"] or key in seen:
+            continue
+        seen.add(key)
+        shown += 1
+        mem = o["memory_per_device"]["total"] if o["memory_per_device"] else None
+        table.add_row(str(shown), o["hardware"], o["cloud"], str(o["gpus"]),
+                      "yes" if o["spot"] else "", _strategy(o["strategy"]), _hours(o["hours"]),
+                      f"{o['cost_usd']:,.2f}", _gib(mem))
+        if shown >= top:
+            break
+    if shown:
+        c.out.print(table)
+    else:
+        reasons = sorted({o["reason"] for o in r["options"] if o["reason"]})
+        c.out.print("[bold red]Nothing fits.[/] " + "; ".join(reasons[:3]), highlight=False)
+    for label, key in (("Fastest within budget", "fastest_within_budget"),
+                       ("Cheapest within deadline", "cheapest_within_deadline")):
+        o = r.get(key)
+        if o:
+            c.out.print(f"{label}: {o['gpus']}× {o['hardware']} on {o['cloud']}"
+                        f"{' (spot)' if o['spot'] else ''}: {_hours(o['hours'])}, "
+                        f"${o['cost_usd']:,.2f}", highlight=False)
+    for run in r.get("measured_runs", []):
+        peak = f", peak {_gib(run['peak_memory_bytes'])} GiB" if run.get("peak_memory_bytes") \
+            else ""
+        c.out.print(f"Measured: run {run['name']} at batch {run['batch_size']}: "
+                    f"{run['seconds_per_step'] * 1000:.2f} ms/step{peak}", highlight=False)
+    if r.get("trace"):
+        _render_trace(c, r["trace"])
+    for n in r["notes"]:
+        c.out.print(f"[dim]Note: {n}[/]", highlight=False)
+    for warning in r["warnings"]:
+        c.err.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+
+
+def _render_trace(c: CliContext, t: dict[str, Any]) -> None:
+    s = t["setup"]
+    table = Table(title=f"Trace (fake tensors) vs analytic: one {s['mode']} step, micro-batch "
+                        f"{s['micro_batch']}, seq {s['seq_len']}, {s['precision']}, "
+                        f"{s['finetune']}, checkpointing {s['checkpointing']}")
+    for col in ("", "analytic", "trace", "error"):
+        table.add_column(col, justify="right")
+    table.add_row("FLOPs", f"{t['analytic_flops']:.4g}", f"{t['trace_flops']:.4g}",
+                  f"{t['flops_error']:+.2%}")
+    table.add_row("peak GiB", _gib(t["analytic_peak_bytes"]), _gib(t["trace_peak_bytes"]),
+                  f"{t['memory_error']:+.2%}")
+    for k, v in t["trace"]["peak_by_category"].items():
+        if v:
+            table.add_row(f"  trace {k}", "", _gib(v), "")
+    c.out.print(table)
+    c.out.print(f"[dim]Trace took {t['trace']['seconds']:.1f} s (no real memory allocated)[/]")
+
+
+def _plan_command() -> click.Command:
+    @click.command("plan", help=HELP)
+    @click.argument("model")
+    @click.option("--tokens", type=float, help="Training tokens (e.g. 1e9).")
+    @click.option("--samples", type=int, help="Training sequences (or MLP samples).")
+    @click.option("--epochs", type=float, help="Passes over --samples.")
+    @click.option("--seq-len", type=int, help="Tokens per sequence.")
+    @click.option("--batch-size", type=int, help="Global batch (sequences per optimizer step).")
+    @click.option("--micro-batch", type=int, help="Fix the per-device micro-batch.")
+    @click.option("--gpus", type=int, help="Fix the device count.")
+    @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]))
+    @click.option("--lora-rank", type=int)
+    @click.option("--lora-targets", help="Comma list: q,k,v,o,gate,up,down (or fc,proj).")
+    @click.option("--serve", is_flag=True, help="Plan inference serving instead of training.")
+    @click.option("--requests", type=int, help="Requests to serve.")
+    @click.option("--context", type=int, help="Prompt tokens per request.")
+    @click.option("--output-tokens", type=int, help="Generated tokens per request.")
+    @click.option("--serve-batch", type=int, help="Requests decoded together.")
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16-mixed"]))
+    @click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam8bit"]))
+    @click.option("--checkpointing", type=click.Choice(["auto", "none", "full"]),
+                  help="Activation checkpointing.")
+    @click.option("--zero", type=click.Choice(["auto", "0", "1", "2", "3"]),
+                  help="ZeRO / FSDP sharding stage.")
+    @click.option("--hardware", help="Comma list of catalog devices to consider.")
+    @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
+                  help="Extra hardware/price catalog TOML (repeatable).")
+    @click.option("--spot/--no-spot", default=None, help="Also price spot instances.")
+    @click.option("--checkpoint-interval", "checkpoint_interval_min", type=float,
+                  help="Minutes between checkpoints (spot preemption cost).")
+    @click.option("--preemptions-per-hour", type=float)
+    @click.option("--budget", type=float, help="USD: show the fastest option within it.")
+    @click.option("--deadline", "deadline_hours", type=float,
+                  help="Hours: show the cheapest option within it.")
+    @click.option("--max-hours", type=float, help="Leave out options slower than this.")
+    @click.option("--top", type=int, help="Options to show.")
+    @click.option("--trace", is_flag=True, default=None,
+                  help="Also run one real step on fake tensors and compare.")
+    @click.option("--calibrate", is_flag=True, help="Time real steps here first; store them.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+    @click.pass_context
+    def plan_cmd(ctx: click.Context, model: str, calibrate: bool, as_json: bool,
+                 catalogs: tuple[str, ...], lora_targets: str | None, hardware: str | None,
+                 **flags: Any) -> None:
+        c = ctx.find_object(CliContext) or CliContext()
+
+        def go():
+            from shoestring.plan.api import calibrate_and_store, plan_with_ledger
+            from shoestring.plan.config import resolve_plan_config
+
+            cfg = resolve_plan_config({"model": model, **flags, "catalog": catalogs or None,
+                                       "lora_targets": _csv(lora_targets),
+                                       "hardware": _csv(hardware)})
+            probes = calibrate_and_store(cfg, c.db_url()) if calibrate else []
+            result = plan_with_ledger(cfg, c.db_url()).to_dict()
+            if probes:
+                result["calibration"] = probes
+            return cfg, result
+
+        cfg, result = guarded(c.err, c.debug, go)
+        if as_json:
+            c.out.print_json(json.dumps(result, default=str))
+            return
+        for p in result.get("calibration", []):
+            c.out.print(f"Calibrated {p['model']} ({p['dtype']}, batch {p['batch']}): "
+                        f"{p['seconds_per_step'] * 1000:.3f} ms/step, "
+                        f"{p['flops_per_step'] / p['seconds_per_step'] / 1e9:.1f} GFLOP/s",
+                        highlight=False)
+        _render(c, result, cfg.top)
+
+    return plan_cmd
+
+
+def register(group: click.Group) -> None:
+    """Add ``plan`` to the ``shoestring`` command group."""
+    group.add_command(_plan_command(), "plan")

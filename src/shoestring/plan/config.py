@@ -1,0 +1,95 @@
+"""The typed configuration of ``shoestring plan``: one model, one workload, the search space.
+
+:func:`resolve_plan_config` validates everything at once and reports every
+problem together; the CLI flags map one to one onto these fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shoestring.errors import ConfigError
+from shoestring.plan.setup import DEFAULT_LORA_RANK, DEFAULT_LORA_TARGETS
+
+
+class PlanConfig(BaseModel):
+    """Everything a plan needs. Unset workload fields get documented defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="preset name, HF config.json, or Shoestring run folder")
+    # --- workload
+    tokens: float | None = Field(None, gt=0, description="training tokens (default: 20 per "
+                                 "parameter for pre-training, Chinchilla; 10M for fine-tuning)")
+    samples: int | None = Field(None, gt=0, description="training sequences (or MLP samples)")
+    epochs: float = Field(1.0, gt=0, description="passes over --samples")
+    seq_len: int | None = Field(None, gt=0, description="tokens per sequence (default: the "
+                                "model's context, at most 2048; encoders 512)")
+    batch_size: int | None = Field(None, gt=0, description="global batch in sequences per "
+                                   "optimizer step (default: ~0.5M tokens pre-training, 32 "
+                                   "fine-tuning, 128 for an MLP)")
+    micro_batch: int | None = Field(None, gt=0, description="fix the per-device micro-batch")
+    gpus: int | None = Field(None, gt=0, description="fix the device count")
+    finetune: Literal["full", "lora", "qlora"] | None = Field(
+        None, description="fine-tune instead of pre-train")
+    lora_rank: int = Field(DEFAULT_LORA_RANK, gt=0)
+    lora_targets: tuple[str, ...] = Field(DEFAULT_LORA_TARGETS,
+                                          description="q,k,v,o,gate,up,down (or fc,proj)")
+    serve: bool = Field(False, description="plan inference serving instead of training")
+    requests: int = Field(10000, gt=0, description="requests to serve")
+    context: int = Field(1024, gt=0, description="prompt tokens per request")
+    output_tokens: int = Field(256, ge=0, description="generated tokens per request")
+    serve_batch: int = Field(8, gt=0, description="requests decoded together")
+    # --- search space
+    precision: Literal["auto", "fp32", "bf16-mixed"] = "auto"
+    optimizer: Literal["adamw", "sgd", "adam8bit"] = "adamw"
+    checkpointing: Literal["auto", "none", "full"] = "auto"
+    zero: Literal["auto", "0", "1", "2", "3"] = "auto"
+    hardware: tuple[str, ...] = Field((), description="only these catalog devices")
+    catalog: tuple[Path, ...] = Field((), description="extra catalog TOML files")
+    spot: bool = Field(True, description="also price spot instances")
+    checkpoint_interval_min: float = Field(30.0, gt=0, description="for spot preemptions")
+    preemptions_per_hour: float = Field(0.05, ge=0)
+    # --- ranking
+    budget: float | None = Field(None, gt=0, description="USD: show the fastest option within")
+    deadline_hours: float | None = Field(None, gt=0, description="show the cheapest within")
+    max_hours: float = Field(24 * 30, gt=0, description="drop options slower than this")
+    top: int = Field(10, gt=0, description="options to show")
+    trace: bool = Field(False, description="also run the exact fake-tensor trace")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PlanConfig":
+        problems = []
+        if self.serve and self.finetune:
+            problems.append("--serve and --finetune exclude each other")
+        if self.tokens is not None and self.samples is not None:
+            problems.append("give --tokens or --samples, not both")
+        if self.micro_batch and self.batch_size and self.micro_batch > self.batch_size:
+            problems.append(f"micro_batch {self.micro_batch} exceeds batch_size "
+                            f"{self.batch_size}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def resolve_plan_config(values: dict[str, Any]) -> PlanConfig:
+    """Validate ``values`` into a :class:`PlanConfig`, reporting every problem together.
+
+    >>> resolve_plan_config({"model": "gpt2-124m", "tokens": 1e9}).tokens
+    1000000000.0
+    """
+    clean = {k: v for k, v in values.items() if v is not None}
+    try:
+        return PlanConfig.model_validate(clean)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) or not where else f" (got {got!r})"
+            problems.append(f"{where}: {msg}{shown}" if where else msg)
+        raise ConfigError(problems, hint="see 'shoestring plan --help'") from None
