@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from shoestring.plan.build import layer_stack, role_slices
+from shoestring.plan.memory import NF4_BLOCK, NF4_SECOND_BLOCK
 from shoestring.plan.specs import ModelSpec
 
-NF4_BLOCK = 64          # weights per absmax (QLoRA section 3, "blocksize 64")
-NF4_SECOND_BLOCK = 256  # blocks per second-level constant (double quantisation)
 
 
 class _Dequant4Bit(torch.autograd.Function):

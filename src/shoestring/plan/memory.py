@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 from shoestring.plan.activations import (FP32, backward_transient, block_terms, dtype_bytes,
                                          final_terms, loss_peak_terms, mlp_terms)
-from shoestring.plan.lora import NF4_BLOCK, NF4_SECOND_BLOCK
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params, layer_linears
 
 GIB = 1024 ** 3
+NF4_BLOCK = 64          # weights per absmax (QLoRA, Dettmers et al. 2023, section 3)
+NF4_SECOND_BLOCK = 256  # blocks per second-level constant (double quantisation)
 
 # Optimizer state bytes per trained parameter: AdamW keeps two fp32 moments
 # (Loshchilov & Hutter 2019); SGD one momentum buffer; 8-bit Adam two uint8
