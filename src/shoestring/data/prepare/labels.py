@@ -1,0 +1,137 @@
+"""Likely label errors by confident learning on cross-validated probabilities.
+
+Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in
+Dataset Labels", JAIR 70 (2021), §3: with out-of-sample predicted
+probabilities ``p̂``, the per-class threshold ``t_j`` is the mean of ``p̂_j``
+over examples labelled ``j`` (eq. 2). An example labelled ``i`` is counted in
+the confident joint at ``(i, j)`` where ``j`` is the most probable of the
+classes whose probability reaches their threshold. Examples off the diagonal
+(``j ≠ i``) are the label issues of the paper's ``C_confusion``-free method
+"C_{ỹ,y*}" (flag the off-diagonals of the confident joint); ``j`` is the
+suggested label. Probabilities come from K-fold cross-validation, so no
+example is scored by a model that saw it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The scoring model: small on purpose (it only has to rank labels), trained
+# for at least MLP_MIN_STEPS and at most MLP_MAX_EPOCHS passes.
+MLP_HIDDEN, MLP_BATCH, MLP_MIN_STEPS, MLP_MAX_EPOCHS = 128, 256, 300, 8
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """Indices (into the scored records) of likely mislabeled ones."""
+
+    index: np.ndarray
+    given: np.ndarray
+    suggested: np.ndarray
+    confidence: np.ndarray  # p̂ of the suggested label
+    thresholds: np.ndarray
+
+
+def confident_learning(probs: np.ndarray, labels: np.ndarray) -> LabelIssues:
+    """Flag examples whose confident label differs from the given one.
+
+    >>> p = np.array([[.9, .1], [.8, .2], [.2, .8], [.1, .9], [.95, .05]])
+    >>> confident_learning(p, np.array([0, 0, 1, 1, 1])).index.tolist()
+    [4]
+    """
+    n, k = probs.shape
+    counts = np.bincount(labels, minlength=k)
+    sums = np.zeros(k)
+    np.add.at(sums, labels, probs[np.arange(n), labels])
+    # Classes nobody carries get an unreachable threshold (nothing is moved there).
+    thresholds = np.divide(sums, counts, out=np.full(k, np.inf), where=counts > 0)
+    above = probs >= thresholds[None, :]
+    masked = np.where(above, probs, -np.inf)
+    confident = masked.argmax(axis=1)
+    has_any = above.any(axis=1)
+    flag = has_any & (confident != labels)
+    idx = np.flatnonzero(flag)
+    return LabelIssues(idx, labels[idx], confident[idx], probs[idx, confident[idx]], thresholds)
+
+
+def _folds(labels: np.ndarray, folds: int, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(labels)), labels)
+
+
+def _mlp_fold(x_tr, y_tr, x_te, k: int, seed: int, steps: int) -> np.ndarray:
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(x_tr.shape[1], MLP_HIDDEN), nn.ReLU(),
+                          nn.Linear(MLP_HIDDEN, k))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
+    for _ in range(steps):
+        idx = torch.randint(0, len(xt), (min(MLP_BATCH, len(xt)),), generator=gen)
+        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x_te)), dim=1).numpy()
+
+
+def cross_val_probabilities(features, labels: np.ndarray, folds: int, seed: int,
+                            kind: str) -> np.ndarray:
+    """Out-of-fold class probabilities (stratified K folds).
+
+    Dense features (images, tables) are standardized on each training fold
+    and fitted by a one-hidden-layer MLP in torch: on Fashion-MNIST it scores
+    about as well as scikit-learn's logistic regression in a small fraction
+    of the time (seconds, not minutes, on 2 cores). Text uses scikit-learn:
+    TF-IDF of hashed word uni- and bigrams and a logistic regression.
+    """
+    k = int(labels.max()) + 1
+    probs = np.zeros((len(labels), k))
+    if kind == "text":
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        for tr, te in _folds(labels, folds, seed):
+            model = make_pipeline(HashingVectorizer(n_features=2 ** 18, ngram_range=(1, 2),
+                                                    alternate_sign=False, norm=None),
+                                  TfidfTransformer(), LogisticRegression(C=10.0, max_iter=300))
+            model.fit([features[i] for i in tr], labels[tr])
+            probs[np.ix_(te, model.classes_)] = model.predict_proba([features[i] for i in te])
+        return probs
+    import torch
+
+    x = np.asarray(features, dtype=np.float32)
+    threads = torch.get_num_threads()
+    # A model this small runs fastest on one thread; with two, the threads'
+    # synchronisation costs more than the maths (9x slower on a busy 2-core box).
+    torch.set_num_threads(1)
+    try:
+        for f, (tr, te) in enumerate(_folds(labels, folds, seed)):
+            mean, std = x[tr].mean(axis=0), x[tr].std(axis=0) + 1e-6
+            steps = int(min(MLP_MAX_EPOCHS * len(tr) / MLP_BATCH,
+                            max(MLP_MIN_STEPS, len(tr) / 10)))
+            probs[te] = _mlp_fold((x[tr] - mean) / std, labels[tr].astype(np.int64),
+                                  (x[te] - mean) / std, k, seed + f, max(steps, MLP_MIN_STEPS))
+    finally:
+        torch.set_num_threads(threads)
+    return probs
+
+
+def image_features(x: np.ndarray, max_side: int = 14) -> np.ndarray:
+    """Images ``[n, C, H, W]`` average-pooled to at most ``max_side`` per side, flattened."""
+    import torch
+    from torch.nn import functional as F
+
+    t = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    if max(t.shape[2:]) > max_side:
+        t = F.adaptive_avg_pool2d(t, (min(t.shape[2], max_side), min(t.shape[3], max_side)))
+    return t.reshape(len(t), -1).numpy()

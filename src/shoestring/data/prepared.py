@@ -1,0 +1,115 @@
+"""Prepared folders as a data source: ``prepared:DIR`` (and ``prepared:DIR#val``).
+
+A folder written by ``shoestring data prepare`` holds checksummed shards of
+its train, validation and test splits. Training reads the train split and
+evaluates on the test split, or on the validation split with ``#val`` (for
+model selection that never touches the test split).
+
+Raw values are returned as stored (8-bit images stay uint8, with
+``raw_scale = 1/255``), so a run's ``model.json`` records how to scale raw
+inputs and serving sees the same preprocessing as training. The saved
+``stats.json`` holds the training split's per-feature mean and standard
+deviation: exactly what ``--normalize standardize`` fits on the same split.
+
+This module also registers the other sources of the data-preparation
+capability: ``images:DIR`` (class subfolders of PNG/JPEG) and
+``parquet:PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shoestring.data.images import load_images
+from shoestring.data.parquet_source import load_parquet
+from shoestring.data.sources import SourceOptions, require_path
+from shoestring.errors import DataError
+from shoestring.types import Dataset, Task, TensorDataset
+
+
+def prepared_stats(directory: Path) -> dict | None:
+    """The training split's normalization statistics saved by ``prepare`` (or None)."""
+    path = Path(directory) / "stats.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptions) -> Dataset:
+    try:
+        from shoestring.data.text_jsonl import (
+            DEFAULT_MAX_LENGTH,
+            DEFAULT_TOKENIZER,
+            OFFSET,
+            TextClassificationDataset,
+            encode_texts,
+        )
+        from shoestring.data.text_tokenizers import train_tokenizer
+    except ImportError:  # pragma: no cover - the text capability ships with Shoestring
+        raise DataError("prepared text needs the text data capability (shoestring.data.text)",
+                        hint="install Shoestring with its text support") from None
+    classes = shards.index.get("labels") or []
+    if not classes:
+        raise DataError(f"prepared text in '{directory}' has no labels",
+                        hint="for language modelling train on the shard files directly: "
+                        f"--data text:{directory / 'shards'} (or prepare with --label-field)")
+    (tr_texts, tr_labels), (te_texts, te_labels) = shards.load("train"), shards.load(eval_split)
+    kind = getattr(options, "tokenizer", None) or shards.index.get("tokenizer") or \
+        DEFAULT_TOKENIZER
+    max_length = getattr(options, "max_length", None) or DEFAULT_MAX_LENGTH
+    fit_on = tr_texts + te_texts if kind == "char" else tr_texts
+    tokenizer = train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
+    index = {c: i for i, c in enumerate(classes)}
+    x_tr, cut_tr = encode_texts(tokenizer, tr_texts, max_length)
+    x_te, cut_te = encode_texts(tokenizer, te_texts, max_length)
+    y_tr = torch.tensor([index[v] for v in tr_labels], dtype=torch.int64)
+    y_te = torch.tensor([index[v] for v in te_labels], dtype=torch.int64)
+    return TextClassificationDataset(
+        name=f"prepared:{directory}", task=Task.classification,
+        train=TensorDataset(x_tr, y_tr), test=TensorDataset(x_te, y_te),
+        input_shape=(max_length,), num_outputs=len(classes), class_names=tuple(classes),
+        tokenizer=tokenizer, vocab_size=tokenizer.vocab_size + OFFSET, max_length=max_length,
+        truncated=cut_tr + cut_te)
+
+
+def load_prepared(arg: str, options: SourceOptions) -> Dataset:
+    """The ``prepared:DIR[#val]`` loader."""
+    from shoestring.data.prepare.shards import ShardSet
+
+    path_text, _, eval_split = arg.partition("#")
+    directory = require_path(path_text, "prepared")
+    eval_split = eval_split or "test"
+    if eval_split not in ("test", "val"):
+        raise DataError(f"unknown evaluation split {eval_split!r} in 'prepared:{arg}'",
+                        hint="write prepared:DIR (test) or prepared:DIR#val")
+    shards = ShardSet(directory / "shards")
+    for split in ("train", eval_split):
+        if shards.records(split) == 0:
+            raise DataError(f"prepared data '{directory}' has an empty {split} split",
+                            hint="prepare it again with a non-zero share for that split "
+                            "(--val-fraction / --test-fraction)")
+    if shards.kind == "text":
+        return _text_dataset(shards, directory, eval_split, options)
+    meta = shards.index
+    task = meta.get("task")
+    if task is None:
+        raise DataError(f"prepared data '{directory}' has no labels to train on",
+                        hint="prepare it with --label-field COLUMN")
+    (x_tr, y_tr), (x_te, y_te) = shards.load("train"), shards.load(eval_split)
+    if meta["kind"] == "table":
+        x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
+    classes = meta.get("class_names") or meta.get("labels")
+    return Dataset(
+        name=f"prepared:{directory}", task=Task(task),
+        train=TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
+        test=TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te)),
+        input_shape=tuple(meta["x"]["shape"]),
+        num_outputs=len(meta["labels"]) if task == "classification" else 1,
+        raw_scale=float(meta.get("raw_scale", 1.0)),
+        class_names=tuple(classes) if task == "classification" else None,
+        feature_names=tuple(meta["feature_names"]) if meta.get("feature_names") else None)
+
+
+LOADERS = {"prepared": load_prepared, "images": load_images, "parquet": load_parquet}
