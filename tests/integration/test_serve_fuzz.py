@@ -8,7 +8,6 @@ pinned to the served model so that bodies reach the parser and the model.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -63,7 +62,7 @@ def test_no_generated_request_gets_a_5xx(server):
             @given(case=strategy)
             @settings(max_examples=60, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
-            def check(case):
+            def check(case, op=op, pinned=pinned):
                 if pinned:  # negative mode may mangle them; keep bodies reaching the model
                     case.path_parameters = {**(case.path_parameters or {}), **pinned}
                 response = case.call(base_url=srv.url,
@@ -85,8 +84,8 @@ def test_no_generated_request_gets_a_5xx(server):
 def test_the_schema_documents_the_inference_routes(server):
     srv, _ = server
     paths = httpx.get(f"{srv.url}/openapi.json").json()["paths"]
-    assert {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}"
-            "/infer", "/v2/health/ready"} <= set(paths)
+    versioned = "/v2/models/{model_name}/versions/{model_version}/infer"
+    assert {"/v2/models/{model_name}/infer", versioned, "/v2/health/ready"} <= set(paths)
     body = paths["/v2/models/{model_name}/infer"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["required"] == ["inputs"]
 

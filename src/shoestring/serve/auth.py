@@ -8,9 +8,9 @@ Database reads run on ``executor``, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable
 
 from shoestring.serve.keys import KeyInfo, KeyStore, hash_key
 from shoestring.serve.plans import Plan

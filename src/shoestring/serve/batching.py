@@ -27,13 +27,17 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 Outputs = dict[str, np.ndarray]
+# Turns each request's outputs into its answer on the inference thread (e.g. encode and
+# meter it); gets the requests' tags and output slices, returns one result or exception each.
+Finish = Callable[[list[Any], list[Outputs]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,17 @@ class _Item:
     rows: int
     enqueued: float
     future: asyncio.Future
+    tag: Any = None
 
 
 class Batcher:
-    """Batches one model's requests; ``predict`` runs on ``executor``.
+    """Batches one model's requests; ``predict`` (then ``finish``) runs on ``executor``.
 
-    ``concat`` joins request inputs (numpy arrays or lists of texts) into one
-    batch; outputs are split back by each request's rows.
+    Request inputs (numpy arrays, or lists for text) are joined into one batch;
+    outputs are split back by each request's rows. ``finish``, if given, turns
+    those slices into each request's answer on the same thread, so work that
+    follows every batch (encoding, metering) costs one thread hand-off per
+    batch rather than one per request.
     """
 
     REFIT_EVERY = 32
@@ -97,8 +105,9 @@ class Batcher:
                  max_batch: int = 32, max_delay_s: float = 0.002, adaptive: bool = False,
                  target_s: float = 0.05, max_queue_rows: int = 4096,
                  clock: Callable[[], float] = time.perf_counter,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
-        self.predict, self.executor = predict, executor
+                 on_batch: Callable[[int, float], None] | None = None,
+                 finish: Finish | None = None) -> None:
+        self.predict, self.executor, self.finish = predict, executor, finish
         self.max_batch, self.max_delay = max_batch, max_delay_s
         self.adaptive, self.target = adaptive, target_s
         self.max_queue_rows = max_queue_rows
@@ -177,10 +186,10 @@ class Batcher:
                 raise Shed("latency_target", f"predicted latency {p * 1000:.1f} ms exceeds the "
                            f"target of {self.target * 1000:.0f} ms; try again shortly", p)
 
-    async def submit(self, x: Any, rows: int) -> Outputs:
-        """Queue ``x`` (``rows`` rows) and return its slice of the batch outputs."""
+    async def submit(self, x: Any, rows: int, tag: Any = None) -> Any:
+        """Queue ``x`` (``rows`` rows); return its output slice, or what ``finish`` made of it."""
         fut = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(x, rows, self.clock(), fut))
+        self._queue.append(_Item(x, rows, self.clock(), fut, tag))
         self._queued_rows += rows
         self._wakeup.set()
         return await fut
@@ -220,8 +229,9 @@ class Batcher:
         self._running_since, self._running_rows = self.clock(), rows
         loop = asyncio.get_running_loop()
         try:
-            out, seconds = await loop.run_in_executor(self.executor, self._timed_predict,
-                                                      [i.x for i in batch])
+            results, seconds = await loop.run_in_executor(
+                self.executor, self._timed_predict, [i.x for i in batch], [i.rows for i in batch],
+                [i.tag for i in batch])
         except Exception as exc:  # the model failed: every request of the batch learns why
             for i in batch:
                 if not i.future.done():
@@ -230,18 +240,27 @@ class Batcher:
         finally:
             self._running_since = None
         self._record(rows, seconds)
-        start = 0
-        for i in batch:
-            if not i.future.done():  # the client may have gone away
-                i.future.set_result({k: v[start:start + i.rows] for k, v in out.items()})
-            start += i.rows
+        for i, r in zip(batch, results):
+            if i.future.done():  # the client may have gone away
+                continue
+            if isinstance(r, BaseException):
+                i.future.set_exception(r)
+            else:
+                i.future.set_result(r)
 
-    def _timed_predict(self, xs: list[Any]) -> tuple[Outputs, float]:
+    def _timed_predict(self, xs: list[Any], rows: list[int], tags: list[Any]
+                       ) -> tuple[list[Any], float]:
+        t0 = time.perf_counter()
         x = xs[0] if len(xs) == 1 else (
             np.concatenate(xs) if isinstance(xs[0], np.ndarray) else [t for x in xs for t in x])
-        t0 = time.perf_counter()
         out = self.predict(x)
-        return out, time.perf_counter() - t0
+        slices, start = [], 0
+        for n in rows:
+            slices.append({k: v[start:start + n] for k, v in out.items()})
+            start += n
+        results = self.finish(tags, slices) if self.finish is not None else slices
+        # The time the inference thread was busy, finishing included: what t(n) must predict.
+        return results, time.perf_counter() - t0
 
     def _record(self, rows: int, seconds: float) -> None:
         self._recent.append((rows, seconds))

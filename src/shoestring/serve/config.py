@@ -56,7 +56,7 @@ class ServeConfig(BaseModel):
     access_log: bool = Field(False, description="log every request (uvicorn access log)")
 
     @model_validator(mode="after")
-    def _license_pair(self) -> "ServeConfig":
+    def _license_pair(self) -> ServeConfig:
         if (self.license is None) != (self.public_key is None):
             raise ValueError("--license and --public-key go together")
         return self

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 import uvicorn
@@ -49,7 +50,7 @@ def serve_demo(run_dir: Path, db_url: str, *, rows: Sequence[Sequence[float]] | 
     try:
         _wait_started(server, thread, start_timeout_s)
         data = [list(r) for r in rows] if rows is not None else \
-            [[0.0] * int(len(model.example_input(1).reshape(-1)))]
+            [[0.0] * len(model.example_input(1).reshape(-1))]
         body = {"inputs": [{"name": model.input.name, "datatype": "FP32",
                             "shape": [len(data), *model.input.shape],
                             "data": [v for r in data for v in r]}]}

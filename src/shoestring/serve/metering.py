@@ -19,7 +19,6 @@ SQLite busy) is retried whole, which is safe because nothing was committed.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -79,16 +78,12 @@ class UsageEvent:
     def __post_init__(self) -> None:
         self.period = period_of(self.created_at)
 
-    def row(self) -> dict:
-        """The event's table row (``created_at`` as ISO 8601 UTC text)."""
-        return {"id": self.id, "key_id": self.key_id, "project": self.project,
-                "plan": self.plan, "model": self.model, "version": self.version,
-                "units": self.units, "cost_nano_usd": self.cost_nano_usd,
-                "latency_ms": self.latency_ms,
-                "created_at": self.created_at.astimezone(timezone.utc).isoformat(
-                    timespec="microseconds"),
-                "period": self.period, "idempotency_key": self.idempotency_key,
-                "request_sha256": self.request_sha256, "response_json": self.response_json}
+    def values(self) -> tuple:
+        """The event's table row in ``_EVENT_COLS`` order (``created_at`` as ISO 8601 UTC)."""
+        return (self.id, self.key_id, self.project, self.plan, self.model, self.version,
+                self.units, self.cost_nano_usd, self.latency_ms,
+                self.created_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+                self.period, self.idempotency_key, self.request_sha256, self.response_json)
 
 
 @dataclass(frozen=True)
@@ -138,30 +133,33 @@ _EVENT_COLS = ("id", "key_id", "project", "plan", "model", "version", "units", "
                "latency_ms", "created_at", "period", "idempotency_key", "request_sha256",
                "response_json")
 
-# The hot statements as SQL text, run through the driver directly: SQLAlchemy's
-# expression layer costs more Python time than these statements take to execute,
-# and that time is taken from the event loop (the GIL). Both drivers accept named
-# parameters; psycopg spells them %(name)s.
+# The hot statements as SQL text with positional parameters, run through the driver
+# directly: SQLAlchemy's expression layer costs more Python time than these statements
+# take to execute, and that time is taken from the event loop (the GIL). SQLite spells
+# a parameter ?, psycopg %s.
+_MARKS = ", ".join("?" for _ in _EVENT_COLS)
 _SQL = {
-    "insert": f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) "
-              f"VALUES ({', '.join(':' + c for c in _EVENT_COLS)})",
+    "insert": f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) VALUES ({_MARKS})",
     "insert_keyed": f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) "
-                    f"VALUES ({', '.join(':' + c for c in _EVENT_COLS)}) "
-                    "ON CONFLICT DO NOTHING RETURNING id",
+                    f"VALUES ({_MARKS}) ON CONFLICT DO NOTHING RETURNING id",
+    # (key_id, idempotency_key)
     "stored": f"SELECT id, request_sha256, response_json FROM {E.__tablename__} "
-              "WHERE key_id = :key_id AND idempotency_key = :idempotency_key",
-    "delete": f"DELETE FROM {E.__tablename__} WHERE id = :id",
-    "ensure": f"INSERT INTO {C.__tablename__} (scope, period, used) VALUES (:s, :p, 0) "
+              "WHERE key_id = ? AND idempotency_key = ?",
+    "delete": f"DELETE FROM {E.__tablename__} WHERE id = ?",
+    # (scope, period)
+    "ensure": f"INSERT INTO {C.__tablename__} (scope, period, used) VALUES (?, ?, 0) "
               "ON CONFLICT DO NOTHING",
-    "add": f"UPDATE {C.__tablename__} SET used = used + :n WHERE scope = :s AND period = :p "
+    # (n, scope, period)
+    "add": f"UPDATE {C.__tablename__} SET used = used + ? WHERE scope = ? AND period = ? "
            "RETURNING used",
-    "add_limited": f"UPDATE {C.__tablename__} SET used = used + :n "
-                   "WHERE scope = :s AND period = :p AND used + :n <= :lim RETURNING used",
+    # (n, scope, period, n, limit)
+    "add_limited": f"UPDATE {C.__tablename__} SET used = used + ? "
+                   "WHERE scope = ? AND period = ? AND used + ? <= ? RETURNING used",
 }
 
 
 def _for_driver(sql: str, dialect: str) -> str:
-    return re.sub(r":(\w+)", r"%(\1)s", sql) if dialect == "postgresql" else sql
+    return sql.replace("?", "%s") if dialect == "postgresql" else sql
 
 
 class Meter:
@@ -210,8 +208,7 @@ class Meter:
     def lookup(self, key_id: str, idempotency_key: str) -> Stored | None:
         """The stored response of an earlier request with this Idempotency-Key, if any."""
         with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(self._sql["stored"], {
-                "key_id": key_id, "idempotency_key": idempotency_key}).first()
+            row = conn.exec_driver_sql(self._sql["stored"], (key_id, idempotency_key)).first()
         return None if row is None else Stored(row[0], row[1], row[2])
 
     # -- one transaction -------------------------------------------------------------------
@@ -238,7 +235,7 @@ class Meter:
             rejected = self._charge_counters(conn, [ev for ev in fresh if ev.id in inserted],
                                              results)
             if rejected:
-                conn.exec_driver_sql(self._sql["delete"], [{"id": i} for i in rejected])
+                conn.exec_driver_sql(self._sql["delete"], [(i,) for i in rejected])
         self._known.update(self._ensured)
         out = []
         for ev in events:
@@ -258,7 +255,7 @@ class Meter:
         # plain executemany suffices; keyed events need ON CONFLICT to learn which were new.
         plain, inserted = [], set()
         for ev in events:
-            row = ev.row()
+            row = ev.values()
             if ev.idempotency_key is None:
                 plain.append(row)
                 inserted.add(ev.id)
@@ -269,8 +266,8 @@ class Meter:
         return inserted
 
     def _stored(self, conn: Connection, ev: UsageEvent) -> Stored | None:
-        row = conn.exec_driver_sql(self._sql["stored"], {
-            "key_id": ev.key_id, "idempotency_key": ev.idempotency_key}).first()
+        row = conn.exec_driver_sql(self._sql["stored"],
+                                   (ev.key_id, ev.idempotency_key)).first()
         return None if row is None else Stored(row[0], row[1], row[2])
 
     def _charge_counters(self, conn: Connection, events: list[UsageEvent],
@@ -327,17 +324,16 @@ class Meter:
         # A counter row, once committed, stays: only rows this process has not seen
         # committed need the INSERT (remembered after the commit, in _charge_once).
         if (scope, period) not in self._known:
-            conn.exec_driver_sql(self._sql["ensure"], {"s": scope, "p": period})
+            conn.exec_driver_sql(self._sql["ensure"], (scope, period))
             self._ensured.append((scope, period))
 
     def _add(self, conn: Connection, scope: str, period: str, n: int,
              limit: int | None) -> int | None:
         """Add ``n`` if the total stays within ``limit``; the new total, or None if refused."""
         if limit is None:
-            row = conn.exec_driver_sql(self._sql["add"], {"s": scope, "p": period, "n": n})
+            row = conn.exec_driver_sql(self._sql["add"], (n, scope, period))
         else:
-            row = conn.exec_driver_sql(self._sql["add_limited"],
-                                       {"s": scope, "p": period, "n": n, "lim": limit})
+            row = conn.exec_driver_sql(self._sql["add_limited"], (n, scope, period, n, limit))
         row = row.first()
         return None if row is None else int(row[0])
 

@@ -7,13 +7,13 @@ the file says). Every problem in a file is reported at once.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoestring.errors import ConfigError

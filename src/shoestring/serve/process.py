@@ -91,7 +91,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(30)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 

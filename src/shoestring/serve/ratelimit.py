@@ -11,8 +11,8 @@ replicas (see :mod:`shoestring.serve.metering`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass

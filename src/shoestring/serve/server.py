@@ -13,9 +13,9 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import uvicorn
 

@@ -7,10 +7,11 @@ limits), so a report always agrees with what was charged request by request.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 

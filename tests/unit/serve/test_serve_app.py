@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-
 from serve_helpers import infer_body, write_run
+
 from shoestring.models.artifact import load_model
 from shoestring.serve.app import build_app
 from shoestring.serve.config import resolve_serve_config

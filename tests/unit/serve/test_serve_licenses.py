@@ -4,8 +4,13 @@ from datetime import date
 import pytest
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.licenses import License, check_models, generate_keypair, issue_license, \
-    verify_license
+from shoestring.serve.licenses import (
+    License,
+    check_models,
+    generate_keypair,
+    issue_license,
+    verify_license,
+)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shoestring.serve.database import open_serve_db
-from shoestring.serve.metering import Meter, Outcome, UsageEvent, period_of, \
-    seconds_to_next_period
+from shoestring.serve.metering import Meter, Outcome, UsageEvent, period_of, seconds_to_next_period
 from shoestring.serve.tables import UsageEventRow
 
 

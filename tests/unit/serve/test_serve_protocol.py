@@ -5,8 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoestring.serve.protocol import Limits, OutputTensor, ProtocolError, TensorSpec, \
-    encode_response, parse_infer
+from shoestring.serve.protocol import (
+    Limits,
+    OutputTensor,
+    ProtocolError,
+    TensorSpec,
+    encode_response,
+    parse_infer,
+)
 
 SPEC = TensorSpec("input", "FP32", (2, 3))
 OUTS = ("probabilities", "label")
@@ -17,6 +23,10 @@ def body(**tensor):
     t = {"name": "input", "shape": [1, 2, 3], "datatype": "FP32", "data": list(range(6))}
     t.update(tensor)
     return json.dumps({"inputs": [t]}).encode()
+
+
+NAN_BODY = (b'{"inputs": [{"name": "input", "shape": [1,2,3], "datatype": "FP32", '
+            b'"data": [NaN, 1, 2, 3, 4, 5]}]}')
 
 
 def refused(raw: bytes, spec=SPEC) -> ProtocolError:
@@ -57,8 +67,7 @@ def test_integer_datatypes_are_accepted_and_checked():
     (body(data=["a"] * 6), "only numbers"),
     (body(data=[True] * 6), "booleans"),
     (body(data=[[0, 1, 2], [3, 4]]), "regular array"),
-    (b'{"inputs": [{"name": "input", "shape": [1,2,3], "datatype": "FP32", '
-     b'"data": [NaN, 1, 2, 3, 4, 5]}]}', "NaN or infinity"),
+    (NAN_BODY, "NaN or infinity"),
     (body(data=[1e300] * 6), "too large for FP32"),
     (body(data=[10**30] * 6), "only numbers"),
     (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
