@@ -18,11 +18,11 @@ from sqlalchemy import select
 from shoestring.serve.database import open_serve_db
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.loadgen import Request, run_closed_loop
+from shoestring.serve.metering import period_of
 from shoestring.serve.plans import load_plans
 from shoestring.serve.process import ServerProcess
 from shoestring.serve.tables import UsageEventRow as E
 from shoestring.serve.usage import usage_summary, utc_now
-from shoestring.serve.metering import period_of
 
 PLANS = """
 [bulk]

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from shoestring.serve.app import build_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.keys import KeyStore
+from shoestring.serve.metering import period_of
 from shoestring.serve.service import Service
 from shoestring.serve.usage import usage_summary, utc_now
-from shoestring.serve.metering import period_of
 
 
 @pytest.fixture(scope="module")
