@@ -46,7 +46,7 @@ RESUMABLE_CHANGES = {("train", "max_time"), ("train", "max_cost"), ("train", "pr
                      ("train", "rdzv_endpoint"), ("train", "max_restarts"),
                      ("train", "micro_batch_size"), ("train", "max_memory"), ("train", "compile"),
                      ("train", "max_steps"), ("train", "epochs"), ("train", "eval_every"),
-                     ("train", "checkpoint_every"), ("train", "device"),
+                     ("train", "checkpoint_every"), ("train", "device"), ("train", "plan_first"),
                      ("resume",), ("name",), ("out",)}
 # A finished run resumed with a larger max_steps or epochs trains on; the
 # schedule is a function of the total, so use a constant one when extending.
@@ -164,6 +164,15 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
     for note in problem.notes + recipe_notes:
         reporter.log(note)
     cfg = config.train
+    if cfg.plan_first:
+        from shoestring.plan.preflight import check_fits
+
+        verdict = check_fits(config, arch=problem.arch, n_train=problem.n_train,
+                             device=device.type)
+        for line in verdict.lines:
+            reporter.log(line)
+        if not verdict.fits:
+            raise ShoestringError(f"plan: {verdict.reason}", hint=verdict.suggestion)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 

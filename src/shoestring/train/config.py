@@ -115,6 +115,8 @@ class TrainSection(_Section):
     rdzv_endpoint: str | None = Field(None, description="torchrun rendezvous host:port")
     max_restarts: int = Field(0, ge=0, description="elastic restarts; each resumes from the "
                               "latest checkpoint")
+    plan_first: bool = Field(False, description="print the plan first and refuse a "
+                             "configuration that will not fit in memory")
 
     @field_validator("target")
     @classmethod
