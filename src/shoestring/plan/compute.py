@@ -53,14 +53,29 @@ def _lora_params_per_layer(spec: ModelSpec, setup: StepSetup) -> tuple[int, int]
     return a + b, a
 
 
-def _first_layer_frozen_inputs(spec: ModelSpec) -> int:
-    """Matmul params of block 0 whose input needs no gradient when the embedding is frozen.
+# The order in which a block's matmuls read their inputs: an input needs a
+# gradient only downstream of the first trained weight.
+STAGES = (("q", "k", "v"), ("o",), ("gate", "up", "fc"), ("down", "proj"))
 
-    Only the q/k/v projection reads the frozen embedding's output directly; every
-    later matmul's input depends on an adapter and so needs a gradient.
+
+def _first_layer_no_input_grad(spec: ModelSpec, setup: StepSetup) -> tuple[int, int]:
+    """(frozen, adapter-A) matmul params of block 0 whose input needs no gradient.
+
+    With the embedding frozen, block 0's input needs no gradient; each later
+    stage's input does once an earlier stage holds an adapter.
     """
-    s = layer_linears(spec)
-    return sum(s[r][0] * s[r][1] for r in ("q", "k", "v"))
+    shapes = layer_linears(spec)
+    targets = set(setup.lora_targets)
+    frozen = a_mats = 0
+    for stage in STAGES:
+        roles = [r for r in stage if r in shapes]
+        for r in roles:
+            frozen += shapes[r][0] * shapes[r][1]
+            if r in targets:
+                a_mats += setup.lora_rank * shapes[r][0]
+        if targets & set(roles):
+            break
+    return frozen, a_mats
 
 
 def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
@@ -82,10 +97,9 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
         ATTN_FWD_BMMS * 2 * b * spec.heads * s * s * spec.head_dim * spec.layers
     attn_bwd = attn_fwd * ATTN_BWD_BMMS // ATTN_FWD_BMMS
 
-    adapters, adapters_a = (0, 0)
+    adapters = 0
     if setup.adapters:
-        per_layer, per_layer_a = _lora_params_per_layer(spec, setup)
-        adapters, adapters_a = per_layer * spec.layers, per_layer_a
+        adapters = _lora_params_per_layer(spec, setup)[0] * spec.layers
     fwd_mats = 2 * tokens * (block_mats + head + adapters) + 2 * b * seq_mats
     forward = fwd_mats + attn_fwd
 
@@ -95,11 +109,10 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
         return StepFlops(forward=prefill, backward=0, recompute=0, model=prefill)
     if setup.adapters:
         # Frozen weights need input gradients only (1× forward); adapters need
-        # both (2×), less block 0's A-matrix input gradient (LoRA, Hu et al. 2021).
-        frozen_input_grads = 2 * tokens * (block_mats + head
-                                           - _first_layer_frozen_inputs(spec)) + 2 * b * seq_mats
-        backward = frozen_input_grads + 2 * (2 * tokens * adapters) \
-            - 2 * tokens * adapters_a + attn_bwd
+        # both (2×); block 0 skips the input gradients nothing upstream needs.
+        no_grad_frozen, no_grad_a = _first_layer_no_input_grad(spec, setup)
+        backward = 2 * tokens * (block_mats + head - no_grad_frozen) + 2 * b * seq_mats \
+            + 2 * (2 * tokens * adapters) - 2 * tokens * no_grad_a + attn_bwd
     else:
         backward = 2 * fwd_mats + attn_bwd
         if spec.family == "mlp":
@@ -112,12 +125,19 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
         # decoder block the MLP's output projection feeds only the residual sum,
         # which saves nothing, so it is not rerun. Post-norm (BERT) blocks end in
         # a norm that saves its input, so the whole block reruns.
+        # An adapter on that projection saves its A output, so the projection
+        # and A rerun and only B does not; a QLoRA layer's saved 4-bit codes
+        # count as tensors to rebuild, so there the projection reruns too.
         shapes = layer_linears(spec)
-        last = shapes["down" if spec.mlp == "swiglu" else "proj"]
-        # A QLoRA layer's saved 4-bit codes count as tensors to rebuild, so
-        # there the projection reruns too.
-        skipped = last[0] * last[1] \
-            if spec.family == "decoder" and setup.finetune != "qlora" else 0
+        role = "down" if spec.mlp == "swiglu" else "proj"
+        if spec.family != "decoder":
+            skipped = 0
+        elif setup.adapters and role in setup.lora_targets:
+            skipped = setup.lora_rank * shapes[role][1]
+        elif setup.finetune == "qlora":
+            skipped = 0
+        else:
+            skipped = shapes[role][0] * shapes[role][1]
         recompute = 2 * tokens * (block_mats + adapters - spec.layers * skipped) + attn_fwd
     # PaLM appendix B: 6N per token plus 12·L·H·Q·T for attention (half of our
     # full-square forward+backward count, which counts QKᵀ and PV fwd and bwd).

@@ -89,6 +89,8 @@ def resolve_plan_config(values: dict[str, Any]) -> PlanConfig:
         for e in exc.errors():
             where = ".".join(str(x) for x in e["loc"])
             msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown setting"
             got = e.get("input")
             shown = "" if isinstance(got, dict) or not where else f" (got {got!r})"
             problems.append(f"{where}: {msg}{shown}" if where else msg)

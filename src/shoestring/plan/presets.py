@@ -126,6 +126,11 @@ def spec_from_architecture(arch: dict[str, Any], name: str) -> ModelSpec:
                       "activation": p.get("activation", "relu"), "source": name}, name)
     if family in ("gpt", "decoder"):
         mlp = p.get("mlp", "gelu")
+        if p.get("intermediate_size") is None:
+            # GPTConfig derives it (4h for GELU, Llama's rounded 8h/3 for SwiGLU).
+            from shoestring.models.gpt import GPTConfig
+
+            p = {**p, "intermediate_size": GPTConfig(**p).hidden_size}
         return _spec({"name": name, "family": "decoder", "vocab_size": p["vocab_size"],
                       "hidden": p["n_embd"], "layers": p["n_layer"], "heads": p["n_head"],
                       "kv_heads": p.get("n_kv_head") or 0,
@@ -161,6 +166,19 @@ def _from_run_config(path: Path, data_shape: Callable[[dict[str, Any]], Any] | N
     return spec_from_architecture(arch, str(path))
 
 
+def _model_registry_preset(name: str) -> ModelSpec | None:
+    """Shoestring's own trainable shapes (gpt-nano, llama-nano, bert-tiny, ...)."""
+    from shoestring.models.presets import ENCODER_PRESETS, GPT_PRESETS
+
+    if name in GPT_PRESETS:
+        return spec_from_architecture({"family": "gpt", "params": GPT_PRESETS[name].to_dict()},
+                                      name)
+    if name in ENCODER_PRESETS:
+        return spec_from_architecture(
+            {"family": "encoder", "params": ENCODER_PRESETS[name].to_dict()}, name)
+    return None
+
+
 def resolve_model(ref: str, *, data_shape: Callable[[dict[str, Any]], Any] | None = None
                   ) -> ModelSpec:
     """A spec from a preset name, a ``config.json``, a run folder or a run ``config.toml``.
@@ -171,6 +189,9 @@ def resolve_model(ref: str, *, data_shape: Callable[[dict[str, Any]], Any] | Non
     """
     if ref in _presets():
         return load_preset(ref)
+    model_preset = _model_registry_preset(ref)
+    if model_preset is not None:
+        return model_preset
     path = Path(ref)
     if path.is_dir():
         if (path / "model.json").exists():
