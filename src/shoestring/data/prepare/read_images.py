@@ -128,4 +128,5 @@ def dataset_source(spec: str) -> RecordSource:
         names = {str(i): n for i, n in enumerate(ds.class_names)}
     return RecordSource(spec=spec, kind=kind, files=(), batches=batches, has_given_splits=True,
                         feature_names=ds.feature_names, class_names=names,
+                        raw_scale=ds.raw_scale,
                         notes=(f"'{spec}' has no files to fingerprint; it is keyed by name",))

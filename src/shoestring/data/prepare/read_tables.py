@@ -3,7 +3,8 @@
 
 The label column is ``label_field``. Other columns are features when numeric
 and text (scanned for PII, not kept) otherwise: CSV columns are typed by the
-first chunk (a column whose non-empty cells all parse as numbers is numeric),
+first 1000 rows (a column is numeric when at least 90% of its non-empty cells
+parse as numbers),
 Parquet columns by the file's schema. Later cells that break the type are
 rejected with their line or row.
 """
@@ -19,6 +20,9 @@ import numpy as np
 
 from shoestring.data.prepare.records import NO_SPLIT, Batch, RecordSource, Reject
 from shoestring.errors import DataError
+
+# Share of a CSV column's sampled cells that must be numbers for it to be a feature.
+NUMERIC_SHARE = 0.9
 
 
 def _float(text: str) -> float | None:
@@ -92,8 +96,13 @@ def _csv_header(path: Path) -> list[str]:
 
 def _numeric_columns(path: Path, header: list[str], label_col: int | None,
                      sample: int = 1000) -> list[int]:
+    """Columns where at least NUMERIC_SHARE of the non-empty sampled cells are numbers.
+
+    A majority rule rather than "all", so that one stray word in a numeric
+    column quarantines that row instead of turning the column into text.
+    """
     seen = [0] * len(header)
-    ok = [True] * len(header)
+    numbers = [0] * len(header)
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f)
         next(reader, None)
@@ -106,8 +115,9 @@ def _numeric_columns(path: Path, header: list[str], label_col: int | None,
                 cell = cell.strip()
                 if cell:
                     seen[i] += 1
-                    ok[i] = ok[i] and _float(cell) is not None
-    return [i for i in range(len(header)) if i != label_col and ok[i] and seen[i]]
+                    numbers[i] += _float(cell) is not None
+    return [i for i in range(len(header))
+            if i != label_col and seen[i] and numbers[i] >= NUMERIC_SHARE * seen[i]]
 
 
 def _csv_batch(path: Path, rows, header, numeric, label_col, text_cols) -> Batch:

@@ -86,6 +86,7 @@ class RecordSource:
     class_names: dict[str, str] | None = None  # label text -> display name
     label_column: str | None = None
     notes: tuple[str, ...] = ()
+    raw_scale: float | None = None  # None: 1/255 for 8-bit images, else 1
 
 
 def empty_batch() -> Batch:

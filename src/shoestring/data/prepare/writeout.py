@@ -45,7 +45,9 @@ class Decisions:
     across: int               # duplicate relations left across splits (0 unless review)
 
 
-def _raw_scale(ing: Ingested) -> float:
+def _raw_scale(source: RecordSource, ing: Ingested) -> float:
+    if source.raw_scale is not None:
+        return float(source.raw_scale)
     return 1.0 / 255.0 if ing.staging.dtype == np.uint8 else 1.0
 
 
@@ -72,26 +74,29 @@ def _write_shards(config: PrepareConfig, source: RecordSource, work: Path, ing: 
                 if code == TRAIN:
                     stats.update(xs)
         splits[name] = w.close()
-    meta = _index_meta(source, ing, d)
+    meta = _index_meta(source, ing, d, config.tokenizer)
     write_index(shard_dir, source.kind, splits, meta)
     summary = None
     if stats is not None:
-        summary = summarize(stats, _raw_scale(ing), st.item_shape, source.kind)
+        summary = summarize(stats, _raw_scale(source, ing), st.item_shape, source.kind)
         atomic_write_bytes(work / "stats.json", json.dumps(summary).encode())
     return splits, summary
 
 
-def _index_meta(source: RecordSource, ing: Ingested, d: Decisions) -> dict:
+def _index_meta(source: RecordSource, ing: Ingested, d: Decisions, tokenizer: str | None
+                ) -> dict:
     st = ing.staging
     display = source.class_names or {}
     meta = {"task": d.space.task,
             "labels": list(d.space.classes),
             "class_names": [display.get(c, c) for c in d.space.classes] or None,
             "feature_names": list(source.feature_names) if source.feature_names else None}
-    if source.kind != "text":
+    if source.kind == "text":
+        meta["tokenizer"] = tokenizer
+    else:
         meta["x"] = {"dtype": str(st.dtype), "shape": list(st.item_shape or ())}
         meta["y"] = {"dtype": "float32" if d.space.task == "regression" else "int64"}
-        meta["raw_scale"] = _raw_scale(ing)
+        meta["raw_scale"] = _raw_scale(source, ing)
     return meta
 
 
