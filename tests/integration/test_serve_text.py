@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from shoestring.serve.app import build_app
+from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.metering import period_of
@@ -48,7 +48,7 @@ def test_text_models_take_bytes_inputs_and_are_metered(runs):
     svc = Service(cfg)
     secret, _ = KeyStore(svc.engine, svc.plans).create(project="words", plan="pro")
     h = {"Authorization": f"Bearer {secret}"}
-    with TestClient(build_app(svc)) as c:
+    with TestClient(serving_app(svc)) as c:
         meta = c.get("/v2/models/sentiment").json()
         assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
         body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],

@@ -1,10 +1,11 @@
-"""What happens after a batch's forward pass, on the inference thread.
+"""What happens after a batch's forward pass.
 
-For every request of the batch: encode its response, and, when it carries an
-API key, charge it. All the batch's usage events go to the ledger in ONE
-transaction (:meth:`Meter.charge`) before any of its requests is answered, so
-a 200 always means "recorded", and a batch costs one commit and one thread
-hand-off however many requests it holds.
+On the inference thread, for every request of the batch: encode its response
+and, when it carries an API key, make its usage event. The batch's events go
+to the :class:`LedgerWriter` together; only when their transaction has
+committed are the batch's requests answered (on the event loop), so a 200
+always means "recorded", and a batch costs one hand-off however many requests
+it holds.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from datetime import datetime
 import numpy as np
 
 from shoestring.serve.auth import Principal
-from shoestring.serve.metering import (
-    ChargeResult,
-    Meter,
-    Outcome,
-    Stored,
-    UsageEvent,
-    seconds_to_next_period,
-)
+from shoestring.serve.batching import Deferred
+from shoestring.serve.ledger_writer import LedgerWriter
+from shoestring.serve.metering import ChargeResult, Outcome, Stored, UsageEvent, \
+    seconds_to_next_period
 from shoestring.serve.metrics import ServerMetrics
 from shoestring.serve.model_store import ServedModel
 from shoestring.serve.protocol import OutputTensor, ProtocolError, encode_response
@@ -76,16 +73,17 @@ def stored_reply(stored: Stored, digest: str | None) -> Reply:
 class BatchAnswers:
     """The ``finish`` hook of a model's :class:`~shoestring.serve.batching.Batcher`."""
 
-    def __init__(self, model: ServedModel, meter: Meter | None, metrics: ServerMetrics,
+    def __init__(self, model: ServedModel, writer: LedgerWriter | None, metrics: ServerMetrics,
                  now: Callable[[], datetime], clock: Callable[[], float],
                  key_used: dict[tuple[str, str], int]) -> None:
-        self.model, self.meter, self.metrics = model, meter, metrics
+        self.model, self.writer, self.metrics = model, writer, metrics
         self.now, self.clock, self.key_used = now, clock, key_used
 
-    def __call__(self, tickets: list[Ticket], outs: list[dict[str, np.ndarray]]) -> list:
+    def __call__(self, tickets: list[Ticket], outs: list[dict[str, np.ndarray]]
+                 ) -> list | Deferred:
         m = self.model
         answers: list = []
-        billed: list[tuple[int, Ticket, bytes, UsageEvent]] = []
+        billed: list[tuple[int, Ticket, UsageEvent]] = []
         now = self.now()
         for t, out in zip(tickets, outs):
             params = {"usage_id": t.event_id, "units": t.rows} if t.who is not None else None
@@ -93,18 +91,24 @@ class BatchAnswers:
                                       output_tensors(m, out, t.rows), t.outputs, params)
             answers.append(Reply(200, payload))
             if t.who is not None:
-                billed.append((len(answers) - 1, t, payload, self._event(t, payload, now)))
+                billed.append((len(answers) - 1, t, self._event(t, payload, now)))
         if not billed:
             return answers
-        try:
-            results = self.meter.charge([ev for *_, ev in billed])
-        except Exception:  # the ledger is unreachable: nobody is charged, so nobody gets a 200
-            error = ProtocolError(503, "the usage ledger is unavailable; the request was not "
-                                  "charged, retry it", {"Retry-After": "1"})
-            for j, *_ in billed:
-                answers[j] = error
-            return answers
-        for (j, t, payload, ev), res in zip(billed, results):
+        return Deferred(self.writer.submit([ev for *_, ev in billed]),
+                        lambda results: self._settle(answers, billed, results),
+                        lambda _exc: self._unrecorded(answers, billed))
+
+    @staticmethod
+    def _unrecorded(answers: list, billed: list) -> list:
+        """The ledger is unreachable: nobody is charged, so nobody gets a 200."""
+        error = ProtocolError(503, "the usage ledger is unavailable; the request was not "
+                              "charged, retry it", {"Retry-After": "1"})
+        for j, *_ in billed:
+            answers[j] = error
+        return answers
+
+    def _settle(self, answers: list, billed: list, results: list[ChargeResult]) -> list:
+        for (j, t, ev), res in zip(billed, results):
             answers[j] = self._outcome(t, ev, res, answers[j])
         return answers
 

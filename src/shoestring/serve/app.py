@@ -10,16 +10,25 @@ Routes (KServe's REST form of the protocol, plus ``/metrics``)::
     GET  /metrics                              Prometheus text format
 
 Every error, including the framework's own 404/405/422, is ``{"error": "…"}``.
+
+:func:`serving_app` is what runs: the FastAPI app behind a small ASGI layer that
+answers the two infer routes itself. FastAPI's routing, middleware and
+dependency solving cost about 70 µs a request on the development machine,
+a quarter of a whole request to the seed MLP; the FastAPI routes still
+document the endpoints (OpenAPI) and take the same code path.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import shoestring
@@ -167,3 +176,62 @@ def build_app(service: Service) -> FastAPI:
         return Response(body, media_type=ctype)
 
     return app
+
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_log = logging.getLogger("shoestring.serve")
+
+
+class InferFastPath:
+    """ASGI: POST …/infer straight to the service; everything else to the FastAPI app."""
+
+    def __init__(self, app: FastAPI, service: Service) -> None:
+        self.app, self.service = app, service
+        self.limit = service.config.max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _INFER_PATH.match(scope["path"])
+            if match is not None:
+                await self._infer(match[1], match[2], scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _infer(self, name: str, version: str | None, scope, receive, send) -> None:
+        headers = Headers(scope=scope)
+        try:
+            body = await self._body(headers, receive)
+            reply = await self.service.infer(name, version, headers, body)
+        except ProtocolError as exc:
+            reply = Reply(exc.status, error_body(exc.message), exc.headers)
+        except Exception:  # a bug: answer 500 as JSON and log it, like FastAPI would
+            _log.exception("inference request failed")
+            reply = Reply(500, error_body("internal server error"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": [
+            (b"content-type", JSON.encode()), (b"content-length", str(len(reply.body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in reply.headers.items())]})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _body(self, headers: Headers, receive) -> bytes:
+        """The body, refusing more than the limit without reading it all."""
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of "
+                                f"{self.limit}")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ProtocolError(400, "the client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise ProtocolError(413, f"request body exceeds the limit of {self.limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def serving_app(service: Service) -> InferFastPath:
+    """The ASGI app ``shoestring serve`` runs (see the module docstring)."""
+    return InferFastPath(build_app(service), service)

@@ -28,16 +28,30 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Answers that depend on work still running elsewhere (e.g. a ledger commit): when
+    ``future`` completes, ``then(its result)`` gives one answer (or exception) per request;
+    if it failed, ``otherwise(the exception)`` does."""
+
+    future: Future
+    then: Callable[[Any], list[Any]]
+    otherwise: Callable[[BaseException], list[Any]]
+
+
 # Turns each request's outputs into its answer on the inference thread (e.g. encode and
-# meter it); gets the requests' tags and output slices, returns one result or exception each.
-Finish = Callable[[list[Any], list[Outputs]], list[Any]]
+# meter it); gets the requests' tags and output slices, returns one result or exception
+# each, or a Deferred.
+Finish = Callable[[list[Any], list[Outputs]], "list[Any] | Deferred"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,16 @@ class _Item:
     tag: Any = None
 
 
+def _settle(batch: list[_Item], results: list[Any]) -> None:
+    for i, r in zip(batch, results):
+        if i.future.done():  # the client may have gone away
+            continue
+        if isinstance(r, BaseException):
+            i.future.set_exception(r)
+        else:
+            i.future.set_result(r)
+
+
 class Batcher:
     """Batches one model's requests; ``predict`` (then ``finish``) runs on ``executor``.
 
@@ -116,6 +140,7 @@ class Batcher:
         self._queued_rows = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._pending: set[asyncio.Future] = set()
         self._running_since: float | None = None
         self._running_rows = 0
         self._warm: list[tuple[int, float]] = []
@@ -147,8 +172,9 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the loop."""
-        while self._queue or self._running_since is not None:
+        """Finish what is queued (and answer it), then stop the loop."""
+        while self._queue or self._running_since is not None or \
+                any(not p.done() for p in self._pending):
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -240,13 +266,21 @@ class Batcher:
         finally:
             self._running_since = None
         self._record(rows, seconds)
-        for i, r in zip(batch, results):
-            if i.future.done():  # the client may have gone away
-                continue
-            if isinstance(r, BaseException):
-                i.future.set_exception(r)
-            else:
-                i.future.set_result(r)
+        if isinstance(results, Deferred):  # settle later; batching goes on meanwhile
+            task = asyncio.ensure_future(self._settle_later(batch, results))
+            self._pending.add(task)  # a reference until done, as asyncio requires
+            task.add_done_callback(self._pending.discard)
+        else:
+            _settle(batch, results)
+
+    async def _settle_later(self, batch: list[_Item], deferred: Deferred) -> None:
+        try:
+            done = await asyncio.wrap_future(deferred.future)
+        except Exception as exc:
+            results = deferred.otherwise(exc)
+        else:
+            results = deferred.then(done)
+        _settle(batch, results)
 
     def _timed_predict(self, xs: list[Any], rows: list[int], tags: list[Any]
                        ) -> tuple[list[Any], float]:

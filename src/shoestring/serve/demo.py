@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.app import build_app
+from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.database import open_serve_db
 from shoestring.serve.keys import KeyStore
@@ -42,7 +42,7 @@ def serve_demo(run_dir: Path, db_url: str, *, rows: Sequence[Sequence[float]] | 
         project=DEMO_PROJECT, plan=plan, label="quickstart demo")
     sock = bind("127.0.0.1", 0)
     url = url_of(sock)
-    server = uvicorn.Server(uvicorn.Config(build_app(service), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(serving_app(service), log_level="warning",
                                            lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="shoestring-demo-server", daemon=True)

@@ -138,8 +138,10 @@ _EVENT_COLS = ("id", "key_id", "project", "plan", "model", "version", "units", "
 # take to execute, and that time is taken from the event loop (the GIL). SQLite spells
 # a parameter ?, psycopg %s.
 _MARKS = ", ".join("?" for _ in _EVENT_COLS)
+# SQLite allows 32,766 parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32):
+# 14 columns x 512 rows stays well below it.
+_ROWS_PER_INSERT = 512
 _SQL = {
-    "insert": f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) VALUES ({_MARKS})",
     "insert_keyed": f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) "
                     f"VALUES ({_MARKS}) ON CONFLICT DO NOTHING RETURNING id",
     # (key_id, idempotency_key)
@@ -182,8 +184,9 @@ class Meter:
     def __init__(self, engine: Engine, sleep=time.sleep) -> None:
         self.engine = engine
         self._sleep = sleep
-        dialect = _check_dialect(engine)
+        dialect = self._dialect = _check_dialect(engine)
         self._sql = {k: _for_driver(v, dialect) for k, v in _SQL.items()}
+        self._insert_cache: dict[int, str] = {}
         self._known: set[tuple[str, str]] = set()  # counter rows known to exist
         self._ensured: list[tuple[str, str]] = []
         self._conn: Connection | None = None
@@ -261,9 +264,22 @@ class Meter:
                 inserted.add(ev.id)
             elif conn.exec_driver_sql(self._sql["insert_keyed"], row).first() is not None:
                 inserted.add(ev.id)
-        if plain:
-            conn.exec_driver_sql(self._sql["insert"], plain)
+        # One multi-row INSERT per chunk rather than executemany: the driver releases and
+        # retakes the GIL around every statement step, and each retake waits for the event
+        # loop thread, so row-by-row inserts cost the loop far more than the insert itself.
+        for i in range(0, len(plain), _ROWS_PER_INSERT):
+            chunk = plain[i:i + _ROWS_PER_INSERT]
+            conn.exec_driver_sql(self._insert_rows(len(chunk)),
+                                 tuple(v for row in chunk for v in row))
         return inserted
+
+    def _insert_rows(self, n: int) -> str:
+        sql = self._insert_cache.get(n)
+        if sql is None:
+            sql = self._insert_cache[n] = _for_driver(
+                f"INSERT INTO {E.__tablename__} ({', '.join(_EVENT_COLS)}) VALUES "
+                + ", ".join(f"({_MARKS})" for _ in range(n)), self._dialect)
+        return sql
 
     def _stored(self, conn: Connection, ev: UsageEvent) -> Stored | None:
         row = conn.exec_driver_sql(self._sql["stored"],

@@ -118,7 +118,7 @@ def _parse_tensor(t: dict, spec: TensorSpec, limits: Limits) -> tuple[Any, int]:
     if t.get("name") != spec.name:
         raise _bad(f"input name {t.get('name')!r} is unknown; this model takes '{spec.name}'")
     dt = t.get("datatype")
-    if dt not in DATATYPES:
+    if not isinstance(dt, str) or dt not in DATATYPES:
         raise _bad(f"input '{spec.name}': datatype {dt!r} is not an Open Inference Protocol "
                    f"datatype ({', '.join(sorted(DATATYPES))})")
     shape = _parse_shape(t, spec, limits)

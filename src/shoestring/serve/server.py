@@ -20,7 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.app import build_app
+from shoestring.serve.app import serving_app
 from shoestring.serve.config import ServeConfig
 from shoestring.serve.licenses import check_models, verify_license
 from shoestring.serve.service import Service
@@ -94,7 +94,7 @@ def run_server(config: ServeConfig, *, announce: Callable[[str], None] = lambda 
     service = Service(config)
     sock = bind(config.host, config.port)
     url = url_of(sock)
-    uv_config = uvicorn.Config(build_app(service), log_level=log_level, lifespan="on",
+    uv_config = uvicorn.Config(serving_app(service), log_level=log_level, lifespan="on",
                                access_log=config.access_log,
                                timeout_graceful_shutdown=max(1, int(config.drain_seconds)))
     server = DrainingServer(uv_config, service, config.drain_seconds, lambda: announce(url))

@@ -30,6 +30,7 @@ from shoestring.serve.batching import Batcher, Shed
 from shoestring.serve.config import ServeConfig
 from shoestring.serve.database import open_serve_db
 from shoestring.serve.keys import KeyStore
+from shoestring.serve.ledger_writer import LedgerWriter
 from shoestring.serve.metering import Meter, period_of
 from shoestring.serve.metrics import ServerMetrics
 from shoestring.serve.model_store import ModelSpec, ModelStore, ServedModel
@@ -62,6 +63,7 @@ class Service:
         self.engine = open_serve_db(config.db, durable=config.durable) if config.auth else None
         self.keys = KeyStore(self.engine, self.plans, now) if self.engine else None
         self.meter = Meter(self.engine) if self.engine else None
+        self.writer = LedgerWriter(self.meter) if self.meter else None
         self.auth = Authenticator(self.keys, self.plans, self.db_executor,
                                   config.key_cache_seconds, clock) if self.keys else None
         self.limiter = RateLimiter(clock)
@@ -82,7 +84,7 @@ class Service:
                        max_delay_s=c.max_delay_ms / 1000, adaptive=c.adaptive,
                        target_s=c.latency_target_ms / 1000, max_queue_rows=c.max_queue_rows,
                        clock=self.clock, on_batch=on_batch,
-                       finish=BatchAnswers(m, self.meter, self.metrics, self.now, self.clock,
+                       finish=BatchAnswers(m, self.writer, self.metrics, self.now, self.clock,
                                            self._key_used))
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -95,11 +97,13 @@ class Service:
         torch.set_num_threads(self.config.threads)
         for m in self.store.all():
             b = self.batchers[(m.name, m.version)]
-            example = lambda n, m=m: m.prepare(m.example_input(n))
+            example = lambda n, m=m: m.prepare(m.example_input(n))  # noqa: E731
             if m.generates:  # a generated text costs seconds: one size, once
                 b.warm_up(example, repeats=1, sizes=[1])
             else:
                 b.warm_up(example)
+        if self.writer is not None:
+            self.writer.start()
         for b in self.batchers.values():
             b.start()
         # Move everything loaded so far (torch, models, libraries: millions of objects) out
@@ -115,6 +119,8 @@ class Service:
         for b in self.batchers.values():
             await b.stop()
         self.inference.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.close()
         self.db_executor.shutdown(wait=True)
         if self.meter is not None:
             self.meter.close()

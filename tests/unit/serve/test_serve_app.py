@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from serve_helpers import infer_body, write_run
 
 from shoestring.models.artifact import load_model
-from shoestring.serve.app import build_app
+from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.service import Service
@@ -55,7 +55,7 @@ def svc(run_dir, db_url, plans_file):
 
 @pytest.fixture
 def client(svc):
-    with TestClient(build_app(svc)) as c:
+    with TestClient(serving_app(svc)) as c:
         yield c
 
 
@@ -192,7 +192,7 @@ def test_metrics_count_requests_batches_and_units(client, svc):
 
 def test_open_mode_needs_no_key_and_meters_nothing(run_dir, db_url, plans_file):
     svc = make_service(run_dir, db_url, plans_file, auth=False)
-    with TestClient(build_app(svc)) as c:
+    with TestClient(serving_app(svc)) as c:
         r = c.post("/v2/models/tiny/infer", content=infer_body(ROW))
     assert r.status_code == 200 and "parameters" not in r.json()
     assert svc.engine is None
@@ -208,7 +208,7 @@ def test_versions_share_one_copy_and_regression_models_serve(tmp_path, db_url, p
                                 "max_batch_size": 2})
     svc = Service(cfg)
     assert svc.store.get("m", "1").module is svc.store.get("m", "2").module
-    with TestClient(build_app(svc)) as c:
+    with TestClient(serving_app(svc)) as c:
         assert c.get("/v2/models/m").json()["versions"] == ["1", "2"]
         v1 = c.post("/v2/models/m/versions/1/infer", content=infer_body(ROW)).json()
         latest = c.post("/v2/models/m/infer", content=infer_body(ROW)).json()
@@ -223,3 +223,34 @@ def test_requested_outputs_only(client, svc):
     body["outputs"] = [{"name": "label"}]
     r = client.post("/v2/models/tiny/infer", json=body, headers=auth(secret))
     assert [o["name"] for o in r.json()["outputs"]] == ["label"]
+
+
+def test_the_documented_route_and_the_fast_path_answer_alike(svc, run_dir, db_url, plans_file):
+    from shoestring.serve.app import build_app
+
+    secret, _ = key(svc)
+    other = make_service(run_dir, db_url, plans_file)  # a service runs once; same ledger
+    with TestClient(build_app(other)) as plain_fastapi:
+        a = plain_fastapi.post("/v2/models/tiny/infer", content=infer_body(ROW),
+                               headers=auth(secret)).json()
+    with TestClient(serving_app(svc)) as fast:
+        b = fast.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))
+    assert b.headers["content-type"] == "application/json"
+    b = b.json()
+    assert a["outputs"] == b["outputs"] and a["parameters"]["usage_id"] != \
+        b["parameters"]["usage_id"]
+
+
+def test_an_unreachable_ledger_means_503_and_no_charge(client, svc, monkeypatch):
+    secret, _ = key(svc)
+
+    def down(_events):
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(svc.meter, "charge", down)
+    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))
+    assert r.status_code == 503 and "not charged" in r.json()["error"]
+    monkeypatch.undo()
+    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0
+    assert client.post("/v2/models/tiny/infer", content=infer_body(ROW),
+                       headers=auth(secret)).status_code == 200
