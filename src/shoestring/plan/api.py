@@ -10,7 +10,7 @@ device they were taken on. Clock, database and catalog files are passed in.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -114,28 +114,36 @@ def _counts(cfg: PlanConfig, device: Device, price: Price) -> list[int]:
 
 def _price_options(device: Device, price: Price, n: int, fit: Fit, cfg: PlanConfig
                    ) -> list[Option]:
+    """On-demand and spot options of ``n`` devices under one price row.
+
+    Every job also pays ``setup_minutes`` on all its machines (start-up and
+    model loading), which is what stops many-GPU runs of tiny jobs from
+    looking free; spot runs redo work after preemptions.
+    """
     instances = math.ceil(n / price.gpus)
+    setup_h = cfg.setup_minutes / 60 if device.kind == "gpu" or price.on_demand > 0 else 0.0
     out = []
     rows = [(False, price.on_demand)]
     if cfg.spot and price.spot is not None:
         rows.append((True, price.spot))
     for spot, hourly in rows:
-        hours = fit.hours
-        if spot and fit.fits:
-            hours *= 1 + spot_overhead(hours, checkpoint_interval_h=cfg.checkpoint_interval_min
-                                       / 60, preemptions_per_hour=cfg.preemptions_per_hour)
-        f = fit if not spot or not fit.fits else _rehour(fit, hours)
+        f = fit
+        if fit.fits:
+            hours = fit.hours
+            notes = fit.notes
+            if spot:
+                extra = spot_overhead(hours, checkpoint_interval_h=cfg.checkpoint_interval_min
+                                      / 60, preemptions_per_hour=cfg.preemptions_per_hour)
+                hours *= 1 + extra
+                notes += (f"spot: +{extra:.1%} time redone after preemptions",)
+            if setup_h:
+                hours += setup_h
+                notes += (f"includes {cfg.setup_minutes:g} min start-up",)
+            f = replace(fit, hours=hours, notes=notes)
         out.append(Option(device.name, device.label, price.cloud, price.instance, n, spot, f,
-                          cost_usd=hours * instances * hourly if fit.fits else math.inf,
+                          cost_usd=f.hours * instances * hourly if fit.fits else math.inf,
                           price_per_hour=instances * hourly, price_date=price.date.isoformat()))
     return out
-
-
-def _rehour(fit: Fit, hours: float) -> Fit:
-    from dataclasses import replace
-
-    return replace(fit, hours=hours, notes=fit.notes + (
-        f"spot: +{hours / fit.hours - 1:.1%} time redone after preemptions",))
 
 
 def _search(spec: ModelSpec, work: Workload, cfg: PlanConfig, device: Device, n: int,

@@ -12,7 +12,7 @@ from the FLOP rate.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,11 @@ from shoestring.plan.specs import ModelSpec, count_params
 # Models above this size take too long (and too much memory) to probe on a CPU.
 MAX_PROBE_PARAMS = 200_000_000
 MATMUL_N = 1024
-MIN_PROBE_SECONDS = 1.0
+MIN_PROBE_SECONDS = 2.0
+# Batches are gathered from a data-set-sized pool (up to 128 MiB of inputs), as
+# the engine gathers them from the whole training split: rows gathered from a
+# pool that fits in cache would make the probe faster than real training.
+POOL_BYTES = 128 * 2 ** 20
 MIN_STEPS, WARMUP_STEPS, MAX_STEPS = 5, 3, 500
 
 
@@ -45,7 +49,7 @@ def matmul_probe(dtype: str, clock: Callable[[], float] = time.perf_counter) -> 
     dt = torch.float32 if dtype == "fp32" else torch.bfloat16
     a = torch.randn(MATMUL_N, MATMUL_N, dtype=dt)
     b = torch.randn(MATMUL_N, MATMUL_N, dtype=dt)
-    secs, steps = _timed(lambda: torch.mm(a, b), clock)
+    secs, _ = _timed(lambda: torch.mm(a, b), clock)
     return {"model": "matmul", "dtype": dtype, "batch": MATMUL_N, "seq_len": MATMUL_N,
             "flops_per_step": 2.0 * MATMUL_N ** 3, "seconds_per_step": secs}
 
@@ -62,7 +66,8 @@ def model_probe(spec: ModelSpec, setup: StepSetup,
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # the engine's default optimizer
     b = setup.micro_batch
-    pool = 4 * b
+    row_bytes = (spec.widths[0] * 4) if spec.family == "mlp" else setup.seq_len * 8
+    pool = max(4 * b, min(65536, POOL_BYTES // row_bytes))
     if spec.family == "mlp":
         x = torch.randn(pool, spec.widths[0])
         y = torch.randint(0, spec.widths[-1], (pool,))
@@ -77,7 +82,8 @@ def model_probe(spec: ModelSpec, setup: StepSetup,
 
     def step() -> None:
         i = state["i"]
-        idx = order[(i * b) % pool:(i * b) % pool + b]
+        start = (i * b) % (pool - b + 1)
+        idx = order[start:start + b]
         state["i"] = i + 1
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         with autocast:
@@ -86,7 +92,7 @@ def model_probe(spec: ModelSpec, setup: StepSetup,
         loss.backward()
         opt.step()
 
-    secs, steps = _timed(step, clock)
+    secs, _ = _timed(step, clock)
     return {"model": spec.name, "dtype": "fp32" if setup.precision == "fp32" else "bf16",
             "batch": b, "seq_len": setup.seq_len if spec.family != "mlp" else 1,
             "flops_per_step": float(step_flops(spec, setup.with_(grad_accum=1)).total),

@@ -13,13 +13,14 @@ e.g. the training throughput meter computing MFU:
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shoestring.errors import ConfigError, ShoestringError
@@ -94,7 +95,7 @@ class Catalog(_Row):
     price: tuple[Price, ...] = ()
 
     @model_validator(mode="after")
-    def _prices_name_devices(self) -> "Catalog":
+    def _prices_name_devices(self) -> Catalog:
         names = {d.name for d in self.device}
         unknown = sorted({p.device for p in self.price} - names)
         if unknown:

@@ -51,6 +51,8 @@ class PlanConfig(BaseModel):
     hardware: tuple[str, ...] = Field((), description="only these catalog devices")
     catalog: tuple[Path, ...] = Field((), description="extra catalog TOML files")
     spot: bool = Field(True, description="also price spot instances")
+    setup_minutes: float = Field(5.0, ge=0, description="billed minutes to start the machines "
+                                 "and load the model, once per job")
     checkpoint_interval_min: float = Field(30.0, gt=0, description="for spot preemptions")
     preemptions_per_hour: float = Field(0.05, ge=0)
     # --- ranking
@@ -61,7 +63,7 @@ class PlanConfig(BaseModel):
     trace: bool = Field(False, description="also run the exact fake-tensor trace")
 
     @model_validator(mode="after")
-    def _check(self) -> "PlanConfig":
+    def _check(self) -> PlanConfig:
         problems = []
         if self.serve and self.finetune:
             problems.append("--serve and --finetune exclude each other")

@@ -27,7 +27,6 @@ from shoestring.plan.memory import NF4_BLOCK, NF4_SECOND_BLOCK
 from shoestring.plan.specs import ModelSpec
 
 
-
 class _Dequant4Bit(torch.autograd.Function):
     """``x @ dequant(W)ᵀ`` that saves the 4-bit codes, not the dequantised weight."""
 

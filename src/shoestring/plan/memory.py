@@ -22,8 +22,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from shoestring.plan.activations import (FP32, backward_transient, block_terms, dtype_bytes,
-                                         final_terms, loss_peak_terms, mlp_terms)
+from shoestring.plan.activations import (
+    FP32,
+    backward_transient,
+    block_terms,
+    dtype_bytes,
+    final_terms,
+    loss_peak_terms,
+)
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params, layer_linears
 
@@ -190,6 +196,15 @@ def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: fl
                            "block backward gradients":
                                tokens * backward_transient(spec, setup, blk) * tp},
     }
+    if p.cast_copies and setup.checkpointing == "full":
+        # Autocast caches every weight's bf16 copy until the forward ends, so
+        # with checkpointed blocks (whose copies backward no longer holds) the
+        # end of the forward, inside the loss, can be the peak: logits, their
+        # fp32 copy and the log-softmax are alive together.
+        v = spec.vocab_size if spec.family == "decoder" else 0
+        phases["forward end"] = {**common, **final, **saved,
+                                 "bf16 weight copies (autocast)": p.cast_copies * tp,
+                                 "logits, fp32 copy and log-softmax": tokens * v * (e + 8) * tp}
     if spec.family == "decoder" and not setup.adapters and spec.tie_embeddings:
         # A tied embedding gets a second gradient from its lookup at the very
         # end of backward; it and the sum with the head's gradient coexist with

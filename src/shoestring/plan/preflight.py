@@ -94,12 +94,15 @@ def verdict_for(spec: ModelSpec, setup: StepSetup, available: int, *,
                 est_seconds: float | None = None) -> PlanVerdict:
     """Pure core of :func:`check_fits`: compare the estimate with ``available`` bytes."""
     mem = estimate_memory(spec, setup)
-    lines = [f"plan: {spec.name}, micro-batch {setup.micro_batch}×{setup.grad_accum} "
+    first = (f"plan: {spec.name}, micro-batch {setup.micro_batch}×{setup.grad_accum} "
              f"({setup.precision}, checkpointing {setup.checkpointing}): peak "
              f"{human_bytes(mem.total)} per device ({mem.phase}); "
-             f"{human_bytes(available)} free"]
+             f"{human_bytes(available)} free")
+    lines = [first]
     if est_seconds is not None:
-        lines.append(f"plan: about {est_seconds:,.0f} s of training")
+        shown = f"{est_seconds:,.0f}" if est_seconds >= 100 else f"{est_seconds:.2g}"
+        lines.append(f"plan: about {shown} s of training (catalog throughput; "
+                     "'shoestring plan --calibrate' measures this machine)")
     if mem.total <= available:
         return PlanVerdict(True, "fits", None, mem, available, est_seconds, lines)
     reason = (f"the step needs {human_bytes(mem.total)} at its peak ({mem.phase}) but only "
@@ -143,8 +146,8 @@ def check_fits(train_config: Any, *, arch: dict[str, Any] | None = None,
             Path.cwd())
         arch, n_train = problem.arch, problem.n_train
     if arch.get("family") not in ("mlp", "gpt", "encoder"):
-        return PlanVerdict(True, f"not checked: the planner does not model the "
-                           f"{arch.get('family')!r} family", None)
+        return PlanVerdict(True, (f"not checked: the planner does not model the "
+                                  f"{arch.get('family')!r} family"), None)
     spec = spec_from_architecture(arch, train_config.model.name)
     setup = setup_for(train_config.train, spec, device)
     available = available_bytes if available_bytes is not None else available_memory(device)

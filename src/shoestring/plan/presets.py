@@ -9,12 +9,13 @@ the decoded file contents and return a :class:`ModelSpec`.
 from __future__ import annotations
 
 import json
-import tomllib
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import tomllib
 from pydantic import ValidationError
 
 from shoestring.errors import ShoestringError

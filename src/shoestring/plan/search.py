@@ -10,8 +10,8 @@ fine-tuning fits nowhere on the device, LoRA and then QLoRA are tried.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from shoestring.plan.catalog import Device
 from shoestring.plan.compute import step_flops

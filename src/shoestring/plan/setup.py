@@ -65,7 +65,7 @@ class StepSetup:
     kernels: Kernels = "cuda"
     output_tokens: int = 0
 
-    def with_(self, **changes) -> "StepSetup":
+    def with_(self, **changes) -> StepSetup:
         return replace(self, **changes)
 
     @property

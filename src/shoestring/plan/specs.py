@@ -10,6 +10,7 @@ preset catalogue checks them against the published figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -46,7 +47,7 @@ class ModelSpec(BaseModel):
     source: str = Field("", description="where the shapes were published")
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelSpec":
+    def _check(self) -> ModelSpec:
         problems = []
         if self.family == "mlp":
             if len(self.widths) < 2:
@@ -123,7 +124,7 @@ def count_params(spec: ModelSpec) -> ParamCounts:
     """
     if spec.family == "mlp":
         w = spec.widths
-        mats = sum(a * b for a, b in zip(w, w[1:]))
+        mats = sum(a * b for a, b in pairwise(w))
         biases = sum(w[1:])
         # An MLP sees one sample as one "token".
         return ParamCounts(total=mats + biases, embedding=0, per_layer=mats + biases, final=0,

@@ -28,7 +28,8 @@ def _catalog(fast_price: float, slow_price: float, memory: float = 80.0) -> Cata
 
 
 def _plan(catalog, **fields):
-    cfg = resolve_plan_config({"model": "gpt2-124m", "tokens": 1e9, "gpus": 1, **fields})
+    cfg = resolve_plan_config({"model": "gpt2-124m", "tokens": 1e9, "gpus": 1,
+                               "setup_minutes": 0, **fields})
     return plan(cfg, catalog=catalog, today=date(2026, 1, 2))
 
 
@@ -111,3 +112,15 @@ def test_more_gpus_shard_a_model_that_one_cannot_hold():
     by_n = {o.gpus: o for o in r.options}
     assert not by_n[1].fits and by_n[8].fits
     assert by_n[8].fit.setup.zero_stage >= 2
+
+
+def test_start_up_time_makes_fewer_gpus_win_small_jobs():
+    cat = _catalog(fast_price=4.0, slow_price=2.0)
+    cfg = resolve_plan_config({"model": "gpt2-124m", "tokens": 1e8, "hardware": ("fast",),
+                               "spot": False, "setup_minutes": 10})
+    r = plan(cfg, catalog=cat, today=date(2026, 1, 2))
+    by_n = {o.gpus: o for o in r.options}
+    # same GPU-hours of work; 10 billed minutes on each of 64 GPUs cost more than on one
+    assert by_n[1].cost_usd < by_n[64].cost_usd
+    assert by_n[64].fit.hours < by_n[1].fit.hours
+    assert r.options[0].gpus < 64

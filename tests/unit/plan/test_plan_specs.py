@@ -9,8 +9,7 @@ import torch
 
 from shoestring.errors import ShoestringError
 from shoestring.plan.build import build_module
-from shoestring.plan.presets import (load_preset, preset_names, resolve_model,
-                                     spec_from_hf_config)
+from shoestring.plan.presets import load_preset, preset_names, resolve_model, spec_from_hf_config
 from shoestring.plan.specs import count_params
 
 # Published totals (model cards / the released tensors), independent of the TOML.
@@ -101,8 +100,8 @@ def test_unknown_model_lists_the_presets():
 
 
 def test_shoestring_run_folder_and_config(tmp_path):
-    from shoestring.models.mlp import MLP
     from shoestring.models.artifact import save_model
+    from shoestring.models.mlp import MLP
     from shoestring.train.config import resolve_config
 
     arch = {"family": "mlp", "name": "seed-mlp", "params": {
