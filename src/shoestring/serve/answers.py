@@ -33,7 +33,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ticket:
     """What the inference thread needs to answer (and bill) one request."""
 
@@ -108,8 +108,13 @@ class BatchAnswers:
         return answers
 
     def _settle(self, answers: list, billed: list, results: list[ChargeResult]) -> list:
+        units: dict[str, int] = {}
         for (j, t, ev), res in zip(billed, results):
             answers[j] = self._outcome(t, ev, res, answers[j])
+            if res.outcome is Outcome.charged:
+                units[ev.plan] = units.get(ev.plan, 0) + ev.units
+        for plan, n in units.items():  # one metric update per batch and plan
+            self.metrics.usage_units.labels(self.model.name, plan).inc(n)
         return answers
 
     def _event(self, t: Ticket, payload: bytes, now: datetime) -> UsageEvent:
@@ -129,7 +134,6 @@ class BatchAnswers:
             k = (ev.key_id, ev.period)
             self.key_used[k] = max(self.key_used.get(k, 0), res.key_used)
         if res.outcome is Outcome.charged:
-            self.metrics.usage_units.labels(ev.model, ev.plan).inc(ev.units)
             return ok
         if res.outcome is Outcome.duplicate:
             if res.stored is None:

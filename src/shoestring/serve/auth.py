@@ -39,7 +39,7 @@ class Authenticator:
                  cache_seconds: float, clock: Callable[[], float]) -> None:
         self.keys, self.plans, self.executor = keys, plans, executor
         self.cache_seconds, self.clock = cache_seconds, clock
-        self._cache: dict[str, tuple[float, KeyInfo | None, int | None]] = {}
+        self._cache: dict[str, tuple[float, KeyInfo | None, Principal | None]] = {}
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
@@ -54,21 +54,22 @@ class Authenticator:
         if hit is None or hit[0] <= now:
             info, budget = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._load, secret)
+            plan = None if info is None else self.plans.get(info.plan)
+            who = Principal(info, plan, budget) if plan is not None else None
             if self.cache_seconds > 0:
                 if len(self._cache) > 100_000:  # bounded: unknown keys cannot grow it forever
                     self._cache.clear()
-                self._cache[digest] = (now + self.cache_seconds, info, budget)
+                self._cache[digest] = (now + self.cache_seconds, info, who)
         else:
-            _, info, budget = hit
+            _, info, who = hit
         if info is None:
             raise _unauthorized("unknown API key")
         if not info.active:
             raise _unauthorized(f"API key {info.prefix}… was revoked on {info.revoked_at}")
-        plan = self.plans.get(info.plan)
-        if plan is None:
+        if who is None:
             raise ProtocolError(403, f"this server does not offer plan {info.plan!r} of key "
                                 f"{info.prefix}…")
-        return Principal(info, plan, budget)
+        return who
 
     def _load(self, secret: str) -> tuple[KeyInfo | None, int | None]:
         info = self.keys.lookup(secret)

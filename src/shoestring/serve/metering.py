@@ -37,7 +37,8 @@ MAX_ATTEMPTS = 8
 
 def period_of(t: datetime) -> str:
     """The billing period (UTC calendar month) of a time: ``YYYY-MM``."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m")
+    t = t.astimezone(timezone.utc)
+    return f"{t.year:04d}-{t.month:02d}"
 
 
 def seconds_to_next_period(t: datetime) -> int:

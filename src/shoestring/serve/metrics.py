@@ -39,6 +39,17 @@ class ServerMetrics:
                                    ["model", "plan"], registry=r)
         self.draining = Gauge("shoestring_draining", "1 while draining after SIGTERM",
                               registry=r)
+        self._children: dict[tuple[str, int], tuple] = {}
+
+    def observe(self, model: str, status: int, seconds: float) -> None:
+        """Count a finished request (label children cached: ``labels()`` costs µs each)."""
+        key = (model, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (self.requests.labels(model, str(status)),
+                                           self.latency.labels(model))
+        child[0].inc()
+        child[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

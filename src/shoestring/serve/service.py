@@ -14,8 +14,8 @@ import asyncio
 import gc
 import hashlib
 import json
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -153,9 +153,8 @@ class Service:
         finally:
             self.inflight -= 1
             self.metrics.inflight.dec()
-        model_label = name if self.store.get(name) is not None else "_unknown"
-        self.metrics.requests.labels(model_label, str(reply.status)).inc()
-        self.metrics.latency.labels(model_label).observe(self.clock() - t0)
+        self.metrics.observe(name if self.store.get(name) is not None else "_unknown",
+                             reply.status, self.clock() - t0)
         return reply
 
     async def _infer(self, name: str, version: str | None, headers: Mapping[str, str],
@@ -189,9 +188,8 @@ class Service:
             self._check_limits(who, req.rows)
         batcher = self.batchers[(model.name, model.version)]
         batcher.admit(req.rows)
-        self.metrics.queue_depth.labels(model.name).set(batcher.queued_rows + req.rows)
         ticket = Ticket(rows=req.rows, started=t0, request_id=req.id, outputs=req.outputs,
-                        who=who, event_id=uuid.uuid4().hex if who is not None else None,
+                        who=who, event_id=os.urandom(16).hex() if who is not None else None,
                         idempotency_key=idem, request_sha256=digest)
         return await batcher.submit(x, req.rows, ticket)
 
