@@ -21,17 +21,32 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def _deal(group_sizes: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Split index for each group so that split totals approach ``targets`` (shares)."""
+    """Split index for each group so that split totals approach ``targets`` (shares).
+
+    Groups of two or more go first, largest first, each to the split furthest
+    below its share; single records (usually nearly all) then fill the
+    remaining quotas in shuffled order, without a Python loop over them.
+    """
     order = rng.permutation(len(group_sizes))
     order = order[np.argsort(-group_sizes[order], kind="stable")]
-    filled = np.zeros(len(targets))
     out = np.empty(len(group_sizes), dtype=np.int8)
-    for g in order:
-        deficit = targets * (filled.sum() + group_sizes[g]) - filled
-        deficit[targets == 0] = -np.inf
+    filled = np.zeros(len(targets))
+    live = targets > 0
+    for g in order[group_sizes[order] > 1]:
+        deficit = np.where(live, targets * (filled.sum() + group_sizes[g]) - filled, -np.inf)
         s = int(np.argmax(deficit))
         out[g] = s
         filled[s] += group_sizes[g]
+    singles = order[group_sizes[order] == 1]
+    if len(singles):
+        want = np.where(live, np.maximum(targets * (filled.sum() + len(singles)) - filled, 0), 0)
+        share = want / want.sum() * len(singles) if want.sum() > 0 else live / live.sum() * \
+            len(singles)
+        quota = np.floor(share).astype(np.int64)
+        # Largest remainders get the records left over by rounding down.
+        for k in np.argsort(-(share - quota), kind="stable")[: len(singles) - quota.sum()]:
+            quota[k] += 1
+        out[singles] = np.repeat(np.arange(len(targets)), quota)
     return out
 
 
