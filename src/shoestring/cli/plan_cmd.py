@@ -169,6 +169,8 @@ def _plan_command() -> click.Command:
     @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
                   help="Extra hardware/price catalog TOML (repeatable).")
     @click.option("--spot/--no-spot", default=None, help="Also price spot instances.")
+    @click.option("--setup-minutes", type=float,
+                  help="Billed minutes per job to start machines and load the model (5).")
     @click.option("--checkpoint-interval", "checkpoint_interval_min", type=float,
                   help="Minutes between checkpoints (spot preemption cost).")
     @click.option("--preemptions-per-hour", type=float)
@@ -196,6 +198,7 @@ def _plan_command() -> click.Command:
                                        "hardware": _csv(hardware)})
             probes = calibrate_and_store(cfg, c.db_url()) if calibrate else []
             result = plan_with_ledger(cfg, c.db_url()).to_dict()
+            result["config"] = cfg.model_dump(mode="json")  # the resolved plan config
             if probes:
                 result["calibration"] = probes
             return cfg, result
