@@ -1,7 +1,7 @@
 """Requests/s at p99 <= 50 ms: the Shoestring server vs a plain FastAPI endpoint.
 
-Serves the seed MLP (64 → 128 → 64 → 10, trained on the bundled digits data)
-from the same run folder with:
+Serves the seed MLP (784 → 128 → 64 → 10, the seed example's shape; or with
+--inputs 64, trained on the bundled digits data) from one run folder with:
 
 * ``shoestring serve`` (dynamic batching), metering off (``--no-auth``), and
   metering on (API key, quota check, exactly-once usage ledger on SQLite);
@@ -11,7 +11,7 @@ from the same run folder with:
 One load generator (shoestring.serve.loadgen), one run, levels interleaved.
 With --pin the servers share CPU 0 and the load generator gets CPU 1.
 
-Usage: python bench/serve_batching.py [--seconds 3] [--rounds 2] [--target-ms 50]
+Usage: python bench/serve_batching.py [--inputs 784] [--seconds 3] [--rounds 2] [--target-ms 50]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_harness import Proc, Variant, capacity, shoestring_cmd, sweep, trained_seed_mlp
+from serve_harness import (  # noqa: E402
+    Proc, Variant, body_for, capacity, seed_mlp_run, shoestring_cmd, sweep)
 
 PATH = "/v2/models/digits/infer"
 
@@ -34,6 +35,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--target-ms", type=float, default=50.0)
     p.add_argument("--levels", default="1,4,8,16,32,64,128")
+    p.add_argument("--inputs", type=int, default=784, choices=[64, 784],
+                   help="784: the seed example's shape; 64: trained on the bundled digits")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction,
                    default=(os.cpu_count() or 1) >= 2)
     args = p.parse_args()
@@ -41,7 +44,7 @@ def main() -> None:
     server_cpus, load_cpus = ({0}, {1}) if args.pin else (None, None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        run = trained_seed_mlp(root)
+        run = seed_mlp_run(root, args.inputs)
         db = f"sqlite:///{root / 'ledger.db'}"
         from shoestring.serve.database import open_serve_db
         from shoestring.serve.keys import KeyStore
@@ -66,9 +69,10 @@ def main() -> None:
                                                 server_cpus)),
         ]
         try:
-            print(f"seed MLP, closed-loop levels {levels}, {args.seconds:g} s each, "
-                  f"{args.rounds} rounds, pinned={args.pin}")
-            sweep(variants, levels, args.seconds, args.rounds, PATH, load_cpus)
+            print(f"seed MLP {args.inputs}->128->64->10, closed-loop levels {levels}, "
+                  f"{args.seconds:g} s each, {args.rounds} rounds, pinned={args.pin}")
+            sweep(variants, levels, args.seconds, args.rounds, PATH, body_for(args.inputs),
+                  load_cpus)
         finally:
             for v in variants:
                 v.proc.stop()

@@ -1,0 +1,18 @@
+"""Serving and monetization: ``shoestring serve`` and its ledger (see docs/serve.md).
+
+Modules, from the request inwards:
+
+* ``app`` — the Open Inference Protocol v2 routes (FastAPI) and the ASGI fast path;
+* ``service`` — one request's life: key, plan, limits, idempotency, admission, batch;
+* ``batching`` — dynamic and adaptive (``t(n) = a·n + b``) batching, load shedding;
+* ``answers`` / ``ledger_writer`` / ``metering`` — responses, usage events, and
+  exactly-once charging in one transaction per group of batches;
+* ``model_store`` — run folders loaded once, preprocessing, text inputs;
+* ``keys``, ``auth``, ``plans``, ``ratelimit`` — API keys, plans (TOML), token buckets;
+* ``usage`` — reports, invoices, CloudEvents export; ``licenses`` — Ed25519 licenses;
+* ``server`` — uvicorn, SIGTERM drain; ``metrics`` — Prometheus;
+* ``demo`` — the quickstart's serving step; ``loadgen``, ``process`` — load generator
+  and child-process harness for benchmarks and tests.
+
+Nothing is imported here, so ``import shoestring.serve`` stays cheap.
+"""
