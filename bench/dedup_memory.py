@@ -65,6 +65,14 @@ print(json.dumps({k: r[k] for k in ("input", "kept", "dropped", "pii", "splits",
 
 BASELINE = "import torch, shoestring.data.prepare, shoestring.data.prepare.pipeline; print('{}')"
 
+WRITE = """
+import sys, json
+sys.path.insert(0, sys.argv[3])
+from dedup_memory import write_corpus
+write_corpus(sys.argv[1], int(sys.argv[2]))
+print("{}")
+"""
+
 
 def write_corpus(path: Path, n: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -106,11 +114,12 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         corpus = Path(tmp) / "docs.jsonl"
-        t = time.perf_counter()
-        write_corpus(corpus, args.docs)
+        # Written by a child too: a child's peak RSS counts the memory it inherits
+        # at fork, so this process must stay small while it measures the others.
+        _, _, wall = measure(WRITE, str(corpus), str(args.docs), str(Path(__file__).parent))
         size = corpus.stat().st_size / 2 ** 20
-        print(f"{args.docs:,} documents, {size:,.0f} MiB of JSONL (written in "
-              f"{time.perf_counter() - t:.0f} s)", flush=True)
+        print(f"{args.docs:,} documents, {size:,.0f} MiB of JSONL (written in {wall:.0f} s)",
+              flush=True)
         runs = [("baseline", BASELINE, ()), ("dedup", DEDUP_ONLY, (str(corpus), tmp))]
         if not args.skip_prepare:
             runs.append(("prepare", PREPARE, (str(corpus), str(Path(tmp) / "prepared"))))
