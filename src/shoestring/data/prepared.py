@@ -53,8 +53,9 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
     classes = shards.index.get("labels") or []
     if not classes:
         raise DataError(f"prepared text in '{directory}' has no labels",
-                        hint="for language modelling train on the shard files directly: "
-                        f"--data text:{directory / 'shards'} (or prepare with --label-field)")
+                        hint="for language modelling train on the split's plain-text shards: "
+                        f"--data text:{directory / 'shards' / 'train'} (or prepare with "
+                        "--label-field for classification)")
     (tr_texts, tr_labels), (te_texts, te_labels) = shards.load("train"), shards.load(eval_split)
     kind = getattr(options, "tokenizer", None) or shards.index.get("tokenizer") or \
         DEFAULT_TOKENIZER
@@ -85,6 +86,8 @@ def load_prepared(arg: str, options: SourceOptions) -> Dataset:
         raise DataError(f"unknown evaluation split {eval_split!r} in 'prepared:{arg}'",
                         hint="write prepared:DIR (test) or prepared:DIR#val")
     shards = ShardSet(directory / "shards")
+    if shards.kind == "text" and not shards.index.get("labels"):
+        return _text_dataset(shards, directory, eval_split, options)  # explains what to do
     for split in ("train", eval_split):
         if shards.records(split) == 0:
             raise DataError(f"prepared data '{directory}' has an empty {split} split",

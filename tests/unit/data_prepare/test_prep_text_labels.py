@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_prepared_text_trains_as_token_ids(labelled):
 def test_edited_input_is_a_different_preparation(labelled, tmp_path):
     cfg, _, _ = labelled
     src = tmp_path / "docs.jsonl"
-    src.write_text(open(cfg.source.removeprefix("jsonl:")).read())
+    src.write_text(Path(cfg.source.removeprefix("jsonl:")).read_text())
     out = tmp_path / "out"
     first = resolve_prepare_config({"source": f"jsonl:{src}", "out": out, "near": False,
                                     "label_issues": False})
@@ -70,3 +71,23 @@ def test_edited_input_is_a_different_preparation(labelled, tmp_path):
         prepare(first)
     redone = prepare(first.model_copy(update={"force": True}))
     assert not redone.reused and redone.report["input"] == 241
+
+
+def test_unlabelled_text_shards_are_a_language_modelling_corpus(tmp_path):
+    from shoestring.data.prepare.shards import ShardSet
+    from shoestring.errors import DataError
+
+    docs = [f"document {i} says hello\u00e9 {'x' * (i % 7)}" for i in range(40)]
+    (tmp_path / "c.txt").write_text("\n".join(docs) + "\n\n")
+    out = tmp_path / "o"
+    r = prepare(resolve_prepare_config({"source": f"text:{tmp_path / 'c.txt'}", "out": out,
+                                        "near": False})).report
+    assert r["input"] == 40 and r["task"] is None
+    shards = ShardSet(out / "shards")
+    texts = [t for s in ("train", "val", "test") for t in shards.load(s)[0]]
+    assert sorted(texts) == sorted(docs)
+    assert (out / "shards" / "train" / "00000.txt").read_text().count("\n") == \
+        r["splits"]["train"]
+    with pytest.raises(DataError, match="no labels") as err:
+        load_dataset(f"prepared:{out}", SourceOptions())
+    assert f"text:{out / 'shards' / 'train'}" in err.value.hint

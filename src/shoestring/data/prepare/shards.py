@@ -1,7 +1,11 @@
 """Shards: the packed, checksummed form of a prepared split.
 
 Images and tables are written as safetensors files holding ``x`` and ``y``;
-texts as JSON Lines (``{"text": ..., "label": ...}``). ``shards/index.json``
+labelled texts as JSON Lines (``{"text": ..., "label": ...}``); unlabelled
+texts as plain UTF-8 under ``<split>/NNNNN.txt`` (documents separated by a
+newline), with the documents' byte offsets beside them in ``NNNNN.offsets``,
+so that a split's folder is also a language-modelling corpus
+(``--data text:DIR/shards/train``). ``shards/index.json``
 lists every shard with its record count, size and SHA-256, and the checksum is
 verified when a shard is read, so a damaged or edited file is an error, not a
 silently different dataset. Shards are cut at about ``shard_mb`` MiB, so
@@ -36,8 +40,10 @@ def sha256_file(path: Path) -> str:
 class ShardWriter:
     """Writes one split's shards; ``add`` takes records in their final order."""
 
-    def __init__(self, directory: Path, split: str, kind: str, shard_bytes: int) -> None:
+    def __init__(self, directory: Path, split: str, kind: str, shard_bytes: int,
+                 plain_text: bool = False) -> None:
         self.directory, self.split, self.kind = Path(directory), split, kind
+        self.plain_text = plain_text
         self.shard_bytes = shard_bytes
         self.shards: list[dict] = []
         self._x: list[np.ndarray] = []
@@ -67,8 +73,29 @@ class ShardWriter:
             if self._bytes >= self.shard_bytes:
                 self._flush()
 
+    def _flush_plain(self) -> None:
+        folder = self.directory / self.split
+        folder.mkdir(exist_ok=True)
+        blobs = [(t + "\n").encode("utf-8", "surrogatepass") for t in self._texts]
+        offsets = np.zeros(len(blobs) + 1, dtype="<u8")
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        path = folder / f"{len(self.shards):05d}.txt"
+        side = path.with_suffix(".offsets")
+        atomic_write_bytes(path, b"".join(blobs), durable=False)
+        atomic_write_bytes(side, offsets.tobytes(), durable=False)
+        self.shards.append({"file": str(path.relative_to(self.directory)),
+                            "records": len(blobs), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path),
+                            "offsets": str(side.relative_to(self.directory)),
+                            "offsets_sha256": sha256_file(side)})
+        self._texts, self._labels, self._bytes = [], [], 0
+
     def _flush(self) -> None:
         name = f"{self.split}-{len(self.shards):05d}"
+        if self.plain_text:
+            if self._texts:
+                self._flush_plain()
+            return
         if self.kind == "text":
             if not self._texts:
                 return
@@ -139,11 +166,12 @@ class ShardSet:
                             hint=f"splits are: {', '.join(self.index['splits'])}")
         return self.index["splits"][split]["shards"]
 
-    def _checked(self, shard: dict) -> Path:
-        path = self.directory / shard["file"]
+    def _checked(self, shard: dict, key: str = "file") -> Path:
+        path = self.directory / shard[key]
         if not path.exists():
             raise DataError(f"shard '{path}' is missing", hint="prepare the data again")
-        if self.verify and sha256_file(path) != shard["sha256"]:
+        digest = shard["sha256" if key == "file" else f"{key}_sha256"]
+        if self.verify and sha256_file(path) != digest:
             raise DataError(f"shard '{path}' does not match its SHA-256 in {INDEX}",
                             hint="the file was changed or damaged; prepare the data again")
         return path
@@ -151,6 +179,12 @@ class ShardSet:
     def read_shard(self, shard: dict):
         """``(x, y)`` arrays, or ``(texts, labels)`` lists for text."""
         path = self._checked(shard)
+        if "offsets" in shard:
+            cuts = np.frombuffer(self._checked(shard, "offsets").read_bytes(), dtype="<u8")
+            blob = path.read_bytes()
+            texts = [blob[a:b - 1].decode("utf-8", "surrogatepass")
+                     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+            return texts, [None] * len(texts)
         if self.kind == "text":
             rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
             return [r["text"] for r in rows], [r.get("label") for r in rows]
