@@ -52,7 +52,7 @@ def output_tensors(model: ServedModel, out: dict[str, np.ndarray], rows: int
     tensors = []
     for spec in model.outputs:
         arr = out[spec.name]
-        data = arr.tolist() if spec.datatype == "BYTES" else arr.reshape(-1).tolist()
+        data = arr.tolist() if spec.datatype == "BYTES" else np.ascontiguousarray(arr).reshape(-1)
         tensors.append(OutputTensor(spec.name, spec.datatype, [rows, *spec.shape], data))
     return tensors
 
