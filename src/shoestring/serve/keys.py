@@ -144,7 +144,8 @@ class KeyStore:
     def set_budget(self, project: str, monthly_usd: float | None) -> None:
         """Cap a project's monthly spend (None removes the cap)."""
         if monthly_usd is not None and monthly_usd < 0:
-            raise ShoestringError(f"budget {monthly_usd} must be >= 0", hint="pass dollars, e.g. 50")
+            raise ShoestringError(f"budget {monthly_usd} must be >= 0",
+                                  hint="pass dollars, e.g. 50")
         nano = None if monthly_usd is None else round(monthly_usd * NANO_PER_USD)
         with Session(self.engine) as s, s.begin():
             row = s.get(ProjectRow, project)

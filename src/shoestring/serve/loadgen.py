@@ -96,8 +96,9 @@ async def run_closed_loop(host: str, port: int, make: Callable[[int], Request] |
     """Send requests ``make(i)`` for i = 0, 1, … from ``concurrency`` workers.
 
     Stops after ``total`` requests or ``duration_s`` seconds, whichever comes
-    first (at least one must be given; a sequence of requests gives ``total``). A failed connection is recorded as
-    status 0 and reopened for the worker's next request.
+    first (at least one must be given; a sequence of requests gives ``total``).
+    A failed connection is recorded as status 0 and reopened for the worker's
+    next request.
     """
     if not callable(make):
         seq = make

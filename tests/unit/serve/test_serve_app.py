@@ -254,3 +254,16 @@ def test_an_unreachable_ledger_means_503_and_no_charge(client, svc, monkeypatch)
     assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0
     assert client.post("/v2/models/tiny/infer", content=infer_body(ROW),
                        headers=auth(secret)).status_code == 200
+
+
+def test_adaptive_mode_sheds_with_503_retry_after_and_a_reason(run_dir, db_url, plans_file):
+    # A target no batch can meet (1 µs): every request is predicted late and refused.
+    svc = make_service(run_dir, db_url, plans_file, adaptive=True, latency_target_ms=0.001)
+    secret, _ = key(svc)
+    with TestClient(serving_app(svc)) as c:
+        r = c.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))
+        text = c.get("/metrics").text
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["reason"] == "latency_target" and "exceeds the target" in r.json()["error"]
+    assert 'shoestring_shed_total{model="tiny",reason="latency_target"} 1.0' in text
+    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0  # not charged
