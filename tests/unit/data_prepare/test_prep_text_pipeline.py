@@ -149,3 +149,32 @@ def test_keep_duplicates_removes_nothing_but_keeps_clusters_together(tmp_path):
     assert r["kept"] == truth.input - sum(truth.invalid.values())
     assert r["duplicates_across_splits"] == 0
     assert r["clusters"]["exact"]["clusters"] == truth.exact_dups
+
+
+def test_pii_encrypt_round_trips_through_the_shards(tmp_path):
+    import os
+
+    from shoestring.data.prepare.pii_ops import reveal
+
+    texts = ["alice: mail alice@example.com", "bob: card 4111 1111 1111 1111 thanks"]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    key = os.urandom(32)
+    cfg = resolve_prepare_config({"source": f"jsonl:{tmp_path / 'd.jsonl'}",
+                                  "out": tmp_path / "o", "pii": "encrypt",
+                                  "val_fraction": 0.0, "test_fraction": 0.0})
+    r = prepare(cfg, environ={"SHOESTRING_PII_KEY": key.hex()}).report
+    assert r["pii"] == {"credit_card": 1, "email": 1}
+    stored = ShardSet(cfg.out / "shards").load("train")[0]
+    assert not any("alice@" in t or "4111" in t for t in stored)
+    assert sorted(reveal(t, key) for t in stored) == sorted(texts)
+    assert key.hex() not in "".join(p.read_text(errors="ignore") for p in cfg.out.rglob("*")
+                                    if p.is_file())
+
+
+def test_a_source_without_records_is_an_error(tmp_path):
+    (tmp_path / "e.jsonl").write_text("\n\n")
+    cfg = resolve_prepare_config({"source": f"jsonl:{tmp_path / 'e.jsonl'}",
+                                  "out": tmp_path / "o"})
+    with pytest.raises(ShoestringError, match="holds no records"):
+        prepare(cfg)
+    assert not (tmp_path / "o").exists()

@@ -44,7 +44,7 @@ from shoestring.data.prepare.split import assign_splits
 from shoestring.data.prepare.validate import Rules, check_ranges_known
 from shoestring.data.prepare.writeout import Decisions, write_output
 from shoestring.data.sources import split_spec
-from shoestring.errors import ConfigError, ShoestringError
+from shoestring.errors import ConfigError, DataError, ShoestringError
 
 MANIFEST = "manifest.json"
 LABEL, OVERLAP = 3, 4  # drop reasons after clusters.EXACT (1) and clusters.NEAR (2)
@@ -151,6 +151,10 @@ def _run(config: PrepareConfig, source: RecordSource, work: Path, secret: bytes 
                  near_threshold=config.near_threshold, ngram=config.ngram,
                  num_perm=config.num_perm, lsh_recall=config.lsh_recall,
                  quarantine=work / "quarantine.jsonl")
+    if ing.input == 0:
+        ing.staging.close()
+        raise DataError(f"'{config.source}' holds no records",
+                        hint="check the path; blank lines and a CSV header alone are not records")
     try:
         return _decide_and_write(config, source, work, ing, log)
     finally:
