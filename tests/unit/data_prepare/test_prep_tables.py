@@ -39,21 +39,21 @@ def write_csv(path, x, labels, extra_lines=()):
     path.write_text("\n".join(lines) + "\n")
 
 
-BAD_LINES = ("1,2,3,nan,x,a", "1,2,three,4,x,a", "1,2,3,x,a", "1,2,3,4,x,", "1,2,3,400,x,b",
+BAD_LINES = ("1,2,3,1e39,x,a", "1,nan,3,4,x,a", "1,2,three,4,x,a", "1,2,3,x,a", "1,2,3,4,x,", "1,2,3,400,x,b",
              "1,2,3,4,x,zebra")
 
 
 def test_csv_validation_dedup_and_label_flips(tmp_path):
     x, labels, flipped = blobs()
-    # rows 0-9 duplicated at the end (exact), plus six bad rows
+    # rows 0-9 duplicated at the end (exact), plus the bad rows
     dup_lines = [",".join(f"{v:.6f}" for v in x[i]) + f",copy {i},{labels[i]}" for i in range(10)]
     write_csv(tmp_path / "t.csv", x, labels, dup_lines + list(BAD_LINES))
     cfg = resolve_prepare_config({
         "source": f"csv:{tmp_path / 't.csv'}", "out": tmp_path / "o", "label_field": "label",
         "ranges": {"f4": (-100, 100)}, "labels": ["a", "b", "c"]})
     r = prepare(cfg).report
-    assert r["input"] == 480 + 10 + 6
-    assert r["invalid_reasons"] == {"bad_row_length": 1, "missing_label": 1, "non_finite": 1,
+    assert r["input"] == 480 + 10 + len(BAD_LINES)
+    assert r["invalid_reasons"] == {"bad_row_length": 1, "missing_label": 1, "non_finite": 2,
                                     "not_a_number": 1, "out_of_range": 1, "unknown_label": 1}
     assert r["dropped"]["exact_duplicate"] == 10
     assert r["task"] == "classification" and r["classes"] == ["a", "b", "c"]

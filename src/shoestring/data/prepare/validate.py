@@ -49,6 +49,11 @@ def validate_batch(batch: Batch, kind: Kind, rules: Rules,
         bad = ~finite.all(axis=1)
         cols = feature_names or ()
         reject(bad, "non_finite", lambda i: _first_bad(flat[i], finite[i], cols))
+        if kind == "table":
+            # Features are stored as float32; larger magnitudes would become inf.
+            fits = np.abs(np.where(finite, flat, 0.0)) <= np.finfo(np.float32).max
+            reject(~fits.all(axis=1), "non_finite",
+                   lambda i: _first_bad(flat[i], fits[i], cols) + " (beyond float32)")
     if kind == "table" and rules.ranges and feature_names:
         for col, (lo, hi) in rules.ranges.items():
             if col not in feature_names:
