@@ -36,7 +36,7 @@ def _train_stage(cfg_dict: dict, what: str, metric: str, ledger, reporter) -> di
 
 
 def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
-               reporter: Reporter | None = None, language_model: bool = True) -> dict[str, Any]:
+               reporter: Reporter | None = None, lm_steps: int = LM_STEPS) -> dict[str, Any]:
     """Train the seed MLP on digits (and a tiny GPT on Shakespeare); return what it cost."""
     t0 = time.perf_counter()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -46,11 +46,11 @@ def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
                    "optimizer": "adam", "seed": 0},
          "out": str(out_root / f"quickstart-seed-mlp-digits-{stamp}")},
         "seed-mlp on digits", "test_accuracy", ledger, reporter)]
-    if language_model:
+    if lm_steps > 0:
         lm = _train_stage(
             {"model": {"name": "gpt-nano"},
              "data": {"source": f"text:{corpus_path()}", "tokenizer": "char"},
-             "train": {"batch_size": 12, "max_steps": LM_STEPS, "lr": 1e-3,
+             "train": {"batch_size": 12, "max_steps": lm_steps, "lr": 1e-3,
                        "optimizer": "adamw", "seed": 0, "eval_iters": 10},
              "out": str(out_root / f"quickstart-gpt-nano-shakespeare-{stamp}")},
             "gpt-nano on a Shakespeare excerpt", "val_loss", ledger, reporter)

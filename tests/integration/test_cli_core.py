@@ -73,13 +73,15 @@ def test_errors_are_for_people(cli, isolated_env):
 
 
 def test_quickstart(cli, isolated_env):
-    r = cli("quickstart")
+    r = cli("quickstart", "--lm-steps", "10")
     assert r.exit_code == 0, r.output
-    assert "test_accuracy" in r.output and "Done in" in r.output
-    run_dirs = list((isolated_env / "runs").glob("quickstart-*"))
-    assert len(run_dirs) == 1
-    s = json.loads((run_dirs[0] / "summary.json").read_text())
-    assert s["test_accuracy"] > 0.9
+    assert "test_accuracy" in r.output and "val_loss" in r.output and "Done in" in r.output
+    mlp = list((isolated_env / "runs").glob("quickstart-seed-mlp-*"))
+    lm = list((isolated_env / "runs").glob("quickstart-gpt-nano-*"))
+    assert len(mlp) == 1 and len(lm) == 1
+    assert json.loads((mlp[0] / "summary.json").read_text())["test_accuracy"] > 0.9
+    s = json.loads((lm[0] / "summary.json").read_text())
+    assert s["steps"] == 10 and s["tokens_per_second"] > 0
 
 
 def test_help_explains_every_command(cli):

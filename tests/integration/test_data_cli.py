@@ -77,7 +77,7 @@ def test_train_on_a_prepared_table(tmp_path):
 
 
 def test_train_on_prepared_idx_images_with_augmentation(tmp_path):
-    from conftest import write_idx_dir
+    from idx_files import write_idx_dir
 
     src = write_idx_dir(tmp_path / "idx", n_train=400, n_test=100, side=12)
     out = tmp_path / "prep"

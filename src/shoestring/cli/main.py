@@ -108,8 +108,10 @@ def runs_cmd(
 def quickstart_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(Path("runs"), help="Folder for the run folders."),
+    lm_steps: int = typer.Option(300, min=0, help="Steps of the gpt-nano language-model "
+                                 "example (0 skips it)."),
 ) -> None:
-    """Run the whole path on the embedded digits data and show what it cost."""
+    """Run the whole path on the embedded data and show what each stage cost."""
     c = ctx_of(ctx)
     from shoestring.cli.progress import RichReporter
 
@@ -118,7 +120,7 @@ def quickstart_cmd(
 
         ledger = c.ledger()
         try:
-            return quickstart(out, ledger=ledger, reporter=RichReporter(c.out))
+            return quickstart(out, ledger=ledger, reporter=RichReporter(c.out), lm_steps=lm_steps)
         finally:
             ledger.close()
 

@@ -3,7 +3,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx_dir
+from idx_files import idx_bytes, write_idx_dir
 
 from shoestring.data.idx import parse_idx
 from shoestring.data.sources import SourceOptions, load_dataset
