@@ -76,16 +76,19 @@ class Variant:
     proc: Proc
     headers: tuple[tuple[str, str], ...] = ()
     runs: dict[int, list[dict]] = field(default_factory=dict)
+    ok_total: int = 0  # every 200 it answered, warm-ups included
 
 
 def measure(v: Variant, concurrency: int, seconds: float, path: str, body: bytes) -> dict:
     req = Request(path, body, v.headers)
-    asyncio.run(run_closed_loop(v.proc.host, v.proc.port, lambda i: req, concurrency,
-                                duration_s=min(0.5, seconds / 4)))  # warm the connections
+    warm = asyncio.run(run_closed_loop(v.proc.host, v.proc.port, lambda i: req, concurrency,
+                                       duration_s=min(0.5, seconds / 4)))  # warm connections
+    v.ok_total += sum(r.status == 200 for r in warm)
     t0 = time.perf_counter()
     res = asyncio.run(run_closed_loop(v.proc.host, v.proc.port, lambda i: req, concurrency,
                                       duration_s=seconds))
     s = summarize(res, time.perf_counter() - t0)
+    v.ok_total += s["ok"]
     v.runs.setdefault(concurrency, []).append(s)
     return s
 
@@ -115,8 +118,8 @@ def capacity(v: Variant, target_ms: float) -> tuple[float, int | None]:
     return best, at
 
 
-def seed_mlp_run(root: Path, in_features: int) -> Path:
-    """A run folder with the seed MLP (in → 128 → 64 → 10).
+def seed_mlp_run(root: Path, in_features: int, hidden: tuple[int, ...] = (128, 64)) -> Path:
+    """A run folder with the seed MLP (in → 128 → 64 → 10), or wider ``hidden`` layers.
 
     64 inputs: trained on the bundled digits data (a few seconds). 784 inputs (the
     seed example's Fashion-MNIST shape): the same architecture with its initial
@@ -124,7 +127,7 @@ def seed_mlp_run(root: Path, in_features: int) -> Path:
     whatever the weights' values, and no data set has to be present.
     """
     out = root / "digits"
-    if in_features == 64:
+    if in_features == 64 and hidden == (128, 64):
         from shoestring.train.api import train
         from shoestring.train.config import resolve_config
 
@@ -136,7 +139,8 @@ def seed_mlp_run(root: Path, in_features: int) -> Path:
     from shoestring.models.artifact import save_model
     from shoestring.models.registry import DataShape, architecture_for, build_model
 
-    cfg = SimpleNamespace(name="seed-mlp", dropout=0.0, activation="relu")
+    cfg = SimpleNamespace(name="seed-mlp" if hidden == (128, 64) else "mlp", hidden=list(hidden),
+                          dropout=0.0, activation="relu")
     arch = architecture_for(cfg, DataShape((in_features,), 10))
     save_model(out, build_model(arch), {
         "architecture": arch, "task": "classification", "input_shape": [in_features],

@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--target-ms", type=float, default=50.0)
     p.add_argument("--levels", default="8,16,32,64,128")
     p.add_argument("--inputs", type=int, default=784, choices=[64, 784])
+    p.add_argument("--hidden", default="128,64",
+                   help="hidden widths (128,64: the seed MLP; wider: a costlier model)")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction,
                    default=(os.cpu_count() or 1) >= 2)
     args = p.parse_args()
@@ -47,7 +49,8 @@ def main() -> None:
     server_cpus, load_cpus = ({0}, {1}) if args.pin else (None, None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        run = seed_mlp_run(root, args.inputs)
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+        run = seed_mlp_run(root, args.inputs, hidden)
         db = f"sqlite:///{root / 'ledger.db'}"
         from shoestring.serve.database import open_serve_db
         from shoestring.serve.keys import KeyStore
@@ -67,7 +70,8 @@ def main() -> None:
                     Proc(shoestring_cmd(*serve, "--no-durable"), server_cpus), auth),
         ]
         try:
-            print(f"seed MLP {args.inputs}->128->64->10, levels {levels}, {args.seconds:g} s "
+            print(f"MLP {args.inputs}->{'->'.join(map(str, hidden))}->10, levels {levels}, "
+                  f"{args.seconds:g} s "
                   f"each, {args.rounds} rounds, pinned={args.pin}")
             sweep(variants, levels, args.seconds, args.rounds, PATH, body_for(args.inputs),
                   load_cpus)
@@ -79,9 +83,9 @@ def main() -> None:
         finally:
             for v in variants:
                 v.proc.stop()
-    ok_metered = sum(r["ok"] for v in variants[1:] for runs in v.runs.values() for r in runs)
-    print(f"\nledger check: {events} usage events recorded for {ok_metered} metered 200s "
-          "(warm-up requests included in the events)")
+    ok_metered = sum(v.ok_total for v in variants[1:])
+    print(f"\nledger check: {events} usage events recorded, {ok_metered} metered 200s "
+          f"answered: {'equal' if events == ok_metered else 'DIFFERENT'}")
     off_cap, _ = capacity(variants[0], args.target_ms)
     off_sat = saturation(variants[0])
     print(f"requests/s (median of rounds): at p99 <= {args.target_ms:g} ms | at saturation")
