@@ -35,9 +35,27 @@ def _train_stage(cfg_dict: dict, what: str, metric: str, ledger, reporter) -> di
             "where": str(result.out_dir), "summary": s}
 
 
+def _serve_stage(run_dir: Path, out_root: Path, ledger: RunLedger | None) -> dict[str, Any]:
+    """Serve the digits model on 127.0.0.1, make one paid request, read back its metering."""
+    from sklearn.datasets import load_digits
+
+    from shoestring.serve.demo import serve_demo
+
+    t0 = time.perf_counter()
+    db_url = ledger.url if ledger is not None else \
+        f"sqlite:///{(out_root / 'ledger.db').resolve()}"
+    demo = serve_demo(run_dir, db_url, rows=[load_digits().data[0].tolist()])
+    u = demo["usage"]
+    return {"stage": "serve", "what": f"{demo['model']} over HTTP, key {demo['key_prefix']}…",
+            "result": f"predicted {demo['prediction'][0]}; metered {u['requests']} request, "
+                      f"{u['units']} unit, ${u['cost_usd']:.4f}",
+            "seconds": time.perf_counter() - t0, "cost_usd": 0.0, "where": demo["url"]}
+
+
 def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
                reporter: Reporter | None = None, lm_steps: int = LM_STEPS) -> dict[str, Any]:
-    """Train the seed MLP on digits (and a tiny GPT on Shakespeare); return what it cost."""
+    """Train the seed MLP on digits, serve it with a metered key, and train a tiny GPT on
+    Shakespeare; return what each stage cost."""
     t0 = time.perf_counter()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stages = [_train_stage(
@@ -46,6 +64,7 @@ def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
                    "optimizer": "adam", "seed": 0},
          "out": str(out_root / f"quickstart-seed-mlp-digits-{stamp}")},
         "seed-mlp on digits", "test_accuracy", ledger, reporter)]
+    stages.append(_serve_stage(Path(stages[0]["where"]), out_root, ledger))
     if lm_steps > 0:
         lm = _train_stage(
             {"model": {"name": "gpt-nano"},

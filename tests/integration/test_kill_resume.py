@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -26,10 +27,18 @@ def shoestring(tmp_path: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(path: Path, timeout: float = 60.0) -> None:
+def checkpoints_in(manifest: Path) -> int:
+    try:
+        return len(json.loads(manifest.read_text())["checkpoints"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_for(manifest: Path, at_least: int = 1, timeout: float = 300.0) -> None:
+    """Until the run has written ``at_least`` checkpoints (generous: CI may be loaded)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while checkpoints_in(manifest) < at_least:
+        assert time.monotonic() < deadline, f"{manifest} never listed {at_least} checkpoints"
         time.sleep(0.02)
 
 
@@ -76,8 +85,9 @@ def test_sigterm_checkpoints_and_corrupted_latest_falls_back(tmp_path):
     ref = shoestring(tmp_path, *ARGS, "--out", str(tmp_path / "ref"))
     out = tmp_path / "victim"
     proc = shoestring(tmp_path, *ARGS, "--out", str(out))
-    wait_for(out / "checkpoints" / "manifest.json")
-    time.sleep(0.3)
+    # Two regular checkpoints first, so the corrupted latest has a good one before it.
+    wait_for(out / "checkpoints" / "manifest.json", at_least=2)
+    time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
