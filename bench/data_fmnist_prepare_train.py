@@ -8,7 +8,7 @@ from the raw one only by the near-duplicates inside it). Prints the
 preparation reports' key figures and one accuracy per run.
 
 Usage: python bench/data_fmnist_prepare_train.py [--epochs 4] [--model cnn]
-       [--augment crop=2,flip] [--threads N] [--work DIR]
+       [--augment crop=2,flip [--augment trivial ...]] [--threads N] [--work DIR]
 Needs Debian's dataset-fashion-mnist (or --data pointing at its IDX files).
 """
 
@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--model", default="cnn")
     # Mirror images of clothes are still the same class, so flips are valid here.
-    ap.add_argument("--augment", default="crop=2,flip")
+    ap.add_argument("--augment", action="append", default=None,
+                    help="augmentation spec; repeat for several runs (default crop=2,flip)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
@@ -71,8 +72,9 @@ def main() -> None:
         prepared(args.data, root / "raw", False)
         common = f"prepared:{root / 'dedup'}"
         rows = [run("no dedup, no augment", f"prepared:{root / 'raw'}", root, args, None, common),
-                run("dedup, no augment", common, root, args, None, common),
-                run(f"dedup, augment {args.augment}", common, root, args, args.augment, common)]
+                run("dedup, no augment", common, root, args, None, common)]
+        rows += [run(f"dedup, augment {spec}", common, root, args, spec, common)
+                 for spec in args.augment or ["crop=2,flip"]]
         print(f"\n{args.model}, {args.epochs} epochs, seed 0; accuracy on the common test split:")
         for r in rows:
             print(f"  {r['name']:<32} {r['common']:.4f}   ({r['seconds']:.0f} s)")
