@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase
 
 from shoestring.errors import ShoestringError
@@ -57,3 +57,19 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def ensure_tables(engine: Engine, tables: list[Table]) -> None:
+    """Create ``tables`` if missing, safely when several processes start at once.
+
+    ``create_all`` checks, then creates: two processes opening a fresh database
+    together can both see "missing" and one then fails with "already exists".
+    That failure means the table is there, so check again instead of failing.
+    """
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc.orig) or attempt == 2:
+                raise

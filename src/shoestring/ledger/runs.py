@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, make_engine
+from shoestring.ledger.db import Base, ensure_tables, make_engine
 
 STATUSES = ("running", "finished", "budget_exhausted", "interrupted", "failed", "killed")
 
@@ -85,7 +85,7 @@ class RunLedger:
         self.url = url
         self.engine = make_engine(url)
         try:
-            Base.metadata.create_all(self.engine, tables=[RunRecord.__table__])
+            ensure_tables(self.engine, [RunRecord.__table__])
         except OperationalError as exc:
             raise ShoestringError(f"cannot open the ledger database: {exc.orig}",
                                   hint="check --db / SHOESTRING_DB and that the server runs") \

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, make_engine
+from shoestring.ledger.db import Base, ensure_tables, make_engine
 from shoestring.plan.rates import Measurement
 
 
@@ -38,7 +38,7 @@ class CalibrationRecord(Base):
 def _engine(url: str):
     engine = make_engine(url)
     try:
-        Base.metadata.create_all(engine, tables=[CalibrationRecord.__table__])
+        ensure_tables(engine, [CalibrationRecord.__table__])
     except OperationalError as exc:
         raise ShoestringError(f"cannot open the ledger database: {exc.orig}",
                               hint="check --db / SHOESTRING_DB") from None

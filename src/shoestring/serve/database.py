@@ -8,7 +8,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, make_engine
+from shoestring.ledger.db import ensure_tables, make_engine
 from shoestring.serve.tables import SERVE_TABLES
 
 
@@ -36,7 +36,7 @@ def open_serve_db(url: str, *, durable: bool = False) -> Engine:
         event.listen(engine, "connect", _full_sync)
     for attempt in range(5):
         try:
-            Base.metadata.create_all(engine, tables=SERVE_TABLES)
+            ensure_tables(engine, list(SERVE_TABLES))
             return engine
         except (IntegrityError, ProgrammingError) as exc:  # concurrent CREATE TABLE
             if attempt == 4:
