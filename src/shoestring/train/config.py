@@ -51,7 +51,8 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     """``[data]``: where the examples come from and how they are fed."""
 
-    source: str = Field("digits", description="digits, fashion-mnist, idx:DIR or csv:PATH")
+    source: str = Field("digits", description="digits, fashion-mnist, idx:DIR, csv:PATH, "
+                        "parquet:PATH, images:DIR, prepared:DIR[#val], text:PATH, jsonl:PATH")
     target: str | None = Field(None, description="CSV column to predict")
     task: Literal["classification", "regression"] | None = Field(
         None, description="inferred from the data when unset")
