@@ -81,7 +81,7 @@ def train_command() -> click.Command:
         reporter = RichReporter(c.err)
 
         def go():
-            from shoestring.train.api import RunResult, train
+            from shoestring.train.api import train
             from shoestring.train.config import read_toml, resolve_config
 
             base = {}

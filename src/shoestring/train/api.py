@@ -26,8 +26,14 @@ from shoestring.models.artifact import save_model
 from shoestring.models.registry import build_model
 from shoestring.train.checkpoint import TrainingState, load_latest_checkpoint
 from shoestring.train.config import TrainConfig, read_toml, resolve_config
-from shoestring.train.distributed import (DistInfo, destroy_process_group, info_from_env,
-                                          init_process_group, mean_over_ranks, wrap_model)
+from shoestring.train.distributed import (
+    DistInfo,
+    destroy_process_group,
+    info_from_env,
+    init_process_group,
+    mean_over_ranks,
+    wrap_model,
+)
 from shoestring.train.engine import LoopSettings, run_loop
 from shoestring.train.evaluate import loss_fn
 from shoestring.train.optim import build_optimizer
@@ -35,8 +41,12 @@ from shoestring.train.precision import Precision, read_cpuinfo, resolve_precisio
 from shoestring.train.problem import load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
 from shoestring.train.run_folder import RunFolder, default_run_name
-from shoestring.train.session import (choose_micro_batch, make_checkpointer, stop_on_signals,
-                                      summarize)
+from shoestring.train.session import (
+    choose_micro_batch,
+    make_checkpointer,
+    stop_on_signals,
+    summarize,
+)
 from shoestring.train.stepper import Stepper, loss_function
 from shoestring.train.stopping import Budget, cost_usd, parse_target
 

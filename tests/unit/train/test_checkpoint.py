@@ -3,8 +3,13 @@ import json
 import pytest
 import torch
 
-from shoestring.train.checkpoint import (MANIFEST, TrainingState, encode_checkpoint,
-                                         load_latest_checkpoint, save_checkpoint)
+from shoestring.train.checkpoint import (
+    MANIFEST,
+    TrainingState,
+    encode_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 
 
 def make(step: int):
