@@ -9,17 +9,9 @@ import numpy as np
 
 from shoestring.data.prepare.config import DetectConfig
 from shoestring.data.prepare.records import GIVEN_TEST, GIVEN_TRAIN, NO_SPLIT, Batch, RecordSource
+from shoestring.data.sources import require_path as _path
 from shoestring.data.sources import split_spec
 from shoestring.errors import DataError
-
-
-def _path(arg: str, scheme: str) -> Path:
-    if not arg:
-        raise DataError(f"data source '{scheme}:' needs a path", hint=f"write '{scheme}:PATH'")
-    path = Path(arg).expanduser()
-    if not path.exists():
-        raise DataError(f"data path '{path}' does not exist", hint="check the path and spelling")
-    return path
 
 
 def open_records(spec: str, cfg: DetectConfig, image_mode: str = "auto") -> RecordSource:
