@@ -19,3 +19,17 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SHOESTRING_DB", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def digits_run_dir(tmp_path_factory) -> Path:
+    """The seed MLP trained one epoch on digits, shared read-only by tests that serve it.
+
+    Its folder is named ``digits``, which is the served model's name.
+    """
+    from shoestring.train.api import train
+    from shoestring.train.config import resolve_config
+
+    out = tmp_path_factory.mktemp("digits-run") / "digits"
+    train(resolve_config({"data": {"source": "digits"}, "train": {"epochs": 1}, "out": str(out)}))
+    return out

@@ -33,13 +33,8 @@ price_per_1000_units_usd = 0.5
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from shoestring.train.api import train
-    from shoestring.train.config import resolve_config
-
-    out = tmp_path_factory.mktemp("serve") / "digits"
-    train(resolve_config({"data": {"source": "digits"}, "train": {"epochs": 1}, "out": str(out)}))
-    return out
+def run_dir(digits_run_dir: Path) -> Path:
+    return digits_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,8 @@ def pg_url():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from shoestring.train.api import train
-    from shoestring.train.config import resolve_config
-
-    out = tmp_path_factory.mktemp("pg") / "digits"
-    train(resolve_config({"data": {"source": "digits"}, "train": {"epochs": 1}, "out": str(out)}))
-    return out
+def run_dir(digits_run_dir: Path) -> Path:
+    return digits_run_dir
 
 
 @pytest.fixture(scope="module")
