@@ -29,19 +29,28 @@ def _parse_float(text: str) -> float | None:
         return None
 
 
-def _infer_task(values: list[str], requested: str | None) -> Task:
+def infer_task(numbers: np.ndarray | None, requested: str | None) -> Task:
+    """The task of a target column; shared by every table source.
+
+    ``numbers`` is the target as float64, or ``None`` when some value is not a
+    number (then it can only be a class label).
+    """
     if requested is not None:
         try:
             return Task(requested)
         except ValueError:
             raise DataError(f"unknown task {requested!r}",
                             hint="use 'classification' or 'regression'") from None
-    numbers = [_parse_float(v) for v in values]
-    if any(n is None for n in numbers):
+    if numbers is None:
         return Task.classification
-    whole = all(float(n).is_integer() for n in numbers)  # type: ignore[arg-type]
-    return Task.classification if whole and len(set(numbers)) <= MAX_INFERRED_CLASSES \
+    whole = bool(np.all(np.mod(numbers, 1.0) == 0))
+    return Task.classification if whole and len(np.unique(numbers)) <= MAX_INFERRED_CLASSES \
         else Task.regression
+
+
+def _target_numbers(values: list[str]) -> np.ndarray | None:
+    numbers = [_parse_float(v) for v in values]
+    return None if any(n is None for n in numbers) else np.array(numbers, dtype=np.float64)
 
 
 def load_csv(arg: str, options: SourceOptions) -> Dataset:
@@ -97,7 +106,7 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
                             hint="every row needs a target value")
         targets.append(cell)
 
-    task = _infer_task(targets, options.task)
+    task = infer_task(_target_numbers(targets), options.task)
     class_names: tuple[str, ...] | None = None
     if task is Task.classification:
         class_names = tuple(sorted(set(targets), key=lambda v: (_parse_float(v) is None,

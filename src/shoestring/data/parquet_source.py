@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shoestring.data.csv_source import MAX_INFERRED_CLASSES
+from shoestring.data.csv_source import infer_task
 from shoestring.data.holdout import random_holdout, stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
@@ -35,21 +35,6 @@ def is_numeric_type(dtype) -> bool:
 
     return t.is_integer(dtype) or t.is_floating(dtype) or t.is_boolean(dtype) or \
         t.is_decimal(dtype)
-
-
-def _task(values: np.ndarray, is_numeric: bool, requested: str | None) -> Task:
-    if requested is not None:
-        try:
-            return Task(requested)
-        except ValueError:
-            raise DataError(f"unknown task {requested!r}",
-                            hint="use 'classification' or 'regression'") from None
-    if not is_numeric:
-        return Task.classification
-    floats = values.astype(np.float64)
-    whole = bool(np.all(np.mod(floats, 1.0) == 0))
-    return Task.classification if whole and len(np.unique(floats)) <= MAX_INFERRED_CLASSES \
-        else Task.regression
 
 
 def load_parquet(arg: str, options: SourceOptions) -> Dataset:
@@ -94,7 +79,7 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
                         "missing values", hint="every row needs a target value")
     raw = target.to_numpy(zero_copy_only=False)
     numeric = is_numeric_type(target.type)
-    task = _task(raw, numeric, options.task)
+    task = infer_task(raw.astype(np.float64) if numeric else None, options.task)
     class_names = None
     if task is Task.classification:
         values = raw.astype(np.float64) if numeric else raw.astype(str)
