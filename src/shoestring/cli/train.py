@@ -45,13 +45,10 @@ def _launch(cfg, c: CliContext):
     from datetime import datetime
 
     from shoestring.errors import ShoestringError
-    from shoestring.train.api import RunResult
+    from shoestring.train.api import RunResult, resolve_run_folder
     from shoestring.train.distributed import launch, torchrun_argv
-    from shoestring.train.run_folder import default_run_name
 
-    name = cfg.name or (cfg.out.name if cfg.out else
-                        default_run_name(cfg.model.name, cfg.data.source, datetime.now()))
-    out = cfg.out or Path("runs") / name
+    out, name = resolve_run_folder(cfg, datetime.now())
     out.mkdir(parents=True, exist_ok=True)
     launch_file = out / "launch.toml"
     launch_file.write_text(cfg.model_copy(update={"out": out, "name": name}).to_toml())

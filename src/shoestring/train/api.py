@@ -83,13 +83,18 @@ def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
     return diffs
 
 
+def resolve_run_folder(config: TrainConfig, now: datetime) -> tuple[Path, str]:
+    """The run folder and run name: given, or ``runs/<model>-<data>-<time>``."""
+    name = config.name or (config.out.name if config.out else
+                           default_run_name(config.model.name, config.data.source, now))
+    return config.out or Path("runs") / name, name
+
+
 def _resolve_out(config: TrainConfig, now: datetime, info: DistInfo) -> tuple[Path, str]:
     if config.out is None and info.active:
         raise ShoestringError("a multi-process run needs an explicit run folder",
                               hint="pass --out DIR (the launcher does this for you)")
-    name = config.name or (config.out.name if config.out else
-                           default_run_name(config.model.name, config.data.source, now))
-    return config.out or Path("runs") / name, name
+    return resolve_run_folder(config, now)
 
 
 def resolve_device(requested: str, info: DistInfo) -> torch.device:

@@ -66,11 +66,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def encode_checkpoint(model_state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+def encode_checkpoint(model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
                       state: TrainingState, rng_state: torch.Tensor) -> bytes:
-    """Serialise everything needed to resume into safetensors bytes."""
+    """Serialise everything needed to resume into safetensors bytes.
+
+    ``optimizer_state`` is an ``optimizer.state_dict()`` (or FSDP's full one).
+    """
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model_state.items()}
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     tensors.update(opt_tensors)
     tensors["rng.torch"] = rng_state.contiguous()
     metadata = {

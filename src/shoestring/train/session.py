@@ -92,21 +92,11 @@ def make_checkpointer(folder: RunFolder, model, optimizer, info: DistInfo,
     def checkpoint(state: TrainingState) -> None:
         model_state, optim_state = full_state(model, optimizer, info, strategy)
         if info.is_main:
-            optimizer_view = _StateView(optim_state)
-            payload = encode_checkpoint(model_state, optimizer_view, state, torch.get_rng_state())
+            payload = encode_checkpoint(model_state, optim_state, state, torch.get_rng_state())
             save_checkpoint(folder.checkpoints, payload, state.global_step)
         barrier(info)
     return checkpoint
 
-
-class _StateView:
-    """Lets ``encode_checkpoint`` read an already-gathered optimizer state dict."""
-
-    def __init__(self, state: dict) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
 
 
 def peak_memory_bytes(device: torch.device) -> int:

@@ -19,7 +19,8 @@ def make(step: int):
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
     state = TrainingState(epoch=1, step_in_epoch=step, global_step=step, elapsed_seconds=1.5)
-    return model, opt, encode_checkpoint(model.state_dict(), opt, state, torch.get_rng_state())
+    return model, opt, encode_checkpoint(model.state_dict(), opt.state_dict(), state,
+                                         torch.get_rng_state())
 
 
 def test_roundtrip_restores_everything(tmp_path):
