@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are touched, so that
+    import torch   # `shoestring --help` and the light commands start fast
 
 
 class Task(str, Enum):
@@ -47,6 +49,8 @@ class Preprocessing:
         """Raw examples ``[n, ...]`` → model inputs (a new float32 tensor)."""
         # One fresh copy, then in-place ops: allocating (and page-faulting)
         # extra copies of a 200 MB dataset costs more than the arithmetic.
+        import torch
+
         out = x.to(torch.float32, copy=True)
         if self.scale != 1.0:
             out.mul_(self.scale)
@@ -56,6 +60,8 @@ class Preprocessing:
         """Subtract mean and divide by std in place (per flattened feature)."""
         if self.mean is None or self.std is None:
             return x
+        import torch
+
         flat = x.view(x.shape[0], -1)
         flat.sub_(torch.tensor(self.mean, dtype=x.dtype)).div_(torch.tensor(self.std, dtype=x.dtype))
         return x

@@ -16,8 +16,19 @@ from shoestring.data.prepare.config import (
                                             resolve_leakage_config,
                                             resolve_prepare_config,
 )
-from shoestring.data.prepare.pipeline import PrepareResult, prepare
-from shoestring.data.prepare.report import load_report, render_report
+
+# The pipeline (numpy, scipy, torch) loads on first use, so that importing the
+# config (e.g. to build `shoestring data --help`) stays cheap.
+_LAZY = {"PrepareResult": "pipeline", "prepare": "pipeline", "load_report": "report",
+         "render_report": "report"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"shoestring.data.prepare.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'shoestring.data.prepare' has no attribute {name!r}")
 
 __all__ = ["LeakageConfig", "PrepareConfig", "PrepareResult", "load_report", "prepare",
            "render_report", "resolve_leakage_config", "resolve_prepare_config"]
