@@ -110,3 +110,14 @@ def test_trace_of_llama_3_8b_lora_runs_here(tmp_path):
     rss_kib = int(next(line for line in r.stderr.splitlines()
                        if "Maximum resident set size" in line).split()[-1])
     assert rss_kib < 2 * 1024 * 1024  # well under 2 GiB of real memory
+
+
+def test_plan_of_a_run_config_uses_the_runs_shape_and_batch(tmp_path):
+    """Issue 16 item 8: `plan run.toml` used to fail with "the run's input shape is unknown"."""
+    (tmp_path / "run.toml").write_text('[model]\nname = "seed-mlp"\n[data]\nsource = "digits"\n'
+                                       '[train]\nbatch_size = 12\n')
+    r = plan(tmp_path, "run.toml", "--hardware", "cpu-local", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["workload"]["global_batch"] == 12 and d["config"]["batch_size"] == 12
+    assert d["params"] == 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10

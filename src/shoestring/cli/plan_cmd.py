@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from shoestring.cli.context import CliContext
@@ -118,7 +119,7 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
     if r.get("trace"):
         _render_trace(c, r["trace"])
     for n in r["notes"]:
-        c.out.print(f"[dim]Note: {n}[/]", highlight=False)
+        c.out.print(f"[dim]Note: {escape(n)}[/]", highlight=False)
     for warning in r["warnings"]:
         c.err.print(f"[yellow]Warning:[/] {warning}", highlight=False)
 
@@ -197,8 +198,7 @@ def _plan_command() -> click.Command:
                                        "lora_targets": _csv(lora_targets),
                                        "hardware": _csv(hardware)})
             probes = calibrate_and_store(cfg, c.db_url()) if calibrate else []
-            result = plan_with_ledger(cfg, c.db_url()).to_dict()
-            result["config"] = cfg.model_dump(mode="json")  # the resolved plan config
+            result = plan_with_ledger(cfg, c.db_url()).to_dict()  # "config": the resolved one
             if probes:
                 result["calibration"] = probes
             return cfg, result

@@ -83,6 +83,7 @@ class PlanResult:
     trace: dict[str, Any] | None = None
     measured_runs: list[dict[str, Any]] = field(default_factory=list)
     stale_prices: list[str] = field(default_factory=list)
+    config: PlanConfig | None = None   # after a run's own workload filled the defaults
 
     def to_dict(self) -> dict[str, Any]:
         w = self.workload
@@ -101,6 +102,7 @@ class PlanResult:
             "warnings": self.warnings, "stale_prices": self.stale_prices,
             "notes": self.notes, "trace": self.trace,
             "measured_runs": self.measured_runs,
+            "config": self.config.model_dump(mode="json") if self.config else None,
         }
 
 
@@ -157,6 +159,24 @@ def _search(spec: ModelSpec, work: Workload, cfg: PlanConfig, device: Device, n:
                            lora_rank=cfg.lora_rank, lora_targets=cfg.lora_targets)
 
 
+def resolve_inputs(cfg: PlanConfig) -> tuple[ModelSpec, PlanConfig, list[str]]:
+    """The model of ``cfg`` and, for a Shoestring run, ``cfg`` with the run's workload.
+
+    A run folder or run TOML fixes batch, sequence length, steps, precision,
+    checkpointing and optimizer unless the user gave them (see
+    :mod:`shoestring.plan.run_inputs`).
+    """
+    from shoestring.plan.config import resolve_plan_config
+    from shoestring.plan.run_inputs import apply_run_defaults, is_run_reference, load_run_inputs
+
+    if not is_run_reference(cfg.model):
+        return resolve_model(cfg.model), cfg, []
+    inputs = load_run_inputs(cfg.model)
+    values = apply_run_defaults(cfg.model_dump(exclude_unset=True), cfg.model_fields_set,
+                                inputs.defaults)
+    return inputs.spec, resolve_plan_config(values), list(inputs.notes)
+
+
 def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None = None,
          measurements: list[Measurement] = (), runs: list[Any] = ()) -> PlanResult:
     """Plan ``cfg``: every device and count that fits, ranked by dollars to finish.
@@ -171,7 +191,7 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
     """
     from shoestring.plan.feedback import observations, run_measurements
 
-    spec = resolve_model(cfg.model)
+    spec, cfg, run_notes = resolve_inputs(cfg)
     catalog = catalog or load_catalog(cfg.catalog)
     today = today or date.today()
     work = resolve_workload(spec, cfg)
@@ -205,7 +225,8 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
             f"{(today - oldest).days} days; {clouds}): refresh them with --catalog FILE")
         result.stale_prices = [f"{p.device} on {p.cloud} ({p.instance}): {p.date}, {p.source}"
                                for p in stale]
-    result.notes = list(work.notes) + result.notes
+    result.notes = run_notes + list(work.notes) + result.notes
+    result.config = cfg
     result.measured_runs = [o.__dict__ for o in observations(spec, list(runs))]
     return result
 
@@ -299,7 +320,7 @@ def calibrate_and_store(cfg: PlanConfig, db_url: str, *, device: str = LOCAL_DEV
     from shoestring.plan.calibrate import calibrate
     from shoestring.plan.calibration_store import save_calibration
 
-    spec = resolve_model(cfg.model)
+    spec, cfg, _ = resolve_inputs(cfg)
     work = resolve_workload(spec, cfg)
     batch = cfg.micro_batch or (work.global_batch if spec.family == "mlp"
                                 else min(work.global_batch, 64))

@@ -9,13 +9,13 @@ the decoded file contents and return a :class:`ModelSpec`.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from pydantic import ValidationError
 
 from shoestring.errors import ShoestringError
@@ -152,21 +152,6 @@ def spec_from_architecture(arch: dict[str, Any], name: str) -> ModelSpec:
                           hint="plan a transformer or MLP run, or use a preset")
 
 
-def _from_run_config(path: Path, data_shape: Callable[[dict[str, Any]], Any] | None) -> ModelSpec:
-    from shoestring.train.config import read_toml, resolve_config
-
-    config = resolve_config(read_toml(path))
-    if config.model.name in _presets() and config.model.name != "seed-mlp":
-        return load_preset(config.model.name)
-    if data_shape is None:
-        raise ShoestringError(f"{path}: the run's input shape is unknown",
-                              hint="plan a finished run folder (it has model.json)")
-    from shoestring.models.registry import architecture_for
-
-    arch = architecture_for(config.model, data_shape(config.model_dump(mode="json")))
-    return spec_from_architecture(arch, str(path))
-
-
 def _model_registry_preset(name: str) -> ModelSpec | None:
     """Shoestring's own trainable shapes (gpt-nano, llama-nano, bert-tiny, ...)."""
     from shoestring.models.presets import ENCODER_PRESETS, GPT_PRESETS
@@ -180,31 +165,25 @@ def _model_registry_preset(name: str) -> ModelSpec | None:
     return None
 
 
-def resolve_model(ref: str, *, data_shape: Callable[[dict[str, Any]], Any] | None = None
-                  ) -> ModelSpec:
-    """A spec from a preset name, a ``config.json``, a run folder or a run ``config.toml``.
+def resolve_model(ref: str) -> ModelSpec:
+    """A spec from a preset name, a ``config.json``, a run folder or a run ``.toml``.
 
-    ``data_shape(config_dict) -> DataShape`` is called for a run config
-    without ``model.json`` (it loads the data source to learn the input and
-    output sizes); it is passed in so that this function stays free of data I/O.
+    A run's workload (batch, sequence length, steps) comes with it from
+    :func:`shoestring.plan.run_inputs.load_run_inputs`.
     """
     if ref in _presets():
         return load_preset(ref)
     model_preset = _model_registry_preset(ref)
     if model_preset is not None:
         return model_preset
+    from shoestring.plan.run_inputs import is_run_reference, load_run_inputs
+
+    if is_run_reference(ref):
+        return load_run_inputs(ref).spec
     path = Path(ref)
-    if path.is_dir():
-        if (path / "model.json").exists():
-            desc = json.loads((path / "model.json").read_text())
-            return spec_from_architecture(desc["architecture"], str(path))
-        if (path / "config.toml").exists():
-            return _from_run_config(path / "config.toml", data_shape)
-        if (path / "config.json").exists():
-            path = path / "config.json"
+    if path.is_dir() and (path / "config.json").exists():
+        path = path / "config.json"
     if path.is_file():
-        if path.suffix == ".toml":
-            return _from_run_config(path, data_shape)
         try:
             config = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -109,16 +109,12 @@ def test_shoestring_run_folder_and_config(tmp_path):
         "activation": "relu"}}
     save_model(tmp_path, MLP(784, [128, 64], 10), {"architecture": arch})
     assert resolve_model(str(tmp_path)).widths == (784, 128, 64, 10)
-    # A config.toml alone needs the data's shape, which the caller supplies.
+    # A config.toml alone: the data's shape (digits: 64 features, 10 classes) fixes the rest.
     cfg = tmp_path / "cfg" / "config.toml"
     cfg.parent.mkdir()
     cfg.write_text(resolve_config({"model": {"name": "mlp", "hidden": [32]}}).to_toml())
-    from shoestring.models.registry import DataShape
-
-    spec = resolve_model(str(cfg), data_shape=lambda c: DataShape((64,), 10))
+    spec = resolve_model(str(cfg))
     assert spec.widths == (64, 32, 10) and count_params(spec).total == 64 * 32 + 32 + 330
-    with pytest.raises(ShoestringError, match="input shape is unknown"):
-        resolve_model(str(cfg))
 
 
 def test_shoestring_model_presets_resolve():
