@@ -52,15 +52,15 @@ def main() -> None:
         hidden = tuple(int(h) for h in args.hidden.split(","))
         run = seed_mlp_run(root, args.inputs, hidden)
         db = f"sqlite:///{root / 'ledger.db'}"
-        from shoestring.serve.database import open_serve_db
+        from shoestring.ledger.db import open_ledger
         from shoestring.serve.keys import KeyStore
         from shoestring.serve.plans import load_plans
 
         plans = root / "plans.toml"
         plans.write_text("[bench]\nrequests_per_second = 1e9\nburst = 1000000000\n"
                          "price_per_1000_units_usd = 0.5\n")
-        secret, _ = KeyStore(open_serve_db(db), load_plans(plans)).create(project="bench",
-                                                                           plan="bench")
+        secret, _ = KeyStore(open_ledger(db), load_plans(plans)).create(
+            project="bench", plan="bench")
         auth = (("Authorization", f"Bearer {secret}"),)
         serve = ["--db", db, "serve", str(run), "--port", "0", "--plans", str(plans)]
         variants = [
@@ -78,7 +78,7 @@ def main() -> None:
             from sqlalchemy import func, select
 
             from shoestring.serve.tables import UsageEventRow
-            with open_serve_db(db).connect() as c:
+            with open_ledger(db).connect() as c:
                 events = c.scalar(select(func.count()).select_from(UsageEventRow))
         finally:
             for v in variants:

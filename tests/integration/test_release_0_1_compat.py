@@ -19,7 +19,7 @@ from shoestring.ledger.runs import RunLedger
 from shoestring.models.artifact import load_model
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.plans import load_plans
 from shoestring.serve.service import Service
@@ -73,7 +73,7 @@ def _check_release_0_1_ledger(url: str, expected_runs: set[str]) -> None:
     finally:
         ledger.close()
     assert set(rows) == expected_runs
-    engine = open_serve_db(url)
+    engine = open_ledger(url)
     try:
         keys = KeyStore(engine, load_plans(None)).list("acme")
         assert [k.label for k in keys] == ["fixture"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.loadgen import Request, run_closed_loop
 from shoestring.serve.metering import period_of
@@ -50,7 +50,7 @@ def serve(run_dir: Path, db: str, plans: Path, *extra: str) -> ServerProcess:
 
 
 def new_key(db: str, plans: Path, project: str, quota: int | None = None) -> tuple[str, str]:
-    secret, info = KeyStore(open_serve_db(db), load_plans(plans)).create(
+    secret, info = KeyStore(open_ledger(db), load_plans(plans)).create(
         project=project, plan="bulk", monthly_quota_units=quota)
     return secret, info.id
 
@@ -81,7 +81,7 @@ def ledger_events(db: str, *key_ids: str) -> list[tuple[str, str, str | None]]:
     q = select(E.id, E.key_id, E.idempotency_key)
     if key_ids:
         q = q.where(E.key_id.in_(key_ids))
-    with open_serve_db(db).connect() as c:
+    with open_ledger(db).connect() as c:
         return [tuple(r) for r in c.execute(q)]
 
 
@@ -114,7 +114,7 @@ def test_2000_requests_over_3_keys_meter_exactly_the_200s(shared, plans_file):
     assert ok_per_key[keys[2][1]] == 250  # the capped key got exactly its quota
     assert sorted(usage_ids(results)) == sorted(e[0] for e in events)  # the very same events
     month = period_of(utc_now())
-    beta = usage_summary(open_serve_db(db), "beta", month)
+    beta = usage_summary(open_ledger(db), "beta", month)
     assert beta["requests"] == ok_per_key[keys[1][1]] + 250 == beta["units"]
     print(f"\n2000 requests, concurrency 32, 3 keys: 200s per key {dict(ok_per_key)}, "
           f"429s {statuses[429]}, ledger events per key {dict(charged_per_key)}")

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.plans import load_plans
 from shoestring.serve.process import ServerProcess
@@ -36,12 +36,13 @@ def server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fuzz")
     run = root / "digits"
-    train(resolve_config({"data": {"source": "digits"}, "train": {"epochs": 1}, "out": str(run)}))
+    train(resolve_config({"data": {"source": "digits"}, "train": {"epochs": 1}, "out": str(run)}),
+          ledger=None)
     plans = root / "plans.toml"
     plans.write_text(PLANS)
     db = f"sqlite:///{root / 'ledger.db'}"
-    secret, _ = KeyStore(open_serve_db(db), load_plans(plans)).create(project="fuzz",
-                                                                       plan="bulk")
+    secret, _ = KeyStore(open_ledger(db), load_plans(plans)).create(
+        project="fuzz", plan="bulk")
     with ServerProcess(["--db", db, "serve", str(run), "--port", "0", "--plans", str(plans),
                         "--max-rows-per-request", "16", "--max-body-bytes", "65536"]) as srv:
         yield srv, secret

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.loadgen import Request, run_closed_loop
 from shoestring.serve.metering import Meter, period_of
@@ -88,7 +88,7 @@ async def both(servers, loads, concurrency):
 @pytest.fixture(scope="module")
 def replicas(pg_url, run_dir, plans_file):
     """Two server processes sharing the one PostgreSQL database."""
-    open_serve_db(pg_url)  # tables once, as a deployment's migration step would
+    open_ledger(pg_url)  # tables once, as a deployment's migration step would
     args = ["--db", pg_url, "serve", str(run_dir), "--port", "0", "--plans", str(plans_file),
             "--key-cache-seconds", "0"]
     with ServerProcess(args) as a, ServerProcess(args) as b:
@@ -96,7 +96,7 @@ def replicas(pg_url, run_dir, plans_file):
 
 
 def test_two_replicas_on_one_postgres_never_exceed_a_quota(pg_url, replicas, plans_file):
-    store = KeyStore(open_serve_db(pg_url), load_plans(plans_file))
+    store = KeyStore(open_ledger(pg_url), load_plans(plans_file))
     # Three keys in two projects (one with a budget), so the two replicas' group commits
     # lock several counter rows at once: this also exercises the deadlock-free lock order.
     created = [store.create(project=p, plan="bulk", monthly_quota_units=q)
@@ -112,7 +112,7 @@ def test_two_replicas_on_one_postgres_never_exceed_a_quota(pg_url, replicas, pla
     assert set(statuses) <= {200, 429}, statuses
     # 400 requests per key were sent across both replicas; each limit is met exactly.
     assert ok == {k1: 150, k2: 90, k3: 200}, ok
-    engine = open_serve_db(pg_url)
+    engine = open_ledger(pg_url)
     with engine.connect() as c:
         charged = Counter(dict(c.execute(select(E.key_id, func.count())
                                          .group_by(E.key_id)).all()))
@@ -127,7 +127,7 @@ def test_two_replicas_on_one_postgres_never_exceed_a_quota(pg_url, replicas, pla
 
 def test_an_idempotent_request_sent_to_both_replicas_is_charged_once(pg_url, replicas,
                                                                        plans_file):
-    store = KeyStore(open_serve_db(pg_url), load_plans(plans_file))
+    store = KeyStore(open_ledger(pg_url), load_plans(plans_file))
     secret, info = store.create(project="green", plan="bulk")
     loads = [[req(secret, f"pay-{i % 25}") for i in range(100)] for _ in range(2)]
     ra, rb = asyncio.run(both(replicas, loads, 8))
@@ -138,6 +138,6 @@ def test_an_idempotent_request_sent_to_both_replicas_is_charged_once(pg_url, rep
             ids.setdefault(load[r.index].headers[1][1], set()).add(
                 json.loads(r.body)["parameters"]["usage_id"])
     assert len(ids) == 25 and all(len(v) == 1 for v in ids.values())
-    with open_serve_db(pg_url).connect() as c:
+    with open_ledger(pg_url).connect() as c:
         n = c.scalar(select(func.count()).select_from(E).where(E.key_id == info.id))
     assert n == 25

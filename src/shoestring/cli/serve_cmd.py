@@ -118,11 +118,11 @@ def serve_command() -> click.Command:
 # -- keys and projects ------------------------------------------------------------------------
 
 def _key_store(c: CliContext, plans: Path | None):
-    from shoestring.serve.database import open_serve_db
+    from shoestring.ledger.db import open_ledger
     from shoestring.serve.keys import KeyStore
     from shoestring.serve.plans import load_plans
 
-    return KeyStore(open_serve_db(c.db_url()), load_plans(plans))
+    return KeyStore(open_ledger(c.db_url()), load_plans(plans))
 
 
 _PLANS = click.option("--plans", type=click.Path(path_type=Path), default=None,
@@ -208,9 +208,9 @@ def projects_budget(ctx, project, monthly_usd) -> None:
 # -- usage, export, invoices ------------------------------------------------------------------
 
 def _engine(c: CliContext):
-    from shoestring.serve.database import open_serve_db
+    from shoestring.ledger.db import open_ledger
 
-    return open_serve_db(c.db_url())
+    return open_ledger(c.db_url())
 
 
 @click.command("usage")

@@ -32,8 +32,11 @@ def _print_summary(c: CliContext, s: dict, out_dir) -> None:
         f"{s['samples_per_second']:,.0f} samples/s"
     epochs = f", {s['epochs_run']} epochs" if s.get("epochs_run") is not None else ""
     mfu = f", MFU {s['mfu']:.1%}" if s.get("mfu") else ""
+    price = s.get("price_per_hour") or 0.0
+    cost = f"${s['cost_usd']:.4f} at ${price:g}/h" if price else \
+        "$0 (no price: --price-per-hour or SHOESTRING_PRICE_PER_HOUR)"
     c.out.print(f"[bold]{s['status']}[/] ({s['stop_reason']}): {shown}{s['steps']} steps{epochs}, "
-                f"{s['train_seconds']:.2f} s, {speed}{mfu}, ${s['cost_usd']:.4f}"
+                f"{s['train_seconds']:.2f} s, {speed}{mfu}, {cost}"
                 + (f", target reached: {s['target_reached']}" if s.get("target") else ""),
                 highlight=False)
     c.out.print(f"Run folder: {out_dir}", highlight=False)

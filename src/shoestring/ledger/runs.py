@@ -1,9 +1,11 @@
-"""The runs table: one row per training run, whatever its fate.
+"""The runs table: one row per run (train, compress, fine-tune, audit…), whatever its fate.
 
-A run is inserted as ``running`` when it starts and updated when it
-finishes, fails or is interrupted. A run killed with SIGKILL cannot update its
-row; :meth:`RunLedger.reconcile` marks ``running`` rows whose process on this
-host is gone as ``killed``.
+A run is inserted as ``running`` when it starts and updated when it finishes,
+fails or is interrupted. A run killed with SIGKILL cannot update its row;
+:meth:`RunLedger.reconcile` marks ``running`` rows whose process on this host
+is gone as ``killed``. A run made from another run (a fine-tune, a compressed
+copy) names it in ``parent_id``. Money is integer nano-dollars
+(:mod:`shoestring.ledger.money`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import BigInteger, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, ensure_tables, make_engine
+from shoestring.ledger.db import Base, open_ledger
+from shoestring.ledger.money import nano_to_usd
 
 STATUSES = ("running", "finished", "budget_exhausted", "interrupted", "failed", "killed")
+# What made the run; a new capability adds its own kind here.
+KINDS = ("train", "finetune", "compress", "audit", "distill")
 
 
 class RunRecord(Base):
@@ -31,7 +35,9 @@ class RunRecord(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     kind: Mapped[str] = mapped_column(String(32), default="train")
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
+    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     model: Mapped[str] = mapped_column(String(200))
     data: Mapped[str] = mapped_column(String(500))
     out_dir: Mapped[str] = mapped_column(String(1000))
@@ -40,7 +46,8 @@ class RunRecord(Base):
     started_at: Mapped[str] = mapped_column(String(40))
     finished_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
     wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    price_per_hour_nano_usd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cost_nano_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     device: Mapped[str] = mapped_column(String(100), default="cpu")
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
@@ -53,6 +60,11 @@ class RunRecord(Base):
     @property
     def config(self) -> dict[str, Any]:
         return json.loads(self.config_json or "{}")
+
+    @property
+    def cost_usd(self) -> float:
+        """The cost in dollars, for display (the ledger keeps integer nano-dollars)."""
+        return nano_to_usd(self.cost_nano_usd or 0)
 
 
 def _now() -> str:
@@ -70,29 +82,29 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunLedger:
-    """Records runs in the database at ``url``.
+    """Records runs in the ledger at ``url``.
+
+    ``create=False`` (read-only commands) refuses to create a SQLite ledger
+    that does not exist yet (:class:`~shoestring.ledger.db.LedgerMissing`).
 
     >>> ledger = RunLedger("sqlite:///:memory:")
     >>> run_id = ledger.start(name="demo", model="seed-mlp", data="digits",
     ...                       out_dir="runs/demo", config={})
     >>> ledger.finish(run_id, status="finished", metrics={"test_accuracy": 0.9},
-    ...               wall_seconds=1.0, cost_usd=0.0)
-    >>> [r.status for r in ledger.list()]
-    ['finished']
+    ...               wall_seconds=1.0, cost_nano_usd=330_000, stop_reason="all epochs done")
+    >>> [(r.status, r.cost_usd, r.stop_reason) for r in ledger.list()]
+    [('finished', 0.00033, 'all epochs done')]
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        try:
-            ensure_tables(self.engine, [RunRecord.__table__])
-        except OperationalError as exc:
-            raise ShoestringError(f"cannot open the ledger database: {exc.orig}",
-                                  hint="check --db / SHOESTRING_DB and that the server runs") \
-                from None
+        self.engine = open_ledger(url, create=create)
 
     def start(self, *, name: str, model: str, data: str, out_dir: str, config: dict[str, Any],
-              device: str = "cpu", kind: str = "train", run_id: str | None = None) -> str:
+              device: str = "cpu", kind: str = "train", run_id: str | None = None,
+              parent_id: str | None = None, price_per_hour_nano_usd: int | None = None) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
         run_id = run_id or str(uuid.uuid4())
         with Session(self.engine) as s, s.begin():
             existing = s.get(RunRecord, run_id)
@@ -101,15 +113,19 @@ class RunLedger:
                 existing.pid = os.getpid()
                 existing.host = socket.gethostname()
                 existing.finished_at = None
+                existing.stop_reason = None
+                existing.error = None
                 return run_id
-            s.add(RunRecord(id=run_id, name=name, kind=kind, status="running", model=model,
-                            data=data, out_dir=out_dir, config_json=json.dumps(config),
-                            started_at=_now(), device=device, host=socket.gethostname(),
-                            pid=os.getpid()))
+            s.add(RunRecord(id=run_id, name=name, kind=kind, parent_id=parent_id,
+                            status="running", model=model, data=data, out_dir=out_dir,
+                            config_json=json.dumps(config), started_at=_now(), device=device,
+                            host=socket.gethostname(), pid=os.getpid(),
+                            price_per_hour_nano_usd=price_per_hour_nano_usd, cost_nano_usd=0))
         return run_id
 
     def finish(self, run_id: str, *, status: str, metrics: dict[str, Any], wall_seconds: float,
-               cost_usd: float, error: str | None = None) -> None:
+               cost_nano_usd: int, stop_reason: str | None = None,
+               error: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         with Session(self.engine) as s, s.begin():
@@ -120,8 +136,9 @@ class RunLedger:
             row.status = status
             row.metrics_json = json.dumps(metrics)
             row.wall_seconds = wall_seconds
-            row.cost_usd = cost_usd
+            row.cost_nano_usd = int(cost_nano_usd)
             row.finished_at = _now()
+            row.stop_reason = stop_reason
             row.error = error
 
     def reconcile(self) -> int:
@@ -134,6 +151,8 @@ class RunLedger:
             for row in rows:
                 if row.pid != os.getpid() and not _pid_alive(row.pid):
                     row.status = "killed"
+                    row.stop_reason = "the process ended without recording why (kill -9, " \
+                        "out of memory, power loss)"
                     changed += 1
         return changed
 

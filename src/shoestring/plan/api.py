@@ -285,9 +285,14 @@ def plan_with_ledger(cfg: PlanConfig, db_url: str | None, *, today: date | None 
     measurements: list[Measurement] = []
     runs: list[Any] = []
     # A plan reads the ledger but never creates it.
-    if db_url and (not db_url.startswith("sqlite:///") or _exists(db_url)):
+    if db_url:
+        from shoestring.ledger.db import LedgerMissing
+
         runs = load_runs(db_url)
-        measurements = load_calibration(db_url)
+        try:
+            measurements = load_calibration(db_url)
+        except LedgerMissing:
+            measurements = []
     result = plan(cfg, today=today, measurements=measurements, runs=runs)
     if cfg.trace:
         from shoestring.plan.validate import compare
@@ -295,12 +300,6 @@ def plan_with_ledger(cfg: PlanConfig, db_url: str | None, *, today: date | None 
         setup = reference_setup(result)
         result.trace = {"setup": _setup_dict(setup), **compare(result.spec, setup).to_dict()}
     return result
-
-
-def _exists(sqlite_url: str) -> bool:
-    from pathlib import Path
-
-    return Path(sqlite_url[len("sqlite:///"):]).exists()
 
 
 def _setup_dict(setup: StepSetup) -> dict[str, Any]:

@@ -11,11 +11,9 @@ import socket
 from datetime import datetime, timezone
 
 from sqlalchemy import Float, Integer, String, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, ensure_tables, make_engine
+from shoestring.ledger.db import Base, open_ledger
 from shoestring.plan.rates import Measurement
 
 
@@ -35,20 +33,10 @@ class CalibrationRecord(Base):
     seconds_per_step: Mapped[float] = mapped_column(Float)
 
 
-def _engine(url: str):
-    engine = make_engine(url)
-    try:
-        ensure_tables(engine, [CalibrationRecord.__table__])
-    except OperationalError as exc:
-        raise ShoestringError(f"cannot open the ledger database: {exc.orig}",
-                              hint="check --db / SHOESTRING_DB") from None
-    return engine
-
-
 def save_calibration(url: str, rows: list[dict], *, now: datetime | None = None) -> int:
     """Store probe points (dicts with the record's fields); returns how many were stored."""
     stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    engine = _engine(url)
+    engine = open_ledger(url)
     try:
         with Session(engine) as s, s.begin():
             for r in rows:
@@ -61,7 +49,7 @@ def save_calibration(url: str, rows: list[dict], *, now: datetime | None = None)
 def load_calibration(url: str, *, device: str | None = None, models: tuple[str, ...] = (),
                      latest_only: bool = True) -> list[Measurement]:
     """Stored points, newest calibration per (device, model, dtype) when ``latest_only``."""
-    engine = _engine(url)
+    engine = open_ledger(url, create=False)
     try:
         with Session(engine) as s:
             q = select(CalibrationRecord).order_by(CalibrationRecord.created_at.desc())

@@ -68,14 +68,13 @@ def run_measurements(spec: ModelSpec, runs: list[Any], *, device: str = "cpu-loc
 
 def load_runs(db_url: str, limit: int = 200) -> list[Any]:
     """Recent ledger rows (an empty list when the ledger does not exist yet)."""
-    from pathlib import Path
-
-    if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:" and \
-            not Path(db_url[len("sqlite:///"):]).exists():
-        return []
+    from shoestring.ledger.db import LedgerMissing
     from shoestring.ledger.runs import RunLedger
 
-    ledger = RunLedger(db_url)
+    try:
+        ledger = RunLedger(db_url, create=False)
+    except LedgerMissing:
+        return []
     try:
         return ledger.list(limit=limit)
     finally:

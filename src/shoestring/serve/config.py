@@ -63,7 +63,7 @@ class ServeConfig(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The resolved config for logs, with the database password hidden."""
-        from shoestring.serve.database import _safe
+        from shoestring.ledger.db import safe_url as _safe
 
         d = self.model_dump(mode="json")
         d["db"] = _safe(self.db)

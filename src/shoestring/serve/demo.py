@@ -14,7 +14,7 @@ import uvicorn
 from shoestring.errors import ShoestringError
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.metering import period_of
 from shoestring.serve.server import bind, url_of
@@ -65,7 +65,7 @@ def serve_demo(run_dir: Path, db_url: str, *, rows: Sequence[Sequence[float]] | 
         thread.join(start_timeout_s)
         sock.close()
     outputs = {o["name"]: o["data"] for o in doc["outputs"]}
-    engine = open_serve_db(db_url)
+    engine = open_ledger(db_url)
     try:
         summary = usage_summary(engine, DEMO_PROJECT, period_of(utc_now()))
     finally:

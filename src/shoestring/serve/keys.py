@@ -72,9 +72,9 @@ def _utc_now() -> datetime:
 class KeyStore:
     """Keys and projects in the serving ledger.
 
-    >>> from shoestring.serve.database import open_serve_db
+    >>> from shoestring.ledger.db import open_ledger
     >>> from shoestring.serve.plans import load_plans
-    >>> store = KeyStore(open_serve_db("sqlite:///:memory:"), load_plans())
+    >>> store = KeyStore(open_ledger("sqlite:///:memory:"), load_plans())
     >>> secret, info = store.create(project="acme", plan="free")
     >>> store.lookup(secret).id == info.id
     True

@@ -172,8 +172,8 @@ class Meter:
     (the group-commit writer); :meth:`lookup` may be called from any thread.
 
     >>> import dataclasses
-    >>> from shoestring.serve.database import open_serve_db
-    >>> m = Meter(open_serve_db("sqlite:///:memory:"))
+    >>> from shoestring.ledger.db import open_ledger
+    >>> m = Meter(open_ledger("sqlite:///:memory:"))
     >>> ev = UsageEvent(id="e1", key_id="k", project="p", plan="free", model="m", version="1",
     ...                 units=1, cost_nano_usd=0, latency_ms=1.0, key_quota=1,
     ...                 created_at=datetime(2026, 5, 1, tzinfo=timezone.utc))

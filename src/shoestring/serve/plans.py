@@ -17,12 +17,12 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoestring.errors import ConfigError
+# Money is kept in integer nano-dollars so sums are exact; a price with up to
+# six decimals per 1,000 units is a whole number of nano-dollars per unit.
+from shoestring.ledger.money import NANO_PER_USD
 
 DEFAULT_PLANS = "plans.toml"
 
-# Money is kept in integer nano-dollars so sums are exact; a price with up to
-# six decimals per 1,000 units is a whole number of nano-dollars per unit.
-NANO_PER_USD = 10**9
 
 
 class _PlanFields(BaseModel):

@@ -28,7 +28,7 @@ from shoestring.serve.answers import BatchAnswers, Reply, Ticket, quota_error, s
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.batching import Batcher, Shed
 from shoestring.serve.config import ServeConfig
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.ledger_writer import LedgerWriter
 from shoestring.serve.metering import Meter, period_of
@@ -60,7 +60,7 @@ class Service:
         self.plans = load_plans(config.plans) if config.auth else {}
         self.inference = ThreadPoolExecutor(1, thread_name_prefix="shoestring-infer")
         self.db_executor = ThreadPoolExecutor(4, thread_name_prefix="shoestring-db")
-        self.engine = open_serve_db(config.db, durable=config.durable) if config.auth else None
+        self.engine = open_ledger(config.db, durable=config.durable) if config.auth else None
         self.keys = KeyStore(self.engine, self.plans, now) if self.engine else None
         self.meter = Meter(self.engine) if self.engine else None
         self.writer = LedgerWriter(self.meter) if self.meter else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ from sqlalchemy import Engine, func, select
 
 from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
+from shoestring.ledger.money import nano_to_usd
 from shoestring.serve.metering import period_of
-from shoestring.serve.plans import NANO_PER_USD
 from shoestring.serve.tables import ApiKeyRow, ProjectRow
 from shoestring.serve.tables import UsageEventRow as E
 
@@ -37,9 +36,7 @@ def check_period(month: str | None, now: Callable[[], datetime]) -> str:
     return month
 
 
-def usd(nano: int) -> float:
-    """Nano-dollars as dollars, rounded to the micro-dollar for display."""
-    return float(round(Decimal(nano) / NANO_PER_USD, 6))
+usd = nano_to_usd  # nano-dollars as dollars, rounded to the micro-dollar for display
 
 
 def usage_summary(engine: Engine, project: str, period: str) -> dict[str, Any]:

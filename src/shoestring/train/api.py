@@ -21,11 +21,13 @@ import torch
 
 from shoestring.data.sources import SourceOptions
 from shoestring.errors import ConfigError, ShoestringError
+from shoestring.ledger.db import resolve_db_url
+from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
 from shoestring.models.artifact import save_model
 from shoestring.models.registry import build_model
 from shoestring.train.checkpoint import TrainingState, load_latest_checkpoint
-from shoestring.train.config import TrainConfig, read_toml, resolve_config
+from shoestring.train.config import TrainConfig, read_toml, resolve_config, resolve_price
 from shoestring.train.distributed import (
     DistInfo,
     destroy_process_group,
@@ -127,10 +129,16 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
     return None
 
 
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ShoestringError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
 def train(
     config: TrainConfig,
     *,
-    ledger: RunLedger | None = None,
+    ledger: RunLedger | str | None = "auto",
     reporter: Reporter | None = None,
     clock: Callable[[], float] = time.perf_counter,
     now: Callable[[], datetime] = datetime.now,
@@ -141,13 +149,19 @@ def train(
 ) -> RunResult:
     """Train the model ``config`` describes; return its run folder and summary.
 
+    The run is recorded in the ledger: ``"auto"`` opens the one ``--db`` would
+    ($SHOESTRING_DB, else ``WORKSPACE/.shoestring/ledger.db``), a URL or a
+    :class:`RunLedger` names another, ``None`` records nothing.
+
     >>> from shoestring.train.config import resolve_config
     >>> cfg = resolve_config({"train": {"epochs": 1}, "out": "/tmp/ss-doctest"})
     >>> train(cfg).summary["status"]                    # doctest: +SKIP
     'finished'
     """
     environ = os.environ if environ is None else environ
+    workspace = workspace or Path.cwd()
     info = info_from_env(environ)
+    config = resolve_price(config, environ)
     if info.restart > 0:  # an elastic restart continues from the latest checkpoint
         config = config.model_copy(update={"resume": True})
     reporter = (reporter or SilentReporter()) if info.is_main else SilentReporter()
@@ -158,12 +172,20 @@ def train(
         return RunResult(out, (folder.read_json(folder.run_info) or {}).get("id", ""), finished)
 
     device = resolve_device(config.train.device, info)
+    owned = None
+    if isinstance(ledger, str) and info.is_main:
+        url = resolve_db_url(None, environ, workspace) if ledger == "auto" else ledger
+        ledger = owned = RunLedger(url)
+    elif not info.is_main or isinstance(ledger, str):
+        ledger = None  # only rank 0 records the run
     init_process_group(info, device)
     try:
         return _train(config, info, device, folder, name, ledger, reporter, clock,
-                      handle_signals, source_options, workspace or Path.cwd())
+                      handle_signals, source_options, workspace)
     finally:
         destroy_process_group(info)
+        if owned is not None:
+            owned.close()
 
 
 def _train(config, info, device, folder, name, ledger, reporter, clock, handle_signals,
@@ -231,10 +253,33 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
         resolved = config.model_copy(update={"out": folder.path, "name": name, "resume": False})
         folder.config.write_text(resolved.to_toml())
     ledger_id = None
+    session_start, elapsed_before = clock(), state.elapsed_seconds
     if ledger is not None and info.is_main:
         ledger_id = ledger.start(name=name, model=config.model.name, data=config.data.source,
                                  out_dir=str(folder.path.resolve()), device=str(device),
-                                 config=config.model_dump(mode="json"), run_id=run_id)
+                                 config=config.model_dump(mode="json"), run_id=run_id,
+                                 price_per_hour_nano_usd=usd_to_nano(cfg.price_per_hour))
+    try:
+        return _after_row_opens(config, info, device, folder, name, ledger, ledger_id, reporter,
+                                clock, handle_signals, problem, model, state, precision,
+                                wrapped, optimizer, run_id)
+    except BaseException as exc:
+        if ledger_id is not None:
+            # Wall time from this session's start, not from the last checkpoint: a run
+            # stopped in its first step still spent what it spent.
+            wall = elapsed_before + (clock() - session_start)
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            ledger.finish(ledger_id, status=status, metrics={}, wall_seconds=wall,
+                          cost_nano_usd=usd_to_nano(cost_usd(wall, cfg.price_per_hour)),
+                          stop_reason="interrupted" if status == "interrupted" else "error",
+                          error=_error_text(exc))
+        raise
+
+
+def _after_row_opens(config, info, device, folder, name, ledger, ledger_id, reporter, clock,
+                     handle_signals, problem, model, state, precision, wrapped, optimizer,
+                     run_id) -> RunResult:
+    cfg = config.train
     run_id = run_id or ledger_id or os.urandom(16).hex()
     if info.is_main:
         folder.write_json(folder.run_info, {"id": run_id, "name": name})
@@ -261,23 +306,15 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
         transform = build_augmentation(config.data.augment,
                                        tuple(problem.description["input_shape"]), cfg.seed)
     checkpoint = make_checkpointer(folder, wrapped, optimizer, info, cfg.strategy)
-    try:
-        with stop_on_signals(handle_signals) as should_stop:
-            outcome = run_loop(
-                stepper, source, settings, state,
-                evaluate_fn=problem.make_evaluate(model, micro or cfg.batch_size),
-                worth_full_eval=problem.make_screen(model, settings.target),
-                clock=clock, reporter=reporter,
-                on_eval=folder.append_metrics if info.is_main else (lambda record: None),
-                on_checkpoint=checkpoint, should_stop=should_stop, batch_transform=transform,
-                dist_info=info, train_loss_of=lambda v: mean_over_ranks(v, info))
-    except BaseException as exc:
-        if ledger is not None and ledger_id is not None:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            ledger.finish(ledger_id, status=status, metrics={}, wall_seconds=state.elapsed_seconds,
-                          cost_usd=cost_usd(state.elapsed_seconds, cfg.price_per_hour),
-                          error="".join(traceback.format_exception_only(type(exc), exc)).strip())
-        raise
+    with stop_on_signals(handle_signals) as should_stop:
+        outcome = run_loop(
+            stepper, source, settings, state,
+            evaluate_fn=problem.make_evaluate(model, micro or cfg.batch_size),
+            worth_full_eval=problem.make_screen(model, settings.target),
+            clock=clock, reporter=reporter,
+            on_eval=folder.append_metrics if info.is_main else (lambda record: None),
+            on_checkpoint=checkpoint, should_stop=should_stop, batch_transform=transform,
+            dist_info=info, train_loss_of=lambda v: mean_over_ranks(v, info))
 
     summary = summarize(config, problem, outcome, model, device, precision, micro, run_id, name,
                         info)
@@ -285,7 +322,9 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
         save_model(folder.path, model, problem.description)
         problem.save_extra(folder.path)
         folder.write_json(folder.summary, summary)
-        if ledger is not None and ledger_id is not None:
+        if ledger_id is not None:
             ledger.finish(ledger_id, status=outcome.status, metrics=summary,
-                          wall_seconds=summary["train_seconds"], cost_usd=summary["cost_usd"])
+                          wall_seconds=summary["train_seconds"],
+                          cost_nano_usd=summary["cost_nano_usd"],
+                          stop_reason=summary["stop_reason"])
     return RunResult(folder.path, run_id, summary)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -90,9 +90,11 @@ class TrainSection(_Section):
     checkpoint_every: int = Field(500, ge=0,
                                   description="checkpoint every N steps (0: epoch ends only)")
     max_time: float | None = Field(None, gt=0, description="stop after this many seconds")
-    max_cost: float | None = Field(None, gt=0, description="stop after this many dollars")
-    price_per_hour: float = Field(0.0, ge=0.0,
-                                  description="machine price in $/h (0 for a local machine)")
+    max_cost: float | None = Field(None, gt=0, description="stop after this many dollars "
+                                   "(needs a price per hour)")
+    price_per_hour: float | None = Field(
+        None, ge=0.0, description="machine price in $/h (default: $SHOESTRING_PRICE_PER_HOUR, "
+        "else 0 for a machine you own)")
     target: str | None = Field(None, description="METRIC=VALUE, e.g. test_accuracy=0.87")
     recipe: Literal["fast"] | None = Field(
         None, description="'fast': pick batch size and schedule to reach the target soonest")
@@ -177,6 +179,35 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+PRICE_ENV = "SHOESTRING_PRICE_PER_HOUR"
+
+
+def resolve_price(config: TrainConfig, environ: Mapping[str, str]) -> TrainConfig:
+    """The config with its price per hour decided: given, else ``$SHOESTRING_PRICE_PER_HOUR``,
+    else 0. A dollar budget without a price is an error, not a budget that never ends.
+
+    >>> resolve_price(resolve_config(), {PRICE_ENV: "1.2"}).train.price_per_hour
+    1.2
+    """
+    t = config.train
+    price = t.price_per_hour
+    if price is None:
+        raw = environ.get(PRICE_ENV, "").strip()
+        try:
+            price = float(raw) if raw else 0.0
+        except ValueError:
+            price = -1.0
+        if not price >= 0.0:  # also NaN
+            raise ConfigError([f"{PRICE_ENV}={raw!r} is not a price in dollars per hour"],
+                              hint=f"e.g. export {PRICE_ENV}=1.20")
+    if t.max_cost is not None and price <= 0.0:
+        raise ConfigError([f"train.max_cost: a ${t.max_cost:g} budget needs the machine's "
+                           "price per hour, and none is set"],
+                          hint=f"pass --price-per-hour 1.20, or set {PRICE_ENV}=1.20 once in "
+                          "your environment")
+    return config.model_copy(update={"train": t.model_copy(update={"price_per_hour": price})})
 
 
 def _format_error(err: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from shoestring.ledger.money import usd_to_nano
 from shoestring.train.batches import BatchSource
 from shoestring.train.checkpoint import TrainingState, encode_checkpoint, save_checkpoint
 from shoestring.train.config import TrainConfig
@@ -123,6 +124,7 @@ def summarize(config: TrainConfig, problem, outcome, model, device: torch.device
         "steps": steps, "batch_size": cfg.batch_size, "micro_batch_size": micro,
         "train_seconds": round(train_seconds, 4), "samples_per_second": round(eps, 1),
         "cost_usd": round(cost_usd(train_seconds, cfg.price_per_hour), 6),
+        "cost_nano_usd": usd_to_nano(cost_usd(train_seconds, cfg.price_per_hour)),
         "price_per_hour": cfg.price_per_hour, "target": cfg.target,
         "target_reached": outcome.target_reached,
         "parameters": sum(p.numel() for p in model.parameters()),

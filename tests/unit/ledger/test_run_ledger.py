@@ -19,7 +19,7 @@ def test_start_finish_list(ledger):
     rid = ledger.start(name="a", model="seed-mlp", data="digits", out_dir="/x", config={"k": 1})
     assert ledger.get(rid).status == "running"
     ledger.finish(rid, status="finished", metrics={"test_accuracy": 0.9}, wall_seconds=2.0,
-                  cost_usd=0.01)
+                  cost_nano_usd=10_000_000)
     row = ledger.get(rid)
     assert row.status == "finished" and row.metrics["test_accuracy"] == 0.9
     assert row.config == {"k": 1} and row.finished_at
@@ -44,9 +44,9 @@ def test_reconcile_marks_dead_processes_killed(ledger):
 
 def test_unknown_status_and_run(ledger):
     with pytest.raises(ValueError):
-        ledger.finish("nope", status="exploded", metrics={}, wall_seconds=0, cost_usd=0)
+        ledger.finish("nope", status="exploded", metrics={}, wall_seconds=0, cost_nano_usd=0)
     with pytest.raises(ShoestringError, match="not in the ledger"):
-        ledger.finish("nope", status="failed", metrics={}, wall_seconds=0, cost_usd=0)
+        ledger.finish("nope", status="failed", metrics={}, wall_seconds=0, cost_nano_usd=0)
 
 
 def test_db_url_resolution(tmp_path):

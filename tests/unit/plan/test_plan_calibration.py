@@ -80,7 +80,7 @@ def _finished_run(ledger, name, batch, steps, seconds, model="seed-mlp", peak=No
     if peak:
         metrics["peak_memory_bytes"] = peak
     ledger.finish(run_id, status="finished", metrics=metrics, wall_seconds=seconds,
-                  cost_usd=0.0)
+                  cost_nano_usd=0)
 
 
 def test_finished_runs_feed_later_plans(tmp_path):

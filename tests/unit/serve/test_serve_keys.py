@@ -3,14 +3,14 @@ import sqlite3
 import pytest
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore, hash_key
 from shoestring.serve.plans import load_plans
 
 
 @pytest.fixture
 def store(db_url):
-    return KeyStore(open_serve_db(db_url), load_plans())
+    return KeyStore(open_ledger(db_url), load_plans())
 
 
 def test_only_the_hash_of_a_key_is_stored(store, db_url):

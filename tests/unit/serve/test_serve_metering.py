@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.metering import Meter, Outcome, UsageEvent, period_of, seconds_to_next_period
 from shoestring.serve.tables import UsageEventRow
 
@@ -30,7 +30,7 @@ def count_events(engine, **where):
 
 @pytest.fixture
 def engine(db_url):
-    return open_serve_db(db_url)
+    return open_ledger(db_url)
 
 
 def test_periods_are_utc_months():
@@ -99,7 +99,7 @@ def test_concurrent_meters_never_exceed_a_quota(db_url, may_2026):
     quota, results, errors = 50, [], []
 
     def writer():
-        m = Meter(open_serve_db(db_url))
+        m = Meter(open_ledger(db_url))
         try:
             for _ in range(10):
                 results.extend(r.outcome for r in m.charge(
@@ -107,7 +107,7 @@ def test_concurrent_meters_never_exceed_a_quota(db_url, may_2026):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    open_serve_db(db_url)  # tables first, as a deployment would
+    open_ledger(db_url)  # tables first, as a deployment would
     threads = [threading.Thread(target=writer) for _ in range(4)]
     for t in threads:
         t.start()
@@ -116,4 +116,4 @@ def test_concurrent_meters_never_exceed_a_quota(db_url, may_2026):
     assert not errors
     assert results.count(Outcome.charged) == quota
     assert len(results) == 120
-    assert Meter(open_serve_db(db_url)).used("key:k1", "2026-05") == quota
+    assert Meter(open_ledger(db_url)).used("key:k1", "2026-05") == quota

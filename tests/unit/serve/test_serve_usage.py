@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.database import open_serve_db
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.metering import Meter, UsageEvent
 from shoestring.serve.plans import load_plans
 from shoestring.serve.usage import check_period, export_cloudevents, invoice, usage_summary
@@ -21,7 +21,7 @@ def charge(meter, when, key, plan, model, units):
 
 @pytest.fixture
 def ledger(db_url):
-    engine = open_serve_db(db_url)
+    engine = open_ledger(db_url)
     m = Meter(engine)
     may = datetime(2026, 5, 3, tzinfo=timezone.utc)
     charge(m, may, "k1", "pro", "digits", 3)       # $0.50 / 1000
