@@ -32,7 +32,8 @@ def test_json_output_has_the_promised_fields(tmp_path):
     assert best["fits"] and best["cost_usd"] > 0 and best["hours"] > 0
     assert {"hardware", "gpus", "spot", "strategy"} <= set(best)
     costs = [o["cost_usd"] for o in d["options"] if o["fits"] and not o["substituted"]]
-    assert costs == sorted(costs)  # ranked by cost to finish
+    # ranked by cost to finish; within 2% of each other the faster comes first
+    assert all(a <= b * 1.02 for i, a in enumerate(costs) for b in costs[i + 1:])
 
 
 def test_table_output_and_price_age_warning(tmp_path):

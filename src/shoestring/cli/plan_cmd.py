@@ -46,7 +46,8 @@ def _strategy(s: dict[str, Any]) -> str:
     prec = s["precision"].replace("-mixed", "")
     if "batch" in s:
         return f"{prec} b{s['batch']}" + (f" TP{s['tensor_parallel']}"
-                                          if s["tensor_parallel"] > 1 else "")
+                                          if s["tensor_parallel"] > 1 else "") + \
+            (f" ×{s['replicas']} replicas" if s.get("replicas", 1) > 1 else "")
     parts = [prec]
     if s["finetune"] != "full":
         parts.append(s["finetune"])
@@ -79,12 +80,21 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
         c.out.print(f"Memory per device ({where}peak at {m['phase']}): " + ", ".join(
             f"{k} {_gib(m[k])}" for k in ("weights", "gradients", "optimizer", "activations",
                                           "overhead", "total")) + " GiB", highlight=False)
-    table = Table(title="Options ranked by cost to finish (best count per device and cloud)",
+    for v in r.get("single_device", []):
+        c.out.print(("[green]" if v["fits"] else "[red]") + escape(v["line"][0].upper()
+                    + v["line"][1:]) + "[/]", highlight=False)
+    serve = w["kind"] == "serve"
+    table = Table(title="Options ranked by cost to finish (best count per device and cloud; "
+                  "within 2% of each other, the faster first)"
+                  + ("; on-demand before spot for an endpoint" if serve else ""),
                   caption="strategy: precision, lora/qlora, micro-batch×accumulation, TPn "
                   "tensor parallel, DDP or Zn (ZeRO stage n), ckpt (activation checkpointing)")
-    for col in ("#", "hardware", "cloud", "n", "spot", "strategy", "time", "cost $", "GiB/dev"):
-        table.add_column(col, justify="right" if col in ("#", "n", "time", "cost $", "GiB/dev")
-                         else "left")
+    cols = ["#", "hardware", "cloud", "n", "spot", "strategy", "time", "cost $", "GiB/dev"]
+    if serve:
+        cols += ["first token", "per token", "req/s"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("hardware", "cloud", "spot", "strategy")
+                         else "right")
     seen: set[tuple] = set()
     shown = 0
     for o in r["options"]:
@@ -94,13 +104,19 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
         seen.add(key)
         shown += 1
         mem = o["memory_per_device"]["total"] if o["memory_per_device"] else None
-        table.add_row(str(shown), o["hardware"], o["cloud"], str(o["gpus"]),
-                      "yes" if o["spot"] else "", _strategy(o["strategy"]), _hours(o["hours"]),
-                      f"{o['cost_usd']:,.2f}", _gib(mem))
+        row = [str(shown), o["hardware"], o["cloud"], str(o["gpus"]), "yes" if o["spot"] else "",
+               _strategy(o["strategy"]), _hours(o["hours"]), f"{o['cost_usd']:,.2f}", _gib(mem)]
+        if serve:
+            lat = o.get("latency") or {}
+            row += [_seconds(lat.get("time_to_first_token_s")),
+                    _seconds(lat.get("time_per_output_token_s")),
+                    f"{lat.get('requests_per_s', 0):,.2f}"]
+        table.add_row(*row)
         if shown >= top:
             break
     if shown:
         c.out.print(table)
+        _render_front(c, r.get("pareto_front", []), top)
     else:
         reasons = sorted({o["reason"] for o in r["options"] if o["reason"]})
         c.out.print("[bold red]Nothing fits.[/] " + "; ".join(reasons[:3]), highlight=False)
@@ -114,14 +130,40 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
     for run in r.get("measured_runs", []):
         peak = f", peak {_gib(run['peak_memory_bytes'])} GiB" if run.get("peak_memory_bytes") \
             else ""
+        left = f" [dim](left out: {escape(run['left_out'])})[/]" if run.get("left_out") else ""
         c.out.print(f"Measured: run {run['name']} at batch {run['batch_size']}: "
-                    f"{run['seconds_per_step'] * 1000:.2f} ms/step{peak}", highlight=False)
+                    f"{run['seconds_per_step'] * 1000:.2f} ms/step{peak}{left}", highlight=False)
     if r.get("trace"):
         _render_trace(c, r["trace"])
     for n in r["notes"]:
         c.out.print(f"[dim]Note: {escape(n)}[/]", highlight=False)
     for warning in r["warnings"]:
         c.err.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.1f} s"
+
+
+def _render_front(c: CliContext, front: list[dict[str, Any]], top: int) -> None:
+    """The time–cost Pareto front, cheapest first: each row is faster than the one above."""
+    if len(front) < 2:
+        return
+    table = Table(title="Time–cost Pareto front (no option is both faster and cheaper)")
+    for col in ("hardware", "cloud", "n", "spot", "time", "cost $"):
+        table.add_column(col, justify="right" if col in ("n", "time", "cost $") else "left")
+    rows = front[::-1]
+    if len(rows) > top:  # keep both ends and an even spread between them
+        step = (len(rows) - 1) / (top - 1)
+        rows = [rows[round(i * step)] for i in range(top)]
+    for o in rows:
+        table.add_row(o["hardware"], o["cloud"], str(o["gpus"]), "yes" if o["spot"] else "",
+                      _hours(o["hours"]), f"{o['cost_usd']:,.2f}")
+    if len(front) > top:
+        table.caption = f"{top} of {len(front)} options on the front (all of them: --json)"
+    c.out.print(table)
 
 
 def _render_trace(c: CliContext, t: dict[str, Any]) -> None:

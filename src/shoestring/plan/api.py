@@ -20,10 +20,12 @@ from shoestring.plan.config import PlanConfig
 from shoestring.plan.cost import spot_overhead
 from shoestring.plan.memory import MemoryBreakdown, estimate_memory
 from shoestring.plan.presets import resolve_model
+from shoestring.plan.ranking import pareto_front, rank_by_cost
 from shoestring.plan.rates import Measurement, RateBook
 from shoestring.plan.search import Fit, search_serving, search_training
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params
+from shoestring.plan.verdicts import CardVerdict, single_device_verdicts
 from shoestring.plan.workload import Workload, resolve_workload
 
 GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -62,7 +64,7 @@ class Option:
                 "memory_per_device": f.memory.to_dict() if f.memory else None,
                 "throughput_source": f.rate.source if f.rate else None,
                 "substituted": f.substituted, "notes": list(f.notes),
-                "reason": f.reason or None}
+                "latency": f.latency, "reason": f.reason or None}
 
 
 @dataclass
@@ -83,6 +85,8 @@ class PlanResult:
     trace: dict[str, Any] | None = None
     measured_runs: list[dict[str, Any]] = field(default_factory=list)
     stale_prices: list[str] = field(default_factory=list)
+    pareto_front: list[Option] = field(default_factory=list)
+    single_device: list[CardVerdict] = field(default_factory=list)
     config: PlanConfig | None = None   # after a run's own workload filled the defaults
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +103,8 @@ class PlanResult:
             if self.fastest_within_budget else None,
             "cheapest_within_deadline": self.cheapest_within_deadline.to_dict()
             if self.cheapest_within_deadline else None,
+            "pareto_front": [o.to_dict() for o in self.pareto_front],
+            "single_device": [v.to_dict() for v in self.single_device],
             "warnings": self.warnings, "stale_prices": self.stale_prices,
             "notes": self.notes, "trace": self.trace,
             "measured_runs": self.measured_runs,
@@ -200,6 +206,7 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
     rates = RateBook(mine)
     devices = [catalog.get(h) for h in cfg.hardware] if cfg.hardware else list(catalog.device)
     options: list[Option] = []
+    single: dict[str, tuple[Device, Fit]] = {}
     for device in devices:
         fits: dict[int, Fit] = {}
         for price in catalog.prices_for(device.name):
@@ -207,11 +214,20 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
                 if n not in fits:
                     fits[n] = _search(spec, work, cfg, device, n, rates)
                 options += _price_options(device, price, n, fits[n], cfg)
+        if device.kind == "gpu":
+            single[device.name] = (device, fits[1] if 1 in fits else
+                                   _search(spec, work, cfg, device, 1, rates))
     slow = [o for o in options if o.fits and o.fit.hours > cfg.max_hours]
     options = [o for o in options if o not in slow]
-    # What was asked for first; LoRA/QLoRA stand-ins for a full fine-tune after.
-    options.sort(key=lambda o: (not o.fits, o.fit.substituted, o.cost_usd, o.fit.hours, o.gpus))
+    options = _rank(options, serve=work.kind == "serve", tolerance=cfg.tie_tolerance)
     result = _result(spec, work, cfg, options)
+    result.single_device = single_device_verdicts(single)
+    asked = [o for o in options if o.fits and not o.fit.substituted
+             and not (work.kind == "serve" and o.spot)]
+    result.pareto_front = pareto_front(asked, cost=lambda o: o.cost_usd, hours=lambda o: o.fit.hours)
+    if work.kind == "serve" and any(o.spot for o in options):
+        result.notes.append("serving is an endpoint: on-demand options rank before spot ones "
+                            "(a preemption takes the endpoint down)")
     if slow:
         result.notes.append(f"{len(slow)} options slower than {cfg.max_hours:g} h left out "
                             "(--max-hours)")
@@ -229,6 +245,21 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
     result.config = cfg
     result.measured_runs = [o.__dict__ for o in observations(spec, list(runs))]
     return result
+
+
+def _rank(options: list[Option], *, serve: bool, tolerance: float) -> list[Option]:
+    """Fitting options first: what was asked for (on-demand first for an endpoint), then
+    LoRA/QLoRA stand-ins for a full fine-tune; each tier cheapest first, preferring the
+    faster of options within ``tolerance`` of each other (:func:`rank_by_cost`)."""
+    def tier(o: Option) -> tuple[bool, bool]:
+        return (o.fit.substituted, serve and o.spot)
+
+    fitting = [o for o in options if o.fits]
+    out: list[Option] = []
+    for t in sorted({tier(o) for o in fitting}):
+        out += rank_by_cost([o for o in fitting if tier(o) == t], cost=lambda o: o.cost_usd,
+                            hours=lambda o: o.fit.hours, tolerance=tolerance)
+    return out + [o for o in options if not o.fits]
 
 
 def _result(spec: ModelSpec, work: Workload, cfg: PlanConfig, options: list[Option]

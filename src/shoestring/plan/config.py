@@ -59,6 +59,8 @@ class PlanConfig(BaseModel):
     budget: float | None = Field(None, gt=0, description="USD: show the fastest option within")
     deadline_hours: float | None = Field(None, gt=0, description="show the cheapest within")
     max_hours: float = Field(24 * 30, gt=0, description="drop options slower than this")
+    tie_tolerance: float = Field(0.02, ge=0, le=0.5, description="options within this fraction "
+                                 "of the cheapest count as tied on cost; the faster ranks first")
     top: int = Field(10, gt=0, description="options to show")
     trace: bool = Field(False, description="also run the exact fake-tensor trace")
 

@@ -49,6 +49,21 @@ def allreduce_seconds(nbytes: float, n: int, gbs: float) -> float:
     return 2 * (n - 1) / n * nbytes / (gbs * 1e9)
 
 
+# Latency of one small all-reduce (a decoded token's activations), before any
+# bandwidth term: planner defaults of the order nccl-tests' all_reduce_perf
+# reports for messages of a few KiB (~10 µs within an NVLink/NVSwitch node;
+# PCIe, with no switch between the GPUs, several times that).
+ALLREDUCE_LATENCY_S = {"nvlink": 10e-6, "pcie": 30e-6}
+
+
+def tp_allreduce_seconds(nbytes: float, n: int, interconnect: str, gbs: float) -> float:
+    """One tensor-parallel all-reduce of ``nbytes``: latency plus ring bandwidth."""
+    if n <= 1:
+        return 0.0
+    kind = "nvlink" if interconnect.startswith("nvlink") else "pcie"
+    return ALLREDUCE_LATENCY_S[kind] + allreduce_seconds(nbytes, n, gbs)
+
+
 def step_seconds(spec: ModelSpec, setup: StepSetup, flops: float, rate: Throughput, *,
                  interconnect_gbs: float, devices_per_node: int) -> tuple[float, float]:
     """(step seconds, of which communication not hidden) for one optimizer step."""

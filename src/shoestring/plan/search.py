@@ -42,17 +42,20 @@ class Fit:
     reason: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     substituted: bool = False  # runs LoRA/QLoRA because the asked-for full fine-tune won't fit
+    asked_needs_bytes: int = 0  # when substituted: the least the asked-for mode needs per device
+    latency: dict[str, float] | None = None  # serving: per-request latency and throughput
 
     def strategy(self) -> dict:
         if self.setup is None:
             return {}
         s = self.setup
-        out = {"precision": s.precision, "finetune": s.finetune, "micro_batch": s.micro_batch,
+        out = {"precision": s.precision_label, "finetune": s.finetune, "micro_batch": s.micro_batch,
                "grad_accum": s.grad_accum, "data_parallel": s.dp, "tensor_parallel": s.tp,
                "zero_stage": s.zero_stage, "checkpointing": s.checkpointing,
                "optimizer": s.optimizer}
         if s.mode == "serve":
-            out = {"precision": s.precision, "batch": s.micro_batch, "tensor_parallel": s.tp}
+            out = {"precision": s.precision_label, "batch": s.micro_batch, "tensor_parallel": s.tp,
+                   "replicas": int((self.latency or {}).get("replicas", 1))}
         return out
 
 
@@ -96,9 +99,11 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
     else:
         precisions = ["bf16-mixed"]
     kernels = "cuda" if device.kind == "gpu" else "cpu"
+    half = "bf16" if device.supports_bf16 else "fp16"
     ckpts = ["none", "full"] if checkpointing == "auto" else [checkpointing]
     best: Fit | None = None
     smallest: MemoryBreakdown | None = None
+    asked_smallest: int = 0
     for mode in modes:
         for prec in precisions:
             thr = rate(device, _dtype(prec))
@@ -115,7 +120,7 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
                                 checkpointing=ck if spec.family != "mlp" else "none",
                                 optimizer=optimizer, finetune=mode, lora_rank=lora_rank,
                                 lora_targets=lora_targets, grad_accum=accum, dp=dp,
-                                zero_stage=z, tp=tp, kernels=kernels)
+                                zero_stage=z, tp=tp, kernels=kernels, half=half)
                             mem = estimate_memory(spec, setup, context_gib=device.context_gib)
                             if smallest is None or mem.total < smallest.total:
                                 smallest = mem
@@ -125,12 +130,14 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
                             if best is None or fit.hours < best.hours * (1 - 1e-9):
                                 best = fit
                             break  # smaller micro-batches only add per-step overhead
+        if mode == work.finetune and smallest is not None:
+            asked_smallest = smallest.total
         if best is not None:
             if mode != work.finetune:
                 from dataclasses import replace
 
-                best = replace(best, substituted=True, notes=best.notes + (
-                    f"full fine-tuning does not fit; {mode} does",))
+                best = replace(best, substituted=True, asked_needs_bytes=asked_smallest,
+                               notes=best.notes + (f"full fine-tuning does not fit; {mode} does",))
             return best
     need = smallest.total / GIB if smallest else float("nan")
     return Fit(False, None, smallest,
@@ -163,25 +170,61 @@ BANDWIDTH_EFFICIENCY = 0.8
 
 def search_serving(spec: ModelSpec, work: Workload, device: Device, gpus: int, rate: RateFn, *,
                    precision: str, output_tokens: int) -> Fit:
-    """Tensor-parallel serving on ``gpus`` devices: fits, and hours for all requests."""
-    from shoestring.plan.serving import serving_time
+    """Serving on ``gpus`` devices: ``gpus / tp`` replicas of ``tp``-way tensor parallelism.
+
+    Every tensor-parallel degree that divides ``gpus`` is tried (the smallest that
+    fits saves all-reduces; more replicas serve more batches at once) and the one
+    that finishes all requests soonest wins.
+    """
+    from dataclasses import replace
+
+    from shoestring.plan.cost import tp_allreduce_seconds
+    from shoestring.plan.serving import ServingTime, serving_time
 
     prec = "fp32" if precision == "fp32" or (device.kind == "cpu" and precision == "auto") \
         else "bf16"
-    tps = _tp_options(spec, gpus, device)
-    if gpus not in tps:
+    half = "bf16" if device.supports_bf16 else "fp16"   # a T4 serves in fp16
+    tps = [t for t in _tp_options(spec, gpus, device) if gpus % t == 0]
+    if not tps:
         return Fit(False, None, None, reason=f"{gpus} devices do not split this model evenly")
-    setup = StepSetup(mode="serve", micro_batch=work.global_batch, seq_len=work.seq_len,
-                      precision=prec, tp=gpus, output_tokens=output_tokens,
-                      kernels="cuda" if device.kind == "gpu" else "cpu")
-    mem = estimate_memory(spec, setup, context_gib=device.context_gib)
-    if not _fits(mem, device):
-        return Fit(False, None, mem, reason=f"needs {mem.total / GIB:.1f} GiB per device "
+    best: Fit | None = None
+    smallest: MemoryBreakdown | None = None
+    b = work.global_batch
+    e = 4 if prec == "fp32" else 2
+    for tp in tps:
+        setup = StepSetup(mode="serve", micro_batch=b, seq_len=work.seq_len, precision=prec,
+                          tp=tp, output_tokens=output_tokens,
+                          kernels="cuda" if device.kind == "gpu" else "cpu", half=half)
+        mem = estimate_memory(spec, setup, context_gib=device.context_gib)
+        if smallest is None or mem.total < smallest.total:
+            smallest = mem
+        if not _fits(mem, device):
+            continue
+        thr = rate(device, _dtype(prec))
+        t = serving_time(spec, setup, flops_per_s=thr.flops_per_s * tp,
+                         bytes_per_s=device.bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY * tp)
+        if tp > 1 and spec.family != "mlp":
+            # Megatron-style TP all-reduces twice per layer (attention and MLP
+            # outputs; Shoeybi et al. 2019, section 3) on the critical path of
+            # every prefill and every decoded token.
+            def comm(tokens: int, tp: int = tp) -> float:
+                return 2 * spec.layers * tp_allreduce_seconds(
+                    tokens * spec.hidden * e, tp, device.interconnect, device.interconnect_gbs)
+            t = ServingTime(t.prefill_s + comm(b * work.seq_len),
+                            t.decode_s + output_tokens * comm(b))
+        replicas = gpus // tp
+        batches = math.ceil(work.total_units / b)
+        hours = math.ceil(batches / replicas) * t.total_s / 3600
+        fit = Fit(True, setup, mem, step_s=t.total_s, hours=hours, steps=batches, rate=thr,
+                  notes=((f"{replicas} replica(s) of {tp} device(s); prefill "
+                          f"{t.prefill_s:.3g} s + decode {t.decode_s:.3g} s per batch"),),
+                  latency={**t.latency(b, output_tokens), "replicas": replicas})
+        if best is None or fit.hours < best.hours * (1 - 1e-9):
+            best = fit
+    if best is None:
+        need = smallest.total / GIB if smallest else float("nan")
+        return Fit(False, None, smallest, reason=f"needs {need:.1f} GiB per device "
                    f"(has {device.memory_gib:g} GiB)")
-    thr = rate(device, _dtype(prec))
-    t = serving_time(spec, setup, flops_per_s=thr.flops_per_s * gpus,
-                     bytes_per_s=device.bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY * gpus)
-    batches = math.ceil(work.total_units / work.global_batch)
-    hours = batches * t.total_s / 3600
-    return Fit(True, setup, mem, step_s=t.total_s, hours=hours, steps=batches, rate=thr,
-               notes=(f"prefill {t.prefill_s:.3g} s + decode {t.decode_s:.3g} s per batch",))
+    return replace(best, latency={**(best.latency or {}),
+                                  "requests_per_s": best.latency["requests_per_s"]
+                                  * best.latency["replicas"]})

@@ -94,6 +94,20 @@ class ServingTime:
     def total_s(self) -> float:
         return self.prefill_s + self.decode_s
 
+    def latency(self, batch: int, output_tokens: int) -> dict[str, float]:
+        """What one request of a batch sees, and what the replica serves per second.
+
+        Time to first token is the batch's prefill (every prompt of the batch is
+        prefilled before decoding starts); each further token takes one decode
+        step of the whole batch; all requests of a batch finish together.
+        """
+        per_token = self.decode_s / output_tokens if output_tokens else 0.0
+        return {"time_to_first_token_s": self.prefill_s, "time_per_output_token_s": per_token,
+                "request_latency_s": self.total_s,
+                "requests_per_s": batch / self.total_s if self.total_s else 0.0,
+                "output_tokens_per_s": batch * output_tokens / self.total_s
+                if self.total_s else 0.0}
+
 
 def serving_time(spec: ModelSpec, setup: StepSetup, *, flops_per_s: float,
                  bytes_per_s: float) -> ServingTime:

@@ -46,6 +46,9 @@ class StepSetup:
         kernels: whose kernels run the step: ``cuda`` (fused RMSNorm, foreach
             optimizers) or ``cpu`` (composite RMSNorm, per-tensor optimizer).
         output_tokens: tokens generated per request when serving.
+        half: the 16-bit type of ``bf16-mixed``/``bf16``: ``bf16``, or ``fp16``
+            (with loss scaling, Micikevicius et al. 2018) on GPUs without bf16
+            such as the T4. Same bytes, so memory and FLOPs do not change.
     """
 
     mode: Literal["train", "serve"] = "train"
@@ -64,6 +67,7 @@ class StepSetup:
     tp: int = 1
     kernels: Kernels = "cuda"
     output_tokens: int = 0
+    half: Literal["bf16", "fp16"] = "bf16"
 
     def with_(self, **changes) -> StepSetup:
         return replace(self, **changes)
@@ -71,6 +75,11 @@ class StepSetup:
     @property
     def mixed(self) -> bool:
         return self.precision == "bf16-mixed"
+
+    @property
+    def precision_label(self) -> str:
+        """The precision as a user would write it: ``fp16-mixed`` on a T4, not ``bf16-mixed``."""
+        return self.precision.replace("bf16", self.half)
 
     @property
     def adapters(self) -> bool:
