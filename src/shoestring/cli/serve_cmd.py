@@ -60,7 +60,9 @@ def _config_options() -> list[click.Option]:
             opts.append(click.Option([f"--{flag}/--no-{flag}", name], default=None,
                                      help=f"{info.description} (default: {info.default})"))
         else:
-            ptype = {int: int, float: float, str: str}.get(kind, click.Path(path_type=Path))
+            ptype = click.Choice(typing.get_args(kind)) if typing.get_origin(kind) is \
+                typing.Literal else {int: int, float: float, str: str}.get(
+                    kind, click.Path(path_type=Path))
             opts.append(click.Option([f"--{flag}", name], type=ptype, default=None,
                                      help=f"{info.description} (default: {info.default})"))
     return opts

@@ -1,11 +1,12 @@
 """Dynamic batching with an adaptive, latency-targeting mode.
 
-Requests for one model wait in a queue; a single loop takes the oldest and
-keeps adding queued requests until ``max_batch`` rows are gathered or the
-oldest has waited ``max_delay`` seconds (Triton's "max queue delay" rule,
-NVIDIA Triton Inference Server docs, "Dynamic Batcher"). The batch runs on the
-inference thread while new requests queue up, so under load batches fill
-without waiting.
+Requests for one model wait in a queue; a single loop takes everything queued
+(up to ``max_batch`` rows) as soon as the model is free. An idle server thus
+runs a lone request at once, and batches form only under load, from the
+requests that arrived while the previous batch ran. ``max_delay`` (0 by
+default) optionally lets the oldest request wait that long for more rows
+(Triton's "max queue delay" rule, NVIDIA Triton Inference Server docs,
+"Dynamic Batcher"), trading latency for fuller batches.
 
 Adaptive mode fits the batch time as ``t(n) = a·n + b`` by least squares over
 warm-up and recent batches (the linear batch-latency model of Clipper,
@@ -126,7 +127,7 @@ class Batcher:
     REFIT_EVERY = 32
 
     def __init__(self, predict: Callable[[Any], Outputs], executor: Executor, *,
-                 max_batch: int = 32, max_delay_s: float = 0.002, adaptive: bool = False,
+                 max_batch: int = 32, max_delay_s: float = 0.0, adaptive: bool = False,
                  target_s: float = 0.05, max_queue_rows: int = 4096,
                  clock: Callable[[], float] = time.perf_counter,
                  on_batch: Callable[[int, float], None] | None = None,
@@ -233,7 +234,7 @@ class Batcher:
     async def _gather(self) -> list[_Item]:
         first = self._queue[0]
         deadline = first.enqueued + self.max_delay
-        while self._queued_rows < self.batch_limit:
+        while self.max_delay > 0 and self._queued_rows < self.batch_limit:
             left = deadline - self.clock()
             if left <= 0:
                 break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,8 +33,10 @@ class ServeConfig(BaseModel):
                        "openly with no keys and no metering")
     plans: Path | None = Field(None, description="plans TOML replacing the default plans")
     max_batch_size: int = Field(32, ge=1, le=4096, description="rows per batch at most")
-    max_delay_ms: float = Field(2.0, ge=0, le=1000,
-                                description="longest a request waits for a batch to fill")
+    max_delay_ms: float = Field(0.0, ge=0, le=1000,
+                                description="extra time a request may wait for its batch to "
+                                "fill; 0 runs it at once when the model is idle (requests "
+                                "arriving while a batch runs form the next batch)")
     adaptive: bool = Field(False, description="keep latency under latency_target_ms by "
                            "capping batches and shedding load with 503")
     latency_target_ms: float = Field(50.0, gt=0, description="adaptive mode's latency target")
@@ -53,6 +55,8 @@ class ServeConfig(BaseModel):
     public_key: Path | None = Field(None, description="vendor's Ed25519 public key (PEM)")
     drain_seconds: float = Field(25.0, ge=0, description="after SIGTERM, longest wait for "
                                  "in-flight requests before exiting")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="event loop: uvloop when installed (auto), or asyncio's own")
     access_log: bool = Field(False, description="log every request (uvicorn access log)")
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from shoestring.serve.config import resolve_serve_config
 from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.metering import period_of
-from shoestring.serve.server import bind, url_of
+from shoestring.serve.server import bind, url_of, uvicorn_config
 from shoestring.serve.service import Service
 from shoestring.serve.usage import usage_summary, utc_now
 
@@ -42,8 +42,7 @@ def serve_demo(run_dir: Path, db_url: str, *, rows: Sequence[Sequence[float]] | 
         project=DEMO_PROJECT, plan=plan, label="quickstart demo")
     sock = bind("127.0.0.1", 0)
     url = url_of(sock)
-    server = uvicorn.Server(uvicorn.Config(serving_app(service), log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(serving_app(service), cfg))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="shoestring-demo-server", daemon=True)
     thread.start()

@@ -22,6 +22,7 @@ import uvicorn
 from shoestring.errors import ShoestringError
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import ServeConfig
+from shoestring.serve.http import ServingProtocol
 from shoestring.serve.licenses import check_models, verify_license
 from shoestring.serve.service import Service
 
@@ -70,7 +71,9 @@ def check_license(config: ServeConfig, today: date) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0: a free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns on TCP_NODELAY only for sockets that say they are
+    # TCP (ServingProtocol sets it on every connection anyway).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -87,6 +90,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def uvicorn_config(app, config: ServeConfig, log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn settings shared by ``shoestring serve`` and the in-process demo."""
+    return uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=config.access_log,
+                          loop=config.event_loop, http=ServingProtocol,
+                          timeout_graceful_shutdown=max(1, int(config.drain_seconds)))
+
+
 def run_server(config: ServeConfig, *, announce: Callable[[str], None] = lambda _u: None,
                today: Callable[[], date] = date.today, log_level: str = "warning") -> None:
     """Serve until SIGTERM/SIGINT. ``announce(url)`` is called once the server is ready."""
@@ -94,9 +104,7 @@ def run_server(config: ServeConfig, *, announce: Callable[[str], None] = lambda 
     service = Service(config)
     sock = bind(config.host, config.port)
     url = url_of(sock)
-    uv_config = uvicorn.Config(serving_app(service), log_level=log_level, lifespan="on",
-                               access_log=config.access_log,
-                               timeout_graceful_shutdown=max(1, int(config.drain_seconds)))
+    uv_config = uvicorn_config(serving_app(service), config, log_level)
     server = DrainingServer(uv_config, service, config.drain_seconds, lambda: announce(url))
     try:
         server.run(sockets=[sock])
