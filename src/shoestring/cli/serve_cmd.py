@@ -369,6 +369,25 @@ def license_verify(ctx, license_file, public_key) -> None:
                 f"features {', '.join(lic.features) or '-'}, expires {lic.expires}.")
 
 
+@license_group.command("pin")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--public-key", type=click.Path(path_type=Path), required=True,
+              help="the vendor's public key (from 'license keygen')")
+@click.pass_context
+def license_pin(ctx, run_dirs, public_key) -> None:
+    """Pin the vendor key into run folders you ship: they then serve only with a license
+    signed by it, and 'serve --public-key' cannot replace it."""
+    c = _c(ctx)
+
+    def go():
+        from shoestring.serve.licenses import pin_public_key
+
+        return [pin_public_key(public_key, d) for d in run_dirs]
+
+    for out in guarded(c.err, c.debug, go):
+        c.out.print(f"Pinned the vendor key into {out}.")
+
+
 def register(group: click.Group) -> None:
     """Add the serving commands to the ``shoestring`` command group."""
     group.add_command(serve_command(), "serve")

@@ -9,6 +9,7 @@ the engine. SQLite in the workspace by default; any SQLAlchemy URL
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -76,12 +77,28 @@ def _sqlite_pragmas(synchronous: str):
     return on_connect
 
 
+def create_private(path: Path) -> None:
+    """Create the ledger file readable by its owner only (0600), if it does not exist.
+
+    The ledger holds API key hashes and stored responses. SQLite creates a new
+    database 0644 (minus the umask) and its -wal and -shm files with the
+    database file's own permissions (SQLite docs, "Temporary Files Used By
+    SQLite" and unixOpen's findCreateFileMode), so creating the file first
+    makes all three private.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str, *, durable: bool = False) -> Engine:
     """An engine for ``url`` (no schema work; use :func:`open_ledger`)."""
     try:
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
         engine = create_engine(url, future=True, pool_pre_ping=True)

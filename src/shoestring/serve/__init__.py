@@ -2,8 +2,12 @@
 
 Modules, from the request inwards:
 
+* ``http`` — the HTTP/1.1 connection: TCP_NODELAY, timeouts, connection limit, JSON
+  errors, and the infer routes answered without ASGI;
 * ``app`` — the Open Inference Protocol v2 routes (FastAPI) and the ASGI fast path;
 * ``service`` — one request's life: key, plan, limits, idempotency, admission, batch;
+* ``billing`` — the metering interface every metered route uses (authenticate, reserve,
+  charge, release);
 * ``batching`` — dynamic and adaptive (``t(n) = a·n + b``) batching, load shedding;
 * ``answers`` / ``ledger_writer`` / ``metering`` — responses, usage events, and
   exactly-once charging in one transaction per group of batches;

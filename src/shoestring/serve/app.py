@@ -32,10 +32,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import shoestring
+from shoestring.serve.http import HttpRules
 from shoestring.serve.protocol import DATATYPES, ProtocolError, error_body
 from shoestring.serve.service import Reply, Service
 
 JSON = "application/json"
+_log = logging.getLogger("shoestring.serve")
 
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
     "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
@@ -72,18 +74,45 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return Response(error_body(message), status_code=status, headers=headers, media_type=JSON)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
+def _too_large(declared: str | None, limit: int) -> ProtocolError | None:
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of {limit}")
+        return ProtocolError(413, f"request body of {declared} bytes exceeds the limit of {limit}")
+    return None
+
+
+async def read_body(receive, limit: int) -> bytes:
+    """An ASGI request's body, refusing more than ``limit`` bytes without reading it all."""
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ProtocolError(400, "the client disconnected")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def infer_asgi(service: Service, name: str, version: str | None, headers, receive
+                     ) -> Reply:
+    """One infer request through ASGI: admitted (key checked) before its body is read."""
+    t0 = service.clock()
+    try:
+        adm = await service.admit_async(name, version, headers, t0)
+    except ProtocolError as exc:
+        return service.refuse(name, exc, t0)
+    try:
+        err = _too_large(headers.get("content-length"), service.config.max_body_bytes)
+        if err is not None:
+            raise err
+        body = await read_body(receive, service.config.max_body_bytes)
+    except ProtocolError as exc:
+        service.abandon(adm)
+        return service.refuse(name, exc, t0)
+    return await service.run(adm, headers, body)
 
 
 def build_app(service: Service) -> FastAPI:
@@ -111,6 +140,11 @@ def build_app(service: Service) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
+    @app.exception_handler(Exception)
+    async def _internal_error(_req: Request, exc: Exception) -> Response:
+        _log.error("request failed", exc_info=exc)
+        return _error(500, "internal server error")
+
     @app.exception_handler(ProtocolError)
     async def _protocol_error(_req: Request, exc: ProtocolError) -> Response:
         return _error(exc.status, exc.message, exc.headers)
@@ -137,11 +171,8 @@ def build_app(service: Service) -> FastAPI:
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
     async def infer(name: str, version: str | None, request: Request) -> Response:
-        try:
-            body = await _read_body(request, service.config.max_body_bytes)
-        except ProtocolError as exc:
-            return _error(exc.status, exc.message, exc.headers)
-        return _reply(await service.infer(name, version, request.headers, body))
+        return _reply(await infer_asgi(service, name, version, request.headers,
+                                       request.receive))
 
     @app.get("/v2/models/{model_name}")
     async def model_metadata(model_name: str) -> dict[str, Any]:
@@ -179,7 +210,6 @@ def build_app(service: Service) -> FastAPI:
 
 
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-_log = logging.getLogger("shoestring.serve")
 
 
 class InferFastPath:
@@ -187,7 +217,9 @@ class InferFastPath:
 
     def __init__(self, app: FastAPI, service: Service) -> None:
         self.app, self.service = app, service
-        self.limit = service.config.max_body_bytes
+        c = service.config
+        # Read by the HTTP layer (serve/http.py), which also serves the infer routes itself.
+        self.http_rules = HttpRules(c.header_timeout_s, c.body_timeout_s, c.max_connections)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -198,12 +230,8 @@ class InferFastPath:
         await self.app(scope, receive, send)
 
     async def _infer(self, name: str, version: str | None, scope, receive, send) -> None:
-        headers = Headers(scope=scope)
         try:
-            body = await self._body(headers, receive)
-            reply = await self.service.infer(name, version, headers, body)
-        except ProtocolError as exc:
-            reply = Reply(exc.status, error_body(exc.message), exc.headers)
+            reply = await infer_asgi(self.service, name, version, Headers(scope=scope), receive)
         except Exception:  # a bug: answer 500 as JSON and log it, like FastAPI would
             _log.exception("inference request failed")
             reply = Reply(500, error_body("internal server error"))
@@ -211,25 +239,6 @@ class InferFastPath:
             (b"content-type", JSON.encode()), (b"content-length", str(len(reply.body)).encode()),
             *((k.lower().encode(), v.encode()) for k, v in reply.headers.items())]})
         await send({"type": "http.response.body", "body": reply.body})
-
-    async def _body(self, headers: Headers, receive) -> bytes:
-        """The body, refusing more than the limit without reading it all."""
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of "
-                                f"{self.limit}")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ProtocolError(400, "the client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise ProtocolError(413, f"request body exceeds the limit of {self.limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
 
 def serving_app(service: Service) -> InferFastPath:

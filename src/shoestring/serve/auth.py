@@ -41,17 +41,23 @@ class Authenticator:
         self.cache_seconds, self.clock = cache_seconds, clock
         self._cache: dict[str, tuple[float, KeyInfo | None, Principal | None]] = {}
 
+    def cached(self, header: str | None) -> Principal | None:
+        """The principal from the cache without waiting; None if the key must be looked up.
+
+        Raises :class:`ProtocolError` (401/403) for a missing, malformed, or cached bad key.
+        """
+        digest = self._digest(header)
+        hit = self._cache.get(digest)
+        if hit is None or hit[0] <= self.clock():
+            return None
+        return self._verdict(hit[1], hit[2])
+
     async def authenticate(self, header: str | None) -> Principal:
-        if not header:
-            raise _unauthorized("missing API key: send 'Authorization: Bearer KEY'")
-        scheme, _, secret = header.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise _unauthorized("malformed Authorization header: expected 'Bearer KEY'")
-        digest = hash_key(secret)
+        digest = self._digest(header)
         now = self.clock()
         hit = self._cache.get(digest)
         if hit is None or hit[0] <= now:
+            secret = header.partition(" ")[2].strip()
             info, budget = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._load, secret)
             plan = None if info is None else self.plans.get(info.plan)
@@ -62,6 +68,20 @@ class Authenticator:
                 self._cache[digest] = (now + self.cache_seconds, info, who)
         else:
             _, info, who = hit
+        return self._verdict(info, who)
+
+    @staticmethod
+    def _digest(header: str | None) -> str:
+        if not header:
+            raise _unauthorized("missing API key: send 'Authorization: Bearer KEY'")
+        scheme, _, secret = header.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise _unauthorized("malformed Authorization header: expected 'Bearer KEY'")
+        return hash_key(secret)
+
+    @staticmethod
+    def _verdict(info: KeyInfo | None, who: Principal | None) -> Principal:
         if info is None:
             raise _unauthorized("unknown API key")
         if not info.active:

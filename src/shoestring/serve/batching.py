@@ -104,6 +104,12 @@ class _Item:
     tag: Any = None
 
 
+def _fail(batch: list[_Item], exc: BaseException) -> None:
+    for i in batch:
+        if not i.future.done():
+            i.future.set_exception(exc)
+
+
 def _settle(batch: list[_Item], results: list[Any]) -> None:
     for i, r in zip(batch, results):
         if i.future.done():  # the client may have gone away
@@ -115,33 +121,41 @@ def _settle(batch: list[_Item], results: list[Any]) -> None:
 
 
 class Batcher:
-    """Batches one model's requests; ``predict`` (then ``finish``) runs on ``executor``.
+    """Batches one model's requests; ``predict`` (then ``finish``) runs on ``executor``,
+    or on the event loop itself when the batch is cheap.
 
     Request inputs (numpy arrays, or lists for text) are joined into one batch;
     outputs are split back by each request's rows. ``finish``, if given, turns
     those slices into each request's answer on the same thread, so work that
     follows every batch (encoding, metering) costs one thread hand-off per
     batch rather than one per request.
+
+    A batch whose predicted time ``t(n)`` is at most ``inline_s`` runs on the
+    event loop thread: for a small model the two thread hand-offs (to the
+    inference thread and back) cost more than the forward pass, and each one
+    waits for the scheduler on a busy machine. Scheduling is by callbacks, not
+    a task: a request costs no coroutine step until its answer is ready.
     """
 
     REFIT_EVERY = 32
 
     def __init__(self, predict: Callable[[Any], Outputs], executor: Executor, *,
                  max_batch: int = 32, max_delay_s: float = 0.0, adaptive: bool = False,
-                 target_s: float = 0.05, max_queue_rows: int = 4096,
+                 target_s: float = 0.05, max_queue_rows: int = 4096, inline_s: float = 0.0,
                  clock: Callable[[], float] = time.perf_counter,
                  on_batch: Callable[[int, float], None] | None = None,
                  finish: Finish | None = None) -> None:
         self.predict, self.executor, self.finish = predict, executor, finish
         self.max_batch, self.max_delay = max_batch, max_delay_s
         self.adaptive, self.target = adaptive, target_s
-        self.max_queue_rows = max_queue_rows
+        self.max_queue_rows, self.inline_s = max_queue_rows, inline_s
         self.clock, self.on_batch = clock, on_batch
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._pending: set[asyncio.Future] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False          # a dispatch is due on the loop
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending = 0                # batches whose answers wait on other work
         self._running_since: float | None = None
         self._running_rows = 0
         self._warm: list[tuple[int, float]] = []
@@ -149,6 +163,7 @@ class Batcher:
         self._since_fit = 0
         self.fit = LinearFit(0.0, 0.0)
         self.batch_limit = max_batch
+        self.inline_batches = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -169,20 +184,16 @@ class Batcher:
         self._refit()
 
     def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and self._running_since is None and self._pending == 0
 
     async def stop(self) -> None:
-        """Finish what is queued (and answer it), then stop the loop."""
-        while self._queue or self._running_since is not None or \
-                any(not p.done() for p in self._pending):
+        """Finish what is queued (and answer it)."""
+        while not self.idle:
             await asyncio.sleep(0.005)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     @property
     def queued_rows(self) -> int:
@@ -213,75 +224,97 @@ class Batcher:
                 raise Shed("latency_target", f"predicted latency {p * 1000:.1f} ms exceeds the "
                            f"target of {self.target * 1000:.0f} ms; try again shortly", p)
 
-    async def submit(self, x: Any, rows: int, tag: Any = None) -> Any:
-        """Queue ``x`` (``rows`` rows); return its output slice, or what ``finish`` made of it."""
-        fut = asyncio.get_running_loop().create_future()
+    def submit_nowait(self, x: Any, rows: int, tag: Any = None) -> asyncio.Future:
+        """Queue ``x`` (``rows`` rows); a future of its output slice, or of what ``finish``
+        made of it."""
+        fut = self._loop.create_future()
         self._queue.append(_Item(x, rows, self.clock(), fut, tag))
         self._queued_rows += rows
-        self._wakeup.set()
-        return await fut
+        if not self._scheduled and self._running_since is None:
+            # After this loop iteration: requests parsed in the same iteration join the batch.
+            self._scheduled = True
+            self._loop.call_soon(self._dispatch)
+        return fut
 
-    # -- the batching loop ------------------------------------------------------------------
+    async def submit(self, x: Any, rows: int, tag: Any = None) -> Any:
+        return await self.submit_nowait(x, rows, tag)
 
-    async def _loop(self) -> None:
-        while True:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch = await self._gather()
-            await self._run(batch)
+    # -- dispatching ------------------------------------------------------------------------
 
-    async def _gather(self) -> list[_Item]:
-        first = self._queue[0]
-        deadline = first.enqueued + self.max_delay
-        while self.max_delay > 0 and self._queued_rows < self.batch_limit:
-            left = deadline - self.clock()
-            if left <= 0:
-                break
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), left)
-            except TimeoutError:
-                break
-        batch, rows = [self._queue.popleft()], first.rows
+    def _dispatch(self) -> None:
+        """Run the next batch if the model is free: inline when cheap, else on the executor."""
+        self._scheduled = False
+        while self._queue and self._running_since is None:
+            if self.max_delay > 0 and self._queued_rows < self.batch_limit:
+                left = self._queue[0].enqueued + self.max_delay - self.clock()
+                if left > 0:
+                    if self._timer is None:
+                        self._timer = self._loop.call_later(left, self._on_timer)
+                    return
+            batch, rows = self._take()
+            if self.inline_s > 0 and self.fit(rows) <= self.inline_s:
+                self._run_inline(batch, rows)
+                continue  # requests queued meanwhile (none: the loop was busy) or the rest
+            self._run_on_executor(batch, rows)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self) -> tuple[list[_Item], int]:
+        first = self._queue.popleft()
+        batch, rows = [first], first.rows
         while self._queue and rows + self._queue[0].rows <= self.batch_limit:
             item = self._queue.popleft()
             batch.append(item)
             rows += item.rows
         self._queued_rows -= rows
-        return batch
+        return batch, rows
 
-    async def _run(self, batch: list[_Item]) -> None:
-        rows = sum(i.rows for i in batch)
-        self._running_since, self._running_rows = self.clock(), rows
-        loop = asyncio.get_running_loop()
+    def _run_inline(self, batch: list[_Item], rows: int) -> None:
+        self.inline_batches += 1
         try:
-            results, seconds = await loop.run_in_executor(
-                self.executor, self._timed_predict, [i.x for i in batch], [i.rows for i in batch],
-                [i.tag for i in batch])
+            results, seconds = self._timed_predict([i.x for i in batch], [i.rows for i in batch],
+                                                   [i.tag for i in batch])
         except Exception as exc:  # the model failed: every request of the batch learns why
-            for i in batch:
-                if not i.future.done():
-                    i.future.set_exception(exc)
+            _fail(batch, exc)
             return
-        finally:
-            self._running_since = None
-        self._record(rows, seconds)
-        if isinstance(results, Deferred):  # settle later; batching goes on meanwhile
-            task = asyncio.ensure_future(self._settle_later(batch, results))
-            self._pending.add(task)  # a reference until done, as asyncio requires
-            task.add_done_callback(self._pending.discard)
-        else:
-            _settle(batch, results)
+        self._done(batch, rows, results, seconds)
 
-    async def _settle_later(self, batch: list[_Item], deferred: Deferred) -> None:
-        try:
-            done = await asyncio.wrap_future(deferred.future)
-        except Exception as exc:
-            results = deferred.otherwise(exc)
-        else:
-            results = deferred.then(done)
-        _settle(batch, results)
+    def _run_on_executor(self, batch: list[_Item], rows: int) -> None:
+        self._running_since, self._running_rows = self.clock(), rows
+        fut = self._loop.run_in_executor(self.executor, self._timed_predict,
+                                         [i.x for i in batch], [i.rows for i in batch],
+                                         [i.tag for i in batch])
+
+        def ran(f: asyncio.Future) -> None:
+            self._running_since = None
+            exc = f.exception()
+            if exc is not None:
+                _fail(batch, exc)
+            else:
+                self._done(batch, rows, *f.result())
+            self._dispatch()  # what queued up while this batch ran
+
+        fut.add_done_callback(ran)
+
+    def _done(self, batch: list[_Item], rows: int, results: Any, seconds: float) -> None:
+        self._record(rows, seconds)
+        if not isinstance(results, Deferred):
+            _settle(batch, results)
+            return
+        self._pending += 1  # settle later (e.g. after a ledger commit); batching goes on
+        loop = self._loop
+
+        def committed(f: Future) -> None:  # on the thread that completed the work
+            loop.call_soon_threadsafe(self._settle_deferred, batch, results, f)
+
+        results.future.add_done_callback(committed)
+
+    def _settle_deferred(self, batch: list[_Item], deferred: Deferred, f: Future) -> None:
+        self._pending -= 1
+        exc = f.exception()
+        _settle(batch, deferred.otherwise(exc) if exc is not None else deferred.then(f.result()))
 
     def _timed_predict(self, xs: list[Any], rows: list[int], tags: list[Any]
                        ) -> tuple[list[Any], float]:

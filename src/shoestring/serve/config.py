@@ -37,6 +37,10 @@ class ServeConfig(BaseModel):
                                 description="extra time a request may wait for its batch to "
                                 "fill; 0 runs it at once when the model is idle (requests "
                                 "arriving while a batch runs form the next batch)")
+    inline_batch_ms: float = Field(1.0, ge=0, le=1000, description="a batch predicted to "
+                                   "take at most this long runs on the event loop itself, "
+                                   "saving two thread hand-offs; 0 always uses the inference "
+                                   "thread")
     adaptive: bool = Field(False, description="keep latency under latency_target_ms by "
                            "capping batches and shedding load with 503")
     latency_target_ms: float = Field(50.0, gt=0, description="adaptive mode's latency target")
@@ -44,6 +48,14 @@ class ServeConfig(BaseModel):
     max_rows_per_request: int = Field(256, ge=1, description="rows one request may carry")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
     max_text_bytes: int = Field(65536, ge=1, description="largest text of a BYTES input")
+    header_timeout_s: float = Field(5.0, gt=0, description="a request's headers must arrive "
+                                    "within this time of its first byte (else 408, closed)")
+    body_timeout_s: float = Field(10.0, gt=0, description="a request's body must arrive "
+                                  "within this time of its headers (else 408, closed)")
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed "
+                              "after this many seconds")
+    max_connections: int = Field(1024, ge=1, description="open connections at most; more "
+                                 "are answered 503 and closed")
     threads: int = Field(1, ge=1, description="torch CPU threads for inference")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="tokens a language model "
                                 "writes per prompt (greedy)")
@@ -52,7 +64,9 @@ class ServeConfig(BaseModel):
     key_cache_seconds: float = Field(2.0, ge=0, description="how long a key lookup is cached "
                                      "(a revoked key stops working within this time)")
     license: Path | None = Field(None, description="license file to enforce (on-premises)")
-    public_key: Path | None = Field(None, description="vendor's Ed25519 public key (PEM)")
+    public_key: Path | None = Field(None, description="vendor's Ed25519 public key (PEM); "
+                                    "not needed, and not accepted if different, when the key "
+                                    "is pinned in the run folder ('shoestring license pin')")
     drain_seconds: float = Field(25.0, ge=0, description="after SIGTERM, longest wait for "
                                  "in-flight requests before exiting")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
@@ -61,8 +75,8 @@ class ServeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _license_pair(self) -> ServeConfig:
-        if (self.license is None) != (self.public_key is None):
-            raise ValueError("--license and --public-key go together")
+        if self.public_key is not None and self.license is None:
+            raise ValueError("--public-key is only used with --license")
         return self
 
     def summary(self) -> dict[str, Any]:

@@ -6,6 +6,13 @@ spaces), so any edit of any field, even whitespace-insensitive ones, breaks it.
 Ed25519 (RFC 8032) via the ``cryptography`` package: small keys, deterministic
 signatures, no parameters to get wrong. Verification needs only the public key
 and the clock, never the network.
+
+The vendor **pins** its public key into what it ships (:func:`pin_public_key`
+writes ``vendor.pub`` into a run folder): a pinned run folder is served only
+with a license signed by that key, and ``--public-key`` cannot replace it, so a
+customer cannot sign their own license. The pin is a file like the weights: a
+customer who can edit the run folder can remove it, as with any check that
+runs on their machine.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
 
 FORMAT = "shoestring.license/1"
+PINNED_KEY = "vendor.pub"  # in a run folder: the vendor key its licenses must be signed by
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,11 @@ def _read_key(path: Path, private: bool):
     except OSError as exc:
         raise ShoestringError(f"cannot read {what} key '{path}': {exc.strerror}",
                               hint="create a pair with 'shoestring license keygen'") from None
+    return _load_key(data, path, private)
+
+
+def _load_key(data: bytes, path: Path, private: bool):
+    what = "signing (private)" if private else "public"
     try:
         key = (serialization.load_pem_private_key(data, password=None) if private
                else serialization.load_pem_public_key(data))
@@ -96,6 +109,44 @@ def issue_license(lic: License, signing_key: Path, out: Path) -> dict[str, Any]:
            "signature": base64.b64encode(key.sign(_canonical(payload))).decode()}
     atomic_write_bytes(Path(out), (json.dumps(doc, indent=2) + "\n").encode())
     return doc
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def pin_public_key(public_key: Path, run_dir: Path) -> Path:
+    """Pin the vendor's public key into ``run_dir`` (``vendor.pub``); returns its path."""
+    key = _read_key(public_key, private=False)
+    if not (Path(run_dir) / "model.json").exists():
+        raise ShoestringError(f"'{run_dir}' is not a run folder (no model.json)",
+                              hint="pin the key into the run folder you ship")
+    out = Path(run_dir) / PINNED_KEY
+    atomic_write_bytes(out, key.public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo))
+    return out
+
+
+def pinned_key(run_dirs: list[Path], public_key: Path | None) -> Path | None:
+    """The key licenses must be signed by: the one pinned in the run folders, if any.
+
+    Refuses run folders pinned to different keys, and a ``public_key`` that is not the
+    pinned one (it cannot replace the vendor's). None when nothing is pinned.
+    """
+    pins = [Path(d) / PINNED_KEY for d in run_dirs if (Path(d) / PINNED_KEY).exists()]
+    if not pins:
+        return None
+    raw = {p: _raw(_read_key(p, private=False)) for p in pins}
+    if len(set(raw.values())) > 1:
+        raise ShoestringError(f"the run folders are pinned to different vendor keys: "
+                              f"{', '.join(str(p) for p in pins)}",
+                              hint="serve run folders of one vendor together")
+    if public_key is not None and _raw(_read_key(public_key, private=False)) != raw[pins[0]]:
+        raise ShoestringError(f"--public-key '{public_key}' is not the vendor key pinned in "
+                              f"{pins[0]}; a pinned key cannot be replaced",
+                              hint="use the license the vendor issued for these models "
+                              "(and drop --public-key)")
+    return pins[0]
 
 
 def verify_license(path: Path, public_key: Path, today: date) -> License:

@@ -40,6 +40,7 @@ class ServerMetrics:
         self.draining = Gauge("shoestring_draining", "1 while draining after SIGTERM",
                               registry=r)
         self._children: dict[tuple[str, int], tuple] = {}
+        self._units: dict[tuple[str, str], Counter] = {}
 
     def observe(self, model: str, status: int, seconds: float) -> None:
         """Count a finished request (label children cached: ``labels()`` costs µs each)."""
@@ -50,6 +51,13 @@ class ServerMetrics:
                                            self.latency.labels(model))
         child[0].inc()
         child[1].observe(seconds)
+
+    def charged(self, model: str, plan: str, units: int) -> None:
+        key = (model, plan)
+        child = self._units.get(key)
+        if child is None:
+            child = self._units[key] = self.usage_units.labels(model, plan)
+        child.inc(units)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -65,6 +65,7 @@ class InferRequest:
     x: Any
     rows: int
     outputs: tuple[str, ...] | None
+    doc: Any = None  # the parsed body (for the request's canonical digest)
 
 
 def _bad(message: str) -> ProtocolError:
@@ -80,8 +81,14 @@ def _loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    # JSON exchanged between systems is UTF-8 (RFC 8259 section 8.1). Decode strictly first:
+    # json.loads(bytes) would silently accept UTF-16 and UTF-32.
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("request body is not UTF-8: send JSON encoded as UTF-8") from None
+    try:
+        return json.loads(text)
     except (ValueError, RecursionError):
         raise _bad("request body is not valid JSON") from None
 
@@ -98,8 +105,9 @@ def parse_infer(body: bytes, spec: TensorSpec, output_names: tuple[str, ...],
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise _bad(f"'inputs' must be a list of exactly one tensor object (named '{spec.name}')")
-    x, rows = _parse_tensor(inputs[0], spec, limits)
-    return InferRequest(req_id, x, rows, _requested_outputs(doc.get("outputs"), output_names))
+    x, rows = _parse_tensor(inputs[0], spec, limits, strict=b"true" in body or b"false" in body)
+    return InferRequest(req_id, x, rows, _requested_outputs(doc.get("outputs"), output_names),
+                        doc)
 
 
 def _requested_outputs(outputs: Any, names: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -127,7 +135,8 @@ def _parse_shape(t: dict, spec: TensorSpec, limits: Limits) -> list[int]:
     return shape
 
 
-def _parse_tensor(t: dict, spec: TensorSpec, limits: Limits) -> tuple[Any, int]:
+def _parse_tensor(t: dict, spec: TensorSpec, limits: Limits, strict: bool = True
+                  ) -> tuple[Any, int]:
     if t.get("name") != spec.name:
         raise _bad(f"input name {t.get('name')!r} is unknown; this model takes '{spec.name}'")
     dt = t.get("datatype")
@@ -150,7 +159,22 @@ def _parse_tensor(t: dict, spec: TensorSpec, limits: Limits) -> tuple[Any, int]:
     if total > limits.max_elements:
         raise ProtocolError(413, f"input '{spec.name}': {total} values exceed the limit of "
                             f"{limits.max_elements}")
+    if strict and _has_bool(data):  # numpy would read True as 1 and bill it
+        raise _bad(f"input '{spec.name}': 'data' must hold only numbers (found booleans)")
     return _numeric_array(data, dt, shape, total, spec.name), shape[0]
+
+
+def _has_bool(data: list) -> bool:
+    """Whether a (nested) list holds a boolean anywhere. Only called when the body
+    contains ``true`` or ``false`` at all, so number-only requests never pay for it."""
+    stack = [data]
+    while stack:
+        for v in stack.pop():
+            if v is True or v is False:
+                return True
+            if type(v) is list:
+                stack.append(v)
+    return False
 
 
 def _numeric_array(data: list, dt: str, shape: list[int], total: int, name: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from shoestring.errors import ShoestringError
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import ServeConfig
 from shoestring.serve.http import ServingProtocol
-from shoestring.serve.licenses import check_models, verify_license
+from shoestring.serve.licenses import check_models, pinned_key, verify_license
 from shoestring.serve.service import Service
 
 
@@ -61,10 +61,21 @@ def model_names(config: ServeConfig) -> list[str]:
 
 
 def check_license(config: ServeConfig, today: date) -> None:
-    """Refuse to start unless a valid, unexpired license covers every model (if one is set)."""
+    """Refuse to start unless a valid, unexpired license covers every model, when a license
+    is given or a run folder has the vendor's key pinned (then only that key signs)."""
+    pinned = pinned_key([m.run_dir for m in config.models], config.public_key)
+    if pinned is not None and config.license is None:
+        raise ShoestringError(f"{pinned.parent} is licensed software (vendor key pinned in "
+                              f"{pinned}): pass --license FILE",
+                              hint="use the license file the vendor issued for these models")
     if config.license is None:
         return
-    lic = verify_license(config.license, config.public_key, today)
+    key = pinned or config.public_key
+    if key is None:
+        raise ShoestringError("--license needs the vendor's public key",
+                              hint="pass --public-key FILE, or pin it into the run folder "
+                              "with 'shoestring license pin'")
+    lic = verify_license(config.license, key, today)
     check_models(lic, model_names(config), config.license)
 
 
@@ -94,6 +105,7 @@ def uvicorn_config(app, config: ServeConfig, log_level: str = "warning") -> uvic
     """uvicorn settings shared by ``shoestring serve`` and the in-process demo."""
     return uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=config.access_log,
                           loop=config.event_loop, http=ServingProtocol,
+                          timeout_keep_alive=config.keep_alive_s,
                           timeout_graceful_shutdown=max(1, int(config.drain_seconds)))
 
 

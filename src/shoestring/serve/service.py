@@ -1,48 +1,63 @@
 """The inference service behind the HTTP routes: models, batching, keys, metering.
 
-:meth:`Service.infer` is the whole life of a request, in order:
-draining? → key (401) → model (404) → plan (403) → body limits and protocol
-(4xx) → Idempotency-Key replay → rate limit and quota (429) → admission (503)
-→ batch → usage event committed (or 429 if the commit finds the quota spent)
-→ 200. Nothing here knows about HTTP frameworks: it takes bytes and headers
-and returns a :class:`Reply`.
+:meth:`Service.infer` is the whole life of a request, in order. Before the
+body is read (:meth:`Service.admit`): draining? (503) → key (401) → model
+(404) → plan (403). With the body (:meth:`Service.run`): body limits and
+protocol (4xx) → Idempotency-Key replay → rate limit, quota and budget held
+(429) → admission (503) → batch → usage recorded → 200. Keys, limits and
+charges go through :mod:`shoestring.serve.billing`. Nothing here knows about
+HTTP frameworks: it takes bytes and headers and returns a :class:`Reply`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hashlib
 import json
-import os
+import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import torch
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.answers import BatchAnswers, Reply, Ticket, quota_error, stored_reply
+from shoestring.ledger.db import open_ledger
+from shoestring.serve.answers import BatchAnswers, Reply, Ticket
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.batching import Batcher, Shed
+from shoestring.serve.billing import Billing, idempotency_key, request_digest
 from shoestring.serve.config import ServeConfig
-from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.ledger_writer import LedgerWriter
-from shoestring.serve.metering import Meter, period_of
+from shoestring.serve.metering import Meter
 from shoestring.serve.metrics import ServerMetrics
 from shoestring.serve.model_store import ModelSpec, ModelStore, ServedModel
 from shoestring.serve.plans import load_plans
 from shoestring.serve.protocol import Limits, ProtocolError, error_body, parse_infer
-from shoestring.serve.ratelimit import RateLimiter, retry_after_header
+from shoestring.serve.ratelimit import retry_after_header
 
-MAX_IDEMPOTENCY_KEY = 200
+_log = logging.getLogger("shoestring.serve")
+_UTF8 = re.compile(r"charset=\"?utf-?8\"?\s*(;|$)", re.IGNORECASE)
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class Admission:
+    """A request that passed the checks made before its body is read."""
+
+    model: ServedModel
+    who: Principal | None
+    started: float
+    name: str               # as requested (the release-0.1 idempotency digest used them)
+    version: str | None
 
 
 class Service:
@@ -64,10 +79,13 @@ class Service:
         self.keys = KeyStore(self.engine, self.plans, now) if self.engine else None
         self.meter = Meter(self.engine) if self.engine else None
         self.writer = LedgerWriter(self.meter) if self.meter else None
-        self.auth = Authenticator(self.keys, self.plans, self.db_executor,
-                                  config.key_cache_seconds, clock) if self.keys else None
-        self.limiter = RateLimiter(clock)
-        self._key_used: dict[tuple[str, str], int] = {}  # lower bounds, for early 429s
+        self.billing: Billing | None = None
+        if self.engine is not None:
+            auth = Authenticator(self.keys, self.plans, self.db_executor,
+                                 config.key_cache_seconds, clock)
+            self.billing = Billing(auth, self.meter, self.writer, self.db_executor, clock=clock,
+                                   now=now)
+            self.billing.on_charged = self.metrics.charged
         self.batchers = {(m.name, m.version): self._batcher(m) for m in self.store.all()}
         self.inflight = 0
         self.ready = False
@@ -83,9 +101,9 @@ class Service:
         return Batcher(m.predict, self.inference, max_batch=c.max_batch_size,
                        max_delay_s=c.max_delay_ms / 1000, adaptive=c.adaptive,
                        target_s=c.latency_target_ms / 1000, max_queue_rows=c.max_queue_rows,
+                       inline_s=0.0 if m.generates else c.inline_batch_ms / 1000,
                        clock=self.clock, on_batch=on_batch,
-                       finish=BatchAnswers(m, self.writer, self.metrics, self.now, self.clock,
-                                           self._key_used))
+                       finish=BatchAnswers(m, self.billing))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,38 +155,87 @@ class Service:
 
     # -- inference --------------------------------------------------------------------------
 
-    async def infer(self, name: str, version: str | None, headers: Mapping[str, str],
-                    body: bytes) -> Reply:
-        t0 = self.clock()
-        self.inflight += 1
-        self.metrics.inflight.inc()
-        try:
-            reply = await self._infer(name, version, headers, body, t0)
-        except ProtocolError as exc:
-            reply = Reply(exc.status, error_body(exc.message), exc.headers)
-        except Shed as exc:
-            self.metrics.shed.labels(name, exc.reason).inc()
-            reply = Reply(503, json.dumps({"error": exc.message, "reason": exc.reason}).encode(),
-                          {"Retry-After": retry_after_header(exc.retry_after_s)})
-        finally:
-            self.inflight -= 1
-            self.metrics.inflight.dec()
-        self.metrics.observe(name if self.store.get(name) is not None else "_unknown",
-                             reply.status, self.clock() - t0)
-        return reply
-
-    async def _infer(self, name: str, version: str | None, headers: Mapping[str, str],
-                     body: bytes, t0: float) -> Reply:
+    def admit(self, name: str, version: str | None, headers: Mapping[str, str],
+              started: float) -> Admission | None:
+        """The checks made before the body is read: draining (503), key (401), model (404),
+        plan (403). None when the key is not cached: then await :meth:`admit_async`."""
         if self.draining:
             raise ProtocolError(503, "the server is shutting down; retry on another replica",
                                 {"Retry-After": "1"})
-        who = await self.auth.authenticate(headers.get("authorization")) if self.auth else None
+        who = None
+        if self.billing is not None:
+            who = self.billing.authenticate_cached(headers)
+            if who is None:
+                return None
+        return self._admitted(name, version, headers, who, started)
+
+    async def admit_async(self, name: str, version: str | None, headers: Mapping[str, str],
+                          started: float) -> Admission:
+        adm = self.admit(name, version, headers, started)
+        if adm is None:
+            who = await self.billing.authenticate(headers)
+            adm = self._admitted(name, version, headers, who, started)
+        return adm
+
+    def _admitted(self, name: str, version: str | None, headers: Mapping[str, str],
+                  who: Principal | None, started: float) -> Admission:
+        ctype = headers.get("content-type")
+        if ctype is not None and "charset" in ctype.lower() and not _UTF8.search(ctype):
+            raise ProtocolError(415, f"Content-Type {ctype!r}: request bodies must be JSON in "
+                                "UTF-8")
         model = self.store.get(name, version)
         if model is None:
             raise ProtocolError(404, self._unknown_model(name, version))
         if who is not None and not who.plan.allows(model.name):
             raise ProtocolError(403, f"plan {who.plan.name!r} does not include model "
                                 f"{model.name!r}")
+        self.inflight += 1
+        self.metrics.inflight.inc()
+        return Admission(model, who, started, name, version)
+
+    def refuse(self, name: str, exc: ProtocolError, started: float) -> Reply:
+        """The reply to a request refused before it was admitted (counted in the metrics)."""
+        reply = Reply(exc.status, error_body(exc.message), exc.headers)
+        self.metrics.observe(name if self.store.get(name) is not None else "_unknown",
+                             reply.status, self.clock() - started)
+        return reply
+
+    async def run(self, adm: Admission, headers: Mapping[str, str], body: bytes) -> Reply:
+        """An admitted request with its body: the answer (never raises)."""
+        try:
+            reply = await self._run(adm, headers, body)
+        except ProtocolError as exc:
+            reply = Reply(exc.status, error_body(exc.message), exc.headers)
+        except Shed as exc:
+            self.metrics.shed.labels(adm.model.name, exc.reason).inc()
+            reply = Reply(503, json.dumps({"error": exc.message, "reason": exc.reason}).encode(),
+                          {"Retry-After": retry_after_header(exc.retry_after_s)})
+        except Exception:  # a bug or a failing model: 500 as JSON, logged
+            _log.exception("inference request failed")
+            reply = Reply(500, error_body("internal server error"))
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.dec()
+        self.metrics.observe(adm.model.name, reply.status, self.clock() - adm.started)
+        return reply
+
+    def abandon(self, adm: Admission) -> None:
+        """An admitted request whose body never came (the client went away or timed out)."""
+        self.inflight -= 1
+        self.metrics.inflight.dec()
+
+    async def infer(self, name: str, version: str | None, headers: Mapping[str, str],
+                    body: bytes) -> Reply:
+        """The whole request at once (the ASGI routes and in-process callers)."""
+        t0 = self.clock()
+        try:
+            adm = await self.admit_async(name, version, headers, t0)
+        except ProtocolError as exc:
+            return self.refuse(name, exc, t0)
+        return await self.run(adm, headers, body)
+
+    async def _run(self, adm: Admission, headers: Mapping[str, str], body: bytes) -> Reply:
+        model = adm.model
         if len(body) > self.config.max_body_bytes:
             raise ProtocolError(413, f"request body of {len(body)} bytes exceeds the limit of "
                                 f"{self.config.max_body_bytes}")
@@ -177,54 +244,34 @@ class Service:
             x = model.prepare(req.x)
         except ShoestringError as exc:  # e.g. a character the run's tokenizer never saw
             raise ProtocolError(400, f"input '{model.input.name}': {exc.message}") from None
-        idem, digest = None, None
-        if who is not None:
-            idem = self._idempotency_key(headers)
+        grant = None
+        if adm.who is not None:
+            idem = idempotency_key(headers)
+            digest, legacy = None, ()
             if idem is not None:
-                digest = hashlib.sha256(f"{name}\n{version or ''}\n".encode() + body).hexdigest()
-                replay = await self._replay(who, idem, digest)
-                if replay is not None:
-                    return replay
-            self._check_limits(who, req.rows)
+                digest = request_digest(model.name, model.version, req.doc)
+                legacy = (hashlib.sha256(f"{adm.name}\n{adm.version or ''}\n".encode()
+                                         + body).hexdigest(),)
+            grant = await self.billing.reserve(adm.who, model.name, model.version, req.rows,
+                                               idempotency_key=idem, request_digest=digest,
+                                               legacy_digests=legacy, started=adm.started)
+            if grant.replay is not None:
+                return grant.replay
         batcher = self.batchers[(model.name, model.version)]
-        batcher.admit(req.rows)
-        ticket = Ticket(rows=req.rows, started=t0, request_id=req.id, outputs=req.outputs,
-                        who=who, event_id=os.urandom(16).hex() if who is not None else None,
-                        idempotency_key=idem, request_sha256=digest)
-        return await batcher.submit(x, req.rows, ticket)
+        try:
+            batcher.admit(req.rows)
+            return await batcher.submit_nowait(x, req.rows, Ticket(req.rows, req.id, req.outputs,
+                                                                   grant))
+        except BaseException:
+            if grant is not None and not grant.settled:
+                self.billing.release(grant)
+            raise
 
     def _unknown_model(self, name: str, version: str | None) -> str:
         if version is not None and self.store.get(name) is not None:
             return (f"model {name!r} has no version {version!r}; versions: "
                     f"{', '.join(self.store.versions(name))}")
         return f"unknown model {name!r}; served: {', '.join(self.store.names())}"
-
-    @staticmethod
-    def _idempotency_key(headers: Mapping[str, str]) -> str | None:
-        idem = headers.get("idempotency-key")
-        if idem is None:
-            return None
-        if not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY or not idem.isprintable():
-            raise ProtocolError(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} "
-                                "printable characters")
-        return idem
-
-    async def _replay(self, who: Principal, idem: str, digest: str) -> Reply | None:
-        stored = await asyncio.get_running_loop().run_in_executor(
-            self.db_executor, self.meter.lookup, who.key.id, idem)
-        return None if stored is None else stored_reply(stored, digest)
-
-    def _check_limits(self, who: Principal, rows: int) -> None:
-        wait = self.limiter.take(who.key.id, who.plan.requests_per_second, who.plan.burst)
-        if wait > 0:
-            raise ProtocolError(429, f"rate limit of plan {who.plan.name!r} "
-                                f"({who.plan.requests_per_second:g} requests/s) exceeded",
-                                {"Retry-After": retry_after_header(wait)})
-        quota = who.quota
-        now = self.now()
-        if quota is not None and self._key_used.get((who.key.id, period_of(now)), 0) + rows \
-                > quota:
-            raise quota_error(who, quota, now)
 
     # -- metadata ---------------------------------------------------------------------------
 

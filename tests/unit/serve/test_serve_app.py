@@ -158,6 +158,55 @@ def test_idempotent_retries_are_replayed_not_charged(client, svc):
     assert bad.status_code == 400
 
 
+def test_a_retry_serialized_differently_is_the_same_request(client, svc):
+    """Issue 16 item 9: spacing, newlines, key order and escapes do not make a new request."""
+    secret, _ = key(svc)
+    h = {**auth(secret), "Idempotency-Key": "order-43"}
+    doc = json.loads(infer_body(ROW))
+    first = client.post("/v2/models/tiny/infer", content=json.dumps(doc), headers=h)
+    pretty = json.dumps(doc, indent=2, ensure_ascii=True).replace('"input"', '"\\u0069nput"')
+    reordered = json.dumps({"inputs": [dict(reversed(list(doc["inputs"][0].items())))]})
+    for variant in (pretty, reordered, pretty.replace("\n", "\r\n  ")):
+        again = client.post("/v2/models/tiny/infer", content=variant, headers=h)
+        assert again.status_code == 200, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 1
+
+
+def test_a_release_0_1_idempotency_record_still_matches_its_retry(client, svc):
+    """Release 0.1 stored the SHA-256 of the raw body; a retry of such a request replays."""
+    import hashlib
+
+    from shoestring.serve.metering import Meter, UsageEvent
+
+    secret, info = key(svc)
+    body = infer_body(ROW)
+    old = hashlib.sha256(b"tiny\n\n" + body).hexdigest()
+    Meter(svc.engine).charge([UsageEvent(
+        id="e-0.1", key_id=info.id, project="acme", plan="open", model="tiny", version="1",
+        units=1, cost_nano_usd=2000, latency_ms=1.0, created_at=MAY, idempotency_key="k-0.1",
+        request_sha256=old, response_json='{"stored": true}')])
+    r = client.post("/v2/models/tiny/infer", content=body,
+                    headers={**auth(secret), "Idempotency-Key": "k-0.1"})
+    assert r.status_code == 200 and r.json() == {"stored": True}
+
+
+def test_bodies_must_be_utf8(client, svc):
+    secret, _ = key(svc)
+    url = "/v2/models/tiny/infer"
+    utf16 = infer_body(ROW).decode().encode("utf-16")
+    r = client.post(url, content=utf16, headers=auth(secret))
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"]
+    r = client.post(url, content=infer_body(ROW), headers={
+        **auth(secret), "Content-Type": "application/json; charset=utf-16"})
+    assert r.status_code == 415 and "UTF-8" in r.json()["error"]
+    r = client.post(url, content=infer_body(ROW), headers={
+        **auth(secret), "Content-Type": "application/json; charset=UTF-8"})
+    assert r.status_code == 200
+    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 1
+
+
 def test_bad_bodies_are_4xx_and_not_charged(client, svc):
     secret, _ = key(svc)
     url = "/v2/models/tiny/infer"

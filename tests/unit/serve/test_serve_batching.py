@@ -110,3 +110,36 @@ def test_a_full_queue_is_shed_in_every_mode():
     b._queued_rows = 10
     with pytest.raises(Shed, match="queue holds 10 rows"):
         b.admit(1)
+
+
+def test_a_lone_request_runs_at_once_and_batches_form_only_under_load():
+    """No waiting when idle; requests arriving while a batch runs form the next batch."""
+    model = Recorder(delay_s=0.05)
+
+    async def main():
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch=8)  # max_delay 0: the default
+        b.start()
+        first = asyncio.ensure_future(b.submit(np.ones((1, 1)), 1))
+        await asyncio.sleep(0.01)  # the first is running alone; five more arrive
+        rest = [asyncio.ensure_future(b.submit(np.ones((1, 1)), 1)) for _ in range(5)]
+        await asyncio.gather(first, *rest)
+        await b.stop()
+
+    asyncio.run(main())
+    assert model.sizes == [1, 5]
+
+
+def test_cheap_batches_run_on_the_event_loop_and_costly_ones_on_the_executor():
+    async def main(inline_s):
+        b = Batcher(Recorder(), ThreadPoolExecutor(1), max_batch=4, inline_s=inline_s)
+        b.warm_up(lambda n: np.zeros((n, 1)), repeats=1)
+        b.start()
+        outs = await asyncio.gather(*(b.submit(np.full((1, 1), i), 1) for i in range(10)))
+        await b.stop()
+        return b, outs
+
+    inline, outs = asyncio.run(main(inline_s=1.0))
+    assert inline.inline_batches == 3  # 10 rows in batches of at most 4
+    assert [float(o["y"][0, 0]) for o in outs] == [2.0 * i for i in range(10)]
+    threaded, _ = asyncio.run(main(inline_s=0.0))
+    assert threaded.inline_batches == 0

@@ -70,7 +70,9 @@ def test_serve_refuses_bad_setups_before_listening(cli, tmp_path, run_dir):
     r = cli("serve", str(tmp_path / "missing"), "--port", "0", ok=False)
     assert r.exit_code == 1 and "is not a run folder" in r.output
     r = cli("serve", str(run_dir), "--license", str(tmp_path / "l.json"), ok=False)
-    assert "--license and --public-key go together" in r.output
+    assert "--license needs the vendor's public key" in r.output
+    r = cli("serve", str(run_dir), "--public-key", str(tmp_path / "v.pub"), ok=False)
+    assert "--public-key is only used with --license" in r.output
     r = cli("serve", str(run_dir), "--name", "a", "--name", "b", ok=False)
     assert "2 --name given for 1 RUN_DIR" in r.output
     r = cli("serve", str(run_dir), "--max-batch-size", "0", "--port", "99999", ok=False)
@@ -88,3 +90,26 @@ def test_serve_enforces_licenses(cli, tmp_path, run_dir):
         "2000-01-01", "--signing-key", str(priv), "--out", str(lic))
     r = cli("serve", str(run_dir), "--license", str(lic), "--public-key", str(pub), ok=False)
     assert "expired on 2000-01-01" in r.output
+
+
+def test_a_pinned_vendor_key_refuses_self_signed_licenses(cli, tmp_path, run_dir):
+    """Issue 9: a customer's own key pair cannot license a run folder the vendor pinned."""
+    vendor = tmp_path / "vendor.key", tmp_path / "vendor.pub"
+    own = tmp_path / "own.key", tmp_path / "own.pub"
+    for priv, pub in (vendor, own):
+        cli("license", "keygen", "--private", str(priv), "--public", str(pub))
+    assert "Pinned the vendor key" in cli("license", "pin", str(run_dir), "--public-key",
+                                          str(vendor[1])).output
+    assert (run_dir / "vendor.pub").read_bytes() == vendor[1].read_bytes()
+    r = cli("serve", str(run_dir), "--port", "0", ok=False)  # no license at all
+    assert r.exit_code == 1 and "licensed software" in r.output
+    mine = tmp_path / "own.license"
+    cli("license", "issue", "--customer", "Me", "--models", "*", "--expires", "2099-01-01",
+        "--signing-key", str(own[0]), "--out", str(mine))
+    r = cli("serve", str(run_dir), "--license", str(mine), "--public-key", str(own[1]),
+            ok=False)  # the customer's own public key cannot replace the pinned one
+    assert r.exit_code == 1 and "cannot be replaced" in r.output
+    r = cli("serve", str(run_dir), "--license", str(mine), ok=False)  # checked by the pin
+    assert r.exit_code == 1 and "not signed by this public key" in r.output
+    r = cli("license", "pin", str(tmp_path), "--public-key", str(vendor[1]), ok=False)
+    assert "not a run folder" in r.output

@@ -52,3 +52,18 @@ def test_project_budgets(store):
     assert store.budget_nano_usd("acme") is None
     with pytest.raises(ShoestringError):
         store.set_budget("acme", -1)
+
+
+def test_ledger_files_are_private(tmp_path):
+    """Key hashes and stored responses: the ledger and its WAL files are 0600."""
+    import stat
+
+    from shoestring.ledger.db import open_ledger
+
+    db = tmp_path / "sub" / "ledger.db"
+    engine = open_ledger(f"sqlite:///{db}")
+    KeyStore(engine, load_plans()).create(project="acme", plan="free")
+    files = [p for p in db.parent.iterdir() if p.name.startswith("ledger.db")]
+    assert {p.name for p in files} >= {"ledger.db", "ledger.db-wal"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), \
+        {p.name: oct(p.stat().st_mode) for p in files}

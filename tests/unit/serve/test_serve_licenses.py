@@ -74,3 +74,29 @@ def test_another_vendors_key_and_garbage_are_refused(tmp_path, keys):
 def test_wildcard_licenses_cover_every_model(tmp_path, keys):
     lic = verify_license(issue(tmp_path, keys, models=("*",)), keys[1], date(2026, 6, 1))
     check_models(lic, ["a", "b"], tmp_path)
+
+
+def test_a_pinned_run_folder_is_served_with_the_vendors_license_only(tmp_path, keys, run_dir,
+                                                                      db_url):
+    from shoestring.serve.config import resolve_serve_config
+    from shoestring.serve.licenses import pin_public_key
+    from shoestring.serve.server import check_license
+
+    pin_public_key(keys[1], run_dir)
+    lic = issue(tmp_path, keys, models=("tiny",))
+
+    def cfg(**kw):
+        return resolve_serve_config({"models": [{"run_dir": run_dir}], "db": db_url, **kw})
+
+    check_license(cfg(license=lic), date(2026, 6, 1))  # the pinned key verifies it
+    check_license(cfg(license=lic, public_key=keys[1]), date(2026, 6, 1))  # the same key: ok
+    with pytest.raises(ShoestringError, match="licensed software"):
+        check_license(cfg(), date(2026, 6, 1))
+    own_priv, own_pub = tmp_path / "own.key", tmp_path / "own.pub"
+    generate_keypair(own_priv, own_pub)
+    mine = tmp_path / "mine.json"
+    issue_license(License("Me", ("*",), date(2099, 1, 1)), own_priv, mine)
+    with pytest.raises(ShoestringError, match="not signed by this public key"):
+        check_license(cfg(license=mine), date(2026, 6, 1))
+    with pytest.raises(ShoestringError, match="cannot be replaced"):
+        check_license(cfg(license=mine, public_key=own_pub), date(2026, 6, 1))

@@ -66,6 +66,10 @@ def test_integer_datatypes_are_accepted_and_checked():
     (body(data=[1, 2, 3]), "needs 6"),
     (body(data=["a"] * 6), "only numbers"),
     (body(data=[True] * 6), "booleans"),
+    (body(data=[False, 1, 1, 1, 1, 1]), "booleans"),  # numpy would read False as 0
+    (body(data=[[0.5, 1, 2], [3, 4, True]]), "booleans"),
+    (body().decode().encode("utf-16"), "not UTF-8"),
+    (body().decode().encode("utf-32"), "not UTF-8"),
     (body(data=[[0, 1, 2], [3, 4]]), "regular array"),
     (NAN_BODY, "NaN or infinity"),
     (body(data=[1e300] * 6), "too large for FP32"),
