@@ -123,7 +123,7 @@ def seed_mlp_run(root: Path, in_features: int, hidden: tuple[int, ...] = (128, 6
 
     64 inputs: trained on the bundled digits data (a few seconds). 784 inputs (the
     seed example's Fashion-MNIST shape): the same architecture with its initial
-    weights, written through the same artifact code; a forward pass costs the same
+    weights, written through the same save_run; a forward pass costs the same
     whatever the weights' values, and no data set has to be present.
     """
     out = root / "digits"
@@ -136,16 +136,19 @@ def seed_mlp_run(root: Path, in_features: int, hidden: tuple[int, ...] = (128, 6
         return out
     from types import SimpleNamespace
 
-    from shoestring.models.artifact import save_model
+    from shoestring.models.card import Architecture, Inputs, ModelCard, Outputs, PreprocessingCard
     from shoestring.models.registry import DataShape, architecture_for, build_model
+    from shoestring.models.run_folder import save_run
+    from shoestring.types import Task
 
     cfg = SimpleNamespace(name="seed-mlp" if hidden == (128, 64) else "mlp", hidden=list(hidden),
                           dropout=0.0, activation="relu")
     arch = architecture_for(cfg, DataShape((in_features,), 10))
-    save_model(out, build_model(arch), {
-        "architecture": arch, "task": "classification", "input_shape": [in_features],
-        "num_outputs": 10, "preprocessing": {"scale": 1 / 255, "mean": None, "std": None},
-        "class_names": [str(i) for i in range(10)], "output": "softmax"})
+    save_run(out, build_model(arch), ModelCard(
+        architecture=Architecture(**arch), task=Task.classification,
+        inputs=Inputs(shape=[in_features]), outputs=Outputs(kind="softmax", size=10),
+        preprocessing=PreprocessingCard(scale=1 / 255),
+        class_names=[str(i) for i in range(10)]))
     return out
 
 

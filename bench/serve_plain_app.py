@@ -20,8 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from shoestring.models.artifact import load_model
-from shoestring.types import Preprocessing
+from shoestring.models.run_folder import load_run
 
 
 class Tensor(BaseModel):
@@ -36,9 +35,8 @@ class InferRequest(BaseModel):
 
 
 def build(run_dir: str, sync: bool) -> FastAPI:
-    model, desc = load_model(run_dir)
-    pre = Preprocessing.from_dict(desc["preprocessing"])
-    names = desc["class_names"]
+    run = load_run(run_dir)
+    model, pre, names = run.model, run.card.preprocessing.to_preprocessing(), run.card.class_names
     app = FastAPI()
 
     def forward(req: InferRequest) -> dict:

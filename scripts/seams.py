@@ -6,8 +6,8 @@ generators and hand-written flags, CLI error boundaries, ledger openers,
 imports that run up the layer order, the size of the training loop's
 functions, docstring examples and whether they run, presets and FLOPs formulas.
 
-    python scripts/seams.py            # a table
-    python scripts/seams.py --json
+    python scripts/seams.py                    # this checkout, as a table
+    python scripts/seams.py --root OTHER_CHECKOUT --json
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src" / "shoestring"
 RUN_FILES = {"model.json", "model.safetensors", "tokenizer.json", "config.toml", "summary.json",
              "metrics.jsonl", "run.json", "checkpoints", "launch.toml"}
-RUN_FOLDER_OWNER = SRC / "models" / "run_folder.py"
+RUN_FOLDER_OWNER = Path("models") / "run_folder.py"
 
 
 def _architecture():
@@ -37,8 +36,8 @@ def _architecture():
     return mod
 
 
-def _trees():
-    for path in sorted(SRC.rglob("*.py")):
+def _trees(src: Path):
+    for path in sorted(src.rglob("*.py")):
         yield path, ast.parse(path.read_text())
 
 
@@ -54,7 +53,7 @@ def _function(trees, name: str):
     for path, tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name \
-                    and "train" in path.parts:
+                    and "train" in path.parts[-2:]:
                 return node
     return None
 
@@ -64,15 +63,18 @@ def _params(fn) -> int:
     return len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs)
 
 
-def measure() -> dict:
-    trees = list(_trees())
+def measure(root: Path = ROOT) -> dict:
+    src = root / "src" / "shoestring"
+    trees = list(_trees(src))
     m: dict = {}
     names = [(p, n) for p, t in trees for n in ast.walk(t)
-             if isinstance(n, ast.Constant) and n.value in RUN_FILES and p != RUN_FOLDER_OWNER]
+             if isinstance(n, ast.Constant) and n.value in RUN_FILES
+             and p.relative_to(src) != RUN_FOLDER_OWNER]
     m["run-folder file names spelled outside their owner"] = len(names)
     m["  ... in files"] = len({p for p, _ in names})
     cards = [n for _, t in trees for n in ast.walk(t) if isinstance(n, ast.Dict) and
-             {"architecture", "task"} <= {k.value for k in n.keys if isinstance(k, ast.Constant)}]
+             {"architecture", "input_shape"} <= {k.value for k in n.keys
+                                                 if isinstance(k, ast.Constant)}]
     m["hand-built model.json dicts"] = len(cards)
     handlers = [n for _, t in trees for n in ast.walk(t) if isinstance(n, ast.ExceptHandler)
                 and "ValidationError" in ast.unparse(n.type or ast.Constant(""))]
@@ -97,22 +99,22 @@ def measure() -> dict:
         1 for p, t in trees if "ledger" not in p.parts for n in ast.walk(t)
         if isinstance(n, ast.Call) and _call_name(n) in ("make_engine", "ensure_tables"))
     arch = _architecture()
-    m["imports against the layer order"] = len(arch.violations(arch.import_edges(SRC)))
+    m["imports against the layer order"] = len(arch.violations(arch.import_edges(src)))
     for name in ("_train", "run_loop", "train"):
         fn = _function(trees, name)
         if fn is not None:
             m[f"train/{name}: lines, parameters"] = \
                 f"{fn.end_lineno - fn.lineno + 1}, {_params(fn)}"
-    longest = max(((n.end_lineno - n.lineno + 1, f"{p.relative_to(SRC)}:{n.name}")
-                   for p, t in trees if "train" in p.parts for n in ast.walk(t)
+    longest = max(((n.end_lineno - n.lineno + 1, f"{p.relative_to(src)}:{n.name}")
+                   for p, t in trees if "train" in p.relative_to(src).parts for n in ast.walk(t)
                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))))
     m["longest function in train/"] = f"{longest[0]} lines ({longest[1]})"
     m["docstring examples (>>> lines)"] = sum(p.read_text().count(">>> ") for p, _ in trees)
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     addopts = pyproject["tool"]["pytest"]["ini_options"].get("addopts", "")
     m["doctests run by make test"] = "--doctest-modules" in addopts
     m["places defining the gpt2-124m shape"] = sum(
-        1 for p in SRC.rglob("*") if p.suffix in (".py", ".toml")
+        1 for p in src.rglob("*") if p.suffix in (".py", ".toml")
         and re.search(r'^\s*"gpt2-124m"\s*:|^\[gpt2-124m\]',
                       p.read_text(), re.M))
     m["FLOPs-per-token implementations"] = sum(
@@ -125,8 +127,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--root", type=Path, default=ROOT, help="checkout to measure")
     args = ap.parse_args()
-    m = measure()
+    m = measure(args.root.resolve())
     if args.json:
         print(json.dumps(m, indent=1))
         return

@@ -56,8 +56,8 @@ def layer_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(SRC.parent).with_suffix("")
+def _module_name(path: Path, src: Path) -> str:
+    rel = path.relative_to(src.parent).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__" and len(parts) > 1:
         parts = parts[:-1] if len(parts) > 2 else parts
@@ -78,7 +78,7 @@ def import_edges(src: Path = SRC) -> list[Edge]:
     """Every ``shoestring.*`` import of every module under ``src``."""
     edges = []
     for path in sorted(src.rglob("*.py")):
-        module = _module_name(path)
+        module = _module_name(path, src)
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             targets: list[str] = []

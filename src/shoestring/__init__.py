@@ -24,7 +24,10 @@ _EXPORTS = {
     "list_runs": "shoestring.ledger.queries",
     "quickstart": "shoestring.quickstart",
     "load_dataset": "shoestring.data.sources",
-    "load_model": "shoestring.models.artifact",
+    "load_run": "shoestring.models.run_folder",
+    "save_run": "shoestring.models.run_folder",
+    "ModelCard": "shoestring.models.card",
+    "load_model": "shoestring.models.run_folder",  # deprecated: load_run
     "ShoestringError": "shoestring.errors",
 }
 

@@ -35,15 +35,24 @@ class TensorDataset:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How raw features become model inputs: ``(x * scale - mean) / std``.
+    """How raw features become model inputs: ``(x * scale - mean) / std``; and, when
+    regression targets were standardized for training, how model outputs become
+    targets again: ``y = out * target_std + target_mean``.
 
-    Stored in ``model.json`` so that evaluation and serving apply exactly what
-    training applied, without the training code.
+    Stored in the run's model card so that evaluation and serving apply exactly
+    what training applied, without the training code.
+
+    >>> import torch
+    >>> p = Preprocessing(target_mean=(100.0,), target_std=(10.0,))
+    >>> p.targets_from_outputs(torch.tensor([[0.5]])).tolist()
+    [[105.0]]
     """
 
     scale: float = 1.0
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    target_mean: tuple[float, ...] | None = None
+    target_std: tuple[float, ...] | None = None
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Raw examples ``[n, ...]`` → model inputs (a new float32 tensor)."""
@@ -66,22 +75,29 @@ class Preprocessing:
         flat.sub_(torch.tensor(self.mean, dtype=x.dtype)).div_(torch.tensor(self.std, dtype=x.dtype))
         return x
 
+    def targets_from_outputs(self, out: torch.Tensor) -> torch.Tensor:
+        """Regression outputs ``[n, k]`` in target units (identity unless targets were
+        standardized)."""
+        if self.target_mean is None or self.target_std is None:
+            return out
+        import torch
+
+        return out * torch.tensor(self.target_std, dtype=out.dtype) + \
+            torch.tensor(self.target_mean, dtype=out.dtype)
+
     def to_dict(self) -> dict:
-        return {
-            "scale": self.scale,
-            "mean": list(self.mean) if self.mean is not None else None,
-            "std": list(self.std) if self.std is not None else None,
-        }
+        def listed(v):
+            return list(v) if v is not None else None
+        return {"scale": self.scale, "mean": listed(self.mean), "std": listed(self.std),
+                "target_mean": listed(self.target_mean), "target_std": listed(self.target_std)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        mean = d.get("mean")
-        std = d.get("std")
-        return cls(
-            scale=float(d.get("scale", 1.0)),
-            mean=tuple(mean) if mean is not None else None,
-            std=tuple(std) if std is not None else None,
-        )
+        def tupled(key):
+            v = d.get(key)
+            return tuple(v) if v is not None else None
+        return cls(scale=float(d.get("scale", 1.0)), mean=tupled("mean"), std=tupled("std"),
+                   target_mean=tupled("target_mean"), target_std=tupled("target_std"))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from fixture_db import RELEASE_0_1, fresh_pg_database, restore_pg_dump
 
 from shoestring.ledger.runs import RunLedger
-from shoestring.models.artifact import load_model
+from shoestring.models.run_folder import load_run
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.ledger.db import open_ledger
@@ -30,16 +30,29 @@ RUNS = ("run-seed-mlp", "run-gpt-tiny", "run-encoder-tiny")
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_release_0_1_run_folder_loads(name):
-    model, desc = load_model(RELEASE_0_1 / name)
-    assert desc["format"] == "shoestring.model/1"
-    assert sum(p.numel() for p in model.parameters()) > 0
+def test_release_0_1_run_folder_loads_through_the_card(name):
+    assert json.loads((RELEASE_0_1 / name / "model.json").read_text())["format"] == \
+        "shoestring.model/1"
+    run = load_run(RELEASE_0_1 / name)
+    assert sum(p.numel() for p in run.model.parameters()) > 0
+    assert run.card.format == "shoestring.model/2" and run.card.lineage.stage == "train"
+    assert run.card.transforms == []
+    if name == "run-encoder-tiny":  # release 0.1's classifier text layout, made explicit
+        layout = run.card.tokenizer.layout
+        assert (layout.kind, layout.pad_id, layout.cls_id, layout.offset) == ("cls-pad", 0, 1, 2)
+        assert run.card.class_names == ["10", "9"]
+    if name == "run-gpt-tiny":
+        assert run.card.tokenizer.kind == "char" and run.card.takes_tokens
+        assert run.tokenizer().decode(run.tokenizer().encode("to be")) == "to be"
 
 
-def test_release_0_1_mlp_evaluates_as_it_did_when_trained():
-    run = RELEASE_0_1 / "run-seed-mlp"
+@pytest.mark.parametrize("name, data", [
+    ("run-seed-mlp", "digits"),
+    ("run-encoder-tiny", f"jsonl:{RELEASE_0_1 / 'data' / 'labels.jsonl'}")])
+def test_release_0_1_runs_evaluate_as_they_did_when_trained(name, data):
+    run = RELEASE_0_1 / name
     recorded = json.loads((run / "summary.json").read_text())["test_accuracy"]
-    got = evaluate_run(run, "digits")
+    got = evaluate_run(run, data)
     assert got["test_accuracy"] == pytest.approx(recorded, abs=1e-6)
 
 

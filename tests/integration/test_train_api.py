@@ -9,11 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from shoestring.ledger.runs import RunLedger
-from shoestring.models.artifact import load_model
+from shoestring.models.run_folder import load_run
 from shoestring.train.api import train
 from shoestring.train.config import resolve_config
 from shoestring.train.evaluate_run import evaluate_run
-from shoestring.types import Preprocessing
 
 SUMMARY_FIELDS = {"model", "data", "epochs_run", "steps", "train_seconds", "samples_per_second",
                   "cost_usd", "target_reached", "status"}
@@ -42,15 +41,16 @@ def test_run_folder_and_ledger(tmp_path):
 
 def test_saved_model_rebuilds_without_training_code(tmp_path):
     result = train(cfg(tmp_path / "run"))
-    model, desc = load_model(result.out_dir)
-    assert desc["architecture"]["params"]["hidden"] == [128, 64]
-    assert desc["input_shape"] == [64] and desc["output"] == "softmax"
-    weights = load_file(str(result.out_dir / "model.safetensors"))
-    assert torch.equal(model.state_dict()["net.1.weight"], weights["net.1.weight"])
+    run = load_run(result.out_dir)
+    card = run.card
+    assert card.architecture.params["hidden"] == [128, 64]
+    assert card.input_shape == (64,) and card.outputs.kind == "softmax"
+    assert card.data.source == "digits" and card.lineage.stage == "train"
+    weights = load_file(str(run.folder.weights))
+    assert torch.equal(run.model.state_dict()["net.1.weight"], weights["net.1.weight"])
     metrics = evaluate_run(result.out_dir)
     assert metrics["test_accuracy"] == pytest.approx(result.summary["test_accuracy"])
-    pre = Preprocessing.from_dict(desc["preprocessing"])
-    assert pre.scale == pytest.approx(1 / 16)
+    assert card.preprocessing.to_preprocessing().scale == pytest.approx(1 / 16)
 
 
 def test_regression_csv_reports_mse(tmp_path):

@@ -44,26 +44,26 @@ def _print_summary(c: CliContext, s: dict, out_dir) -> None:
 
 def _launch(cfg, c: CliContext):
     """Re-run this training under torchrun: N workers read the resolved config file."""
-    import json
     from datetime import datetime
 
     from shoestring.errors import ShoestringError
     from shoestring.train.api import RunResult, resolve_run_folder
     from shoestring.train.distributed import launch, torchrun_argv
 
+    from shoestring.models.run_folder import RunFolder
+
     out, name = resolve_run_folder(cfg, datetime.now())
-    out.mkdir(parents=True, exist_ok=True)
-    launch_file = out / "launch.toml"
-    launch_file.write_text(cfg.model_copy(update={"out": out, "name": name}).to_toml())
-    argv = [str(launch_file), "--out", str(out)] + (["--resume"] if cfg.resume else [])
+    folder = RunFolder(out)
+    folder.create()
+    folder.launch.write_text(cfg.model_copy(update={"out": out, "name": name}).to_toml())
+    argv = [str(folder.launch), "--out", str(out)] + (["--resume"] if cfg.resume else [])
     t = cfg.train
     cmd = torchrun_argv(argv, t.nproc, t.nnodes, t.rdzv_endpoint, t.max_restarts)
     code = launch(cmd, {**os.environ, "SHOESTRING_DB": c.db_url()}, t.nproc)
-    summary = out / "summary.json"
-    if code != 0 or not summary.exists():
+    s = folder.read_json(folder.summary)
+    if code != 0 or s is None:
         raise ShoestringError(f"torchrun exited with code {code}",
                               hint="see the workers' output above; resume with --resume")
-    s = json.loads(summary.read_text())
     return RunResult(out, s.get("run_id", ""), s)
 
 
@@ -81,14 +81,15 @@ def train_command() -> click.Command:
         reporter = RichReporter(c.err)
 
         def go():
+            from shoestring.models.run_folder import RunFolder
             from shoestring.train.api import train
             from shoestring.train.config import read_toml, resolve_config
 
             base = {}
             if config is not None:
                 base = read_toml(config)
-            elif resume and out is not None and (out / "config.toml").exists():
-                base = read_toml(out / "config.toml")
+            elif resume and out is not None and RunFolder(out).config.exists():
+                base = read_toml(RunFolder(out).config)
                 base.pop("out", None)
                 base.pop("name", None)
             top = {"out": str(out) if out else None, "name": name, "resume": resume}

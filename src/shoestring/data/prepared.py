@@ -42,11 +42,10 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
         from shoestring.data.text_jsonl import (
             DEFAULT_MAX_LENGTH,
             DEFAULT_TOKENIZER,
-            OFFSET,
             TextClassificationDataset,
-            encode_texts,
         )
-        from shoestring.data.text_tokenizers import train_tokenizer
+        from shoestring.models.text_layout import OFFSET, encode_texts
+        from shoestring.models.tokenizers import train_tokenizer
     except ImportError:  # pragma: no cover - the text capability ships with Shoestring
         raise DataError("prepared text needs the text data capability (shoestring.data.text)",
                         hint="install Shoestring with its text support") from None

@@ -8,7 +8,6 @@ it has its own entry point, :func:`load_text_data`::
                           cache_dir=default_cache_dir(Path.cwd()))
     x, y = data.get_batch("train", batch_size=12, block_size=64,
                           generator=torch.Generator().manual_seed(0))
-    data.save_tokenizer(run_dir)          # writes run_dir/tokenizer.json
 
 ``jsonl:`` classification data is an ordinary ``Dataset`` of padded token ids
 (see :mod:`shoestring.data.text_jsonl`). Both schemes are listed in
@@ -35,17 +34,15 @@ from shoestring.data.text_cache import (
 from shoestring.data.text_corpus import corpus_files, iter_corpus
 from shoestring.data.text_jsonl import load_jsonl_dataset
 from shoestring.data.text_stream import Batch, TokenSplit, TokenStream
-from shoestring.data.text_tokenizers import (
+from shoestring.models.tokenizers import (
     Tokenizer,
     check_kind,
     load_tokenizer,
-    save_tokenizer,
     train_tokenizer,
 )
 from shoestring.errors import DataError
 from shoestring.types import Dataset
 
-TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_VAL_FRACTION = 0.1
 # BPE encodes this many corpus chunks (about 1 MiB each) per parallel batch.
 _BPE_BATCH = 8
@@ -91,10 +88,6 @@ class TextData:
     def get_batch(self, split: str, batch_size: int, block_size: int,
                   generator: torch.Generator | None = None) -> Batch:
         return self.stream.get_batch(split, batch_size, block_size, generator)
-
-    def save_tokenizer(self, directory: Path) -> Path:
-        """Write ``directory/tokenizer.json`` (what ``shoestring generate`` reads)."""
-        return save_tokenizer(self.tokenizer, Path(directory) / TOKENIZER_FILE)
 
 
 def _corpus_path(spec: str) -> Path:

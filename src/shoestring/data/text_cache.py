@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from shoestring.data.text_corpus import CorpusFile
-from shoestring.data.text_tokenizers import Tokenizer, save_tokenizer
+from shoestring.models.tokenizers import Tokenizer, save_tokenizer
 from shoestring.errors import DataError
 from shoestring.io import atomic_write_bytes
 

@@ -3,19 +3,15 @@
 Each non-blank line is a JSON object with a text field and a label field
 (``text`` and ``label`` unless the source options name others). The texts are
 tokenized (the tokenizer is fitted on the training split only) and laid out
-as BERT inputs: a classification token, the text's tokens, padding::
+as BERT inputs (:mod:`shoestring.models.text_layout`)::
 
-    [CLS] t1 t2 … tn [PAD] … [PAD]      (max_length ids, int64)
-
-with ``PAD_ID = 0``, ``CLS_ID = 1`` and token ``i`` stored as ``i + 2``, so the
-padding id is the same whatever the tokenizer. The examples are held in
+    [CLS] t1 t2 … tn [PAD] … [PAD]      (max_length ids, int64) The examples are held in
 memory: classification sets are small next to language-modelling corpora.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +21,11 @@ import torch
 
 from shoestring.data.holdout import stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
-from shoestring.data.text_tokenizers import Tokenizer, train_tokenizer
 from shoestring.errors import DataError
+from shoestring.models.text_layout import OFFSET, PAD_ID, encode_texts
+from shoestring.models.tokenizers import train_tokenizer
 from shoestring.types import Dataset, Task, TensorDataset
 
-PAD_ID, CLS_ID, OFFSET = 0, 1, 2
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_TOKENIZER = "byte"
 
@@ -99,22 +95,6 @@ def class_index(labels: list) -> tuple[np.ndarray, tuple[str, ...]]:
     names = sorted(set(keys))
     index = {k: i for i, k in enumerate(names)}
     return np.array([index[k] for k in keys], dtype=np.int64), tuple(str(n) for n in names)
-
-
-def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int
-                 ) -> tuple[torch.Tensor, int]:
-    """``[len(texts), max_length]`` int64 ids in the layout above, and how many were cut."""
-    if max_length < 2:
-        raise DataError(f"max_length must be at least 2 (one token plus [CLS]), got {max_length}")
-    out = torch.full((len(texts), max_length), PAD_ID, dtype=torch.int64)
-    out[:, 0] = CLS_ID
-    truncated = 0
-    for row, text in enumerate(texts):
-        ids = tokenizer.encode_array(text)
-        if ids.size > max_length - 1:
-            ids, truncated = ids[:max_length - 1], truncated + 1
-        out[row, 1:1 + ids.size] = torch.from_numpy(ids + OFFSET)
-    return out, truncated
 
 
 def load_jsonl_dataset(arg: str, options: SourceOptions) -> TextClassificationDataset:

@@ -142,8 +142,8 @@ def _release_0_1_tables() -> list[Table]:
 
 
 def _release_0_1_baseline(conn: Connection) -> None:
-    for table in _release_0_1_tables():
-        table.create(conn, checkfirst=True)
+    for t in _release_0_1_tables():
+        t.create(conn, checkfirst=True)
 
 
 # --- 2: runs get a kind's lineage, a stop reason, and money as integers ---------------------

@@ -17,9 +17,6 @@ from torch import nn
 
 from shoestring.errors import ShoestringError
 
-TOKENIZER_FILE = "tokenizer.json"
-
-
 def _check(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
     problems = []
     if max_new_tokens < 0:
@@ -82,20 +79,19 @@ class Generation:
 def generate_text(run_dir: Path, prompt: str, max_new_tokens: int = 200,
                   temperature: float = 0.8, top_k: int | None = 200, seed: int = 0
                   ) -> Generation:
-    """Load a GPT run folder (weights + ``tokenizer.json``) and continue ``prompt``."""
-    from shoestring.data.text_tokenizers import load_tokenizer
-    from shoestring.models.artifact import load_model, read_description
+    """Load a GPT run folder (weights and tokenizer) and continue ``prompt``."""
+    from shoestring.models.run_folder import load_run, read_card
 
     run_dir = Path(run_dir)
     _check(max_new_tokens, temperature, top_k)
-    family = read_description(run_dir).get("architecture", {}).get("family")
+    family = read_card(run_dir).family
     if family != "gpt":
         raise ShoestringError(f"run '{run_dir}' holds a {family!r} model; generation needs a "
                               "'gpt' language model", hint="pass the folder of a gpt run")
     if not prompt:
         raise ShoestringError("the prompt is empty", hint="pass some text, e.g. --prompt 'ROMEO:'")
-    tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
-    model, _ = load_model(run_dir)
+    run = load_run(run_dir)
+    tokenizer, model = run.tokenizer(), run.model
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ShoestringError(f"the prompt {prompt!r} encodes to no tokens",

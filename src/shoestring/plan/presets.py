@@ -189,8 +189,11 @@ def resolve_model(ref: str) -> ModelSpec:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ShoestringError(f"{path} is not valid JSON: {exc}",
                                   hint="pass a Hugging Face config.json") from None
-        if "architecture" in config:  # a Shoestring model.json
-            return spec_from_architecture(config["architecture"], str(path))
+        if "architecture" in config:  # a Shoestring model card (model.json)
+            from shoestring.models.card import card_from_json
+
+            card = card_from_json(config, str(path))
+            return spec_from_architecture(card.architecture.model_dump(), str(path))
         return spec_from_hf_config(config, str(path))
     raise ShoestringError(f"unknown model {ref!r}: not a preset and no such file",
                           hint=f"presets: {', '.join(preset_names())}")

@@ -2,7 +2,7 @@
 
 ``shoestring plan run.toml`` (a ``shoestring train`` config), ``shoestring plan
 runs/x`` (a finished run folder) and ``shoestring plan runs/x/config.toml``
-all mean "plan this run": the model's shapes come from ``model.json`` when the
+all mean "plan this run": the model's shapes come from its model card when the
 run has one, else from the config and the shape of its data; the workload
 (sequence length, batch, micro-batch, steps, precision, checkpointing,
 optimizer) comes from the config's ``[train]`` section, so that a plan of a
@@ -14,7 +14,6 @@ Flags given on the command line still win over the run's values
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,20 +38,22 @@ class RunInputs:
 
 
 def run_config_path(ref: str) -> tuple[Path | None, Path | None]:
-    """(model.json, config.toml) of a run reference, either of them possibly absent.
+    """(run folder with a model card, config.toml) of a run reference, either possibly absent.
 
-    A ``.toml`` file or a folder holding ``model.json`` and/or ``config.toml``
+    A ``.toml`` file or a folder holding a model card and/or ``config.toml``
     is a run; anything else (preset names, ``config.json``) is not.
     """
+    from shoestring.models.run_folder import RunFolder
+
     path = Path(ref)
     if path.is_file() and path.suffix == ".toml":
-        model_json = path.parent / "model.json"
-        return (model_json if model_json.is_file() else None), path
+        folder = RunFolder(path.parent)
+        return (folder.path if folder.has_model() else None), path
     if path.is_dir():
-        model_json, toml = path / "model.json", path / "config.toml"
-        if model_json.is_file() or toml.is_file():
-            return (model_json if model_json.is_file() else None), \
-                (toml if toml.is_file() else None)
+        folder = RunFolder(path)
+        if folder.has_model() or folder.config.is_file():
+            return (folder.path if folder.has_model() else None), \
+                (folder.config if folder.config.is_file() else None)
     return None, None
 
 
@@ -62,26 +63,26 @@ def is_run_reference(ref: str) -> bool:
 
 def load_run_inputs(ref: str) -> RunInputs:
     """The spec and workload of run ``ref`` (a run folder or a run ``.toml``)."""
+    from shoestring.models.run_folder import RunFolder, read_card
     from shoestring.plan.presets import spec_from_architecture
 
-    model_json, toml = run_config_path(ref)
+    run_dir, toml = run_config_path(ref)
     config = _read_run_config(toml) if toml else None
     notes: list[str] = []
     units: float | None = None
-    if model_json is not None:
-        desc = json.loads(model_json.read_text())
-        spec = spec_from_architecture(desc["architecture"], str(model_json.parent))
+    if run_dir is not None:
+        spec = spec_from_architecture(read_card(run_dir).architecture.model_dump(),
+                                      str(run_dir))
     elif config is not None:
         spec, units, shape_notes = _spec_from_config(config, str(toml))
         notes += shape_notes
     else:  # pragma: no cover - run_config_path guarantees one of them
         raise ShoestringError(f"{ref} is not a run", hint="pass a run folder or a run .toml")
     defaults = workload_defaults(config, spec, units) if config is not None else {}
-    if model_json is not None and config is not None and "tokens" not in defaults \
+    if run_dir is not None and config is not None and "tokens" not in defaults \
             and "samples" not in defaults:
-        summary = model_json.parent / "summary.json"
-        steps = _summary_steps(summary)
-        if steps:
+        steps = (RunFolder(run_dir).read_json(RunFolder(run_dir).summary) or {}).get("steps")
+        if isinstance(steps, int) and steps > 0:
             defaults |= _units_from_steps(spec, steps, defaults)
     return RunInputs(spec, defaults, tuple(notes))
 
@@ -90,13 +91,6 @@ def _read_run_config(path: Path) -> Any:
     from shoestring.train.config import read_toml, resolve_config
 
     return resolve_config(read_toml(path))
-
-
-def _summary_steps(path: Path) -> int | None:
-    try:
-        return int(json.loads(path.read_text()).get("steps") or 0) or None
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
 
 
 def _token_model(name: str) -> str | None:
@@ -150,7 +144,7 @@ def _text_vocab_and_tokens(config: Any) -> tuple[int, float]:
     """
     from shoestring.data.sources import split_spec
     from shoestring.data.text_corpus import corpus_files, iter_corpus
-    from shoestring.data.text_tokenizers import DEFAULT_BPE_VOCAB
+    from shoestring.models.tokenizers import DEFAULT_BPE_VOCAB
 
     files = corpus_files(Path(split_spec(config.data.source)[1]).expanduser())
     kind = config.data.tokenizer or "char"

@@ -98,8 +98,10 @@ def resolve_serve_config(values: dict[str, Any]) -> ServeConfig:
             where = ".".join(str(p) for p in e["loc"])
             problems.append(f"{where}: {e['msg']}" if where else e["msg"])
         raise ConfigError(problems, hint="see 'shoestring serve --help'") from None
-    missing = [str(m.run_dir) for m in cfg.models if not (m.run_dir / "model.json").exists()]
+    from shoestring.models.run_folder import CARD, RunFolder
+
+    missing = [str(m.run_dir) for m in cfg.models if not RunFolder(m.run_dir).has_model()]
     if missing:
-        raise ConfigError([f"'{p}' is not a run folder (no model.json)" for p in missing],
+        raise ConfigError([f"'{p}' is not a run folder (no {CARD})" for p in missing],
                           hint="pass the --out folder of a finished 'shoestring train'")
     return cfg

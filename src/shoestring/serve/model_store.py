@@ -1,12 +1,12 @@
 """Models being served: run folders loaded once, with their input/output signature.
 
-A run folder's ``model.json`` names its task, input shape, preprocessing and
+A run folder's model card names its task, input shape, preprocessing and
 classes; :class:`ServedModel` turns that into the protocol metadata and into a
 ``predict`` that takes raw inputs exactly as training saw them (the stored
 :class:`~shoestring.types.Preprocessing` is applied here, not by clients).
-Text models (a ``tokenizer.json`` in the run folder) take BYTES inputs through
-a :class:`TextEncoder` hook: classifiers get training's token layout, language
-models continue each prompt greedily.
+Text models (a card that names a tokenizer) take BYTES inputs through a
+:class:`TextEncoder` hook: classifiers get the token layout their card
+records, language models continue each prompt greedily.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from shoestring.errors import ShoestringError
-from shoestring.models.artifact import load_model
+from shoestring.models.card import TextLayout
+from shoestring.models.run_folder import LoadedRun, load_run
 from shoestring.serve.protocol import TensorSpec
-from shoestring.types import Preprocessing
 
-TOKENIZER = "tokenizer.json"
 DEFAULT_VERSION = "1"
 LANGUAGE_MODELING = "language_modeling"
 
@@ -36,21 +35,15 @@ class TextEncoder(Protocol):
     def __call__(self, texts: list[str]) -> Any: ...
 
 
-def _tokenizer(run_dir: Path):
-    from shoestring.data.text_tokenizers import load_tokenizer
-
-    return load_tokenizer(run_dir / TOKENIZER)
-
-
-def classifier_text_encoder(tok, length: int) -> TextEncoder:
+def classifier_text_encoder(tok, length: int, layout: TextLayout) -> TextEncoder:
     """Token ids laid out exactly as training laid them out (``[CLS] tokens [PAD]…``).
 
-    Uses the data capability's own encoder at the run's ``input_shape[0]``, so
+    The same encoder training used, at the card's input length and layout, so
     serving can never drift from training.
     """
-    from shoestring.data.text_jsonl import encode_texts
+    from shoestring.models.text_layout import encode_texts
 
-    return lambda texts: encode_texts(tok, texts, length)[0].numpy()
+    return lambda texts: encode_texts(tok, texts, length, layout)[0].numpy()
 
 
 def prompt_encoder(tok) -> TextEncoder:
@@ -83,25 +76,26 @@ class ModelSpec:
 class ServedModel:
     """One loaded model version: signature, metadata and a thread-safe ``predict``."""
 
-    def __init__(self, name: str, version: str, run_dir: Path, module: torch.nn.Module,
-                 desc: dict[str, Any], lock: threading.Lock, max_new_tokens: int = 32) -> None:
-        self.name, self.version, self.run_dir = name, version, run_dir
-        self.module, self.desc = module, desc
+    def __init__(self, name: str, version: str, run: LoadedRun, lock: threading.Lock,
+                 max_new_tokens: int = 32) -> None:
+        self.name, self.version, self.run_dir = name, version, run.folder.path
+        self.module, self.card = run.model, run.card
         self._lock = lock  # shared by every name/version that points at the same weights
-        self.task = desc.get("task", "classification")
-        self.preprocessing = Preprocessing.from_dict(desc.get("preprocessing") or {})
-        self.class_names = list(desc.get("class_names") or [])
-        k = int(desc.get("num_outputs", 1))
+        card = run.card
+        self.task = card.task.value
+        self.preprocessing = card.preprocessing.to_preprocessing()
+        self.class_names = list(card.class_names or [])
+        k = card.outputs.size
         self.text: TextEncoder | None = None
         self.tok = None
         self.max_new_tokens = max_new_tokens
-        if (run_dir / TOKENIZER).exists() or self.task == LANGUAGE_MODELING:
-            self.tok = _tokenizer(run_dir)
+        if card.tokenizer is not None:
+            self.tok = run.tokenizer()
             self.text = prompt_encoder(self.tok) if self.task == LANGUAGE_MODELING else \
-                classifier_text_encoder(self.tok, int(desc["input_shape"][0]))
+                classifier_text_encoder(self.tok, card.input_shape[0], card.tokenizer.layout)
             self.input = TensorSpec("text", "BYTES", ())
         else:
-            self.input = TensorSpec("input", "FP32", tuple(int(d) for d in desc["input_shape"]))
+            self.input = TensorSpec("input", "FP32", card.input_shape)
         if self.task == LANGUAGE_MODELING:
             self.outputs = (TensorSpec("text", "BYTES", ()),)
         elif self.task == "classification":
@@ -115,7 +109,7 @@ class ServedModel:
         return {"name": self.name, "versions": versions, "platform": "shoestring-pytorch",
                 "inputs": [self.input.metadata()], "outputs": [o.metadata() for o in self.outputs],
                 "parameters": {"task": self.task, "architecture":
-                               self.desc.get("architecture", {}).get("name", ""),
+                               self.card.architecture.name or self.card.family,
                                "class_names": self.class_names}}
 
     @property
@@ -149,7 +143,7 @@ class ServedModel:
                 y = y[0]
             y = y.float().reshape(y.shape[0], -1)
             if self.task != "classification":
-                return {"prediction": y.numpy()}
+                return {"prediction": self.preprocessing.targets_from_outputs(y).numpy()}
             probs = torch.softmax(y, dim=-1)
             idx = probs.argmax(dim=-1).numpy()
             names = self.class_names or [str(i) for i in range(probs.shape[1])]
@@ -157,35 +151,29 @@ class ServedModel:
                     "label": np.array([names[i] for i in idx], dtype=object)}
 
 
-def _load(run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    return load_model(run_dir)
-
-
 class ModelStore:
     """Every served model version, with one copy in memory per run folder."""
 
     def __init__(self, specs: list[ModelSpec],
-                 loader: Callable[[Path], tuple[torch.nn.Module, dict]] = _load,
+                 loader: Callable[[Path], LoadedRun] = load_run,
                  max_new_tokens: int = 32) -> None:
         if not specs:
             raise ShoestringError("no model to serve", hint="pass one or more RUN_DIRs")
-        loaded: dict[Path, tuple[torch.nn.Module, dict, threading.Lock]] = {}
+        loaded: dict[Path, tuple[LoadedRun, threading.Lock]] = {}
         self._models: dict[str, dict[str, ServedModel]] = {}
         problems = []
         for spec in specs:
             path = Path(spec.run_dir).resolve()
             if path not in loaded:
-                module, desc = loader(path)
-                loaded[path] = (module, desc, threading.Lock())
-            module, desc, lock = loaded[path]
+                loaded[path] = (loader(path), threading.Lock())
+            run, lock = loaded[path]
             name = spec.name or path.name
             version = spec.version or DEFAULT_VERSION
             versions = self._models.setdefault(name, {})
             if version in versions:
                 problems.append(f"model {name!r} version {version!r} is given twice")
                 continue
-            versions[version] = ServedModel(name, version, path, module, desc, lock,
-                                            max_new_tokens)
+            versions[version] = ServedModel(name, version, run, lock, max_new_tokens)
         if problems:
             raise ShoestringError("; ".join(problems),
                                   hint="give each run folder its own --name NAME[:VERSION]")

@@ -24,9 +24,9 @@ from shoestring.errors import ConfigError, ShoestringError
 from shoestring.ledger.db import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
-from shoestring.models.artifact import save_model
 from shoestring.models.registry import build_model
-from shoestring.train.checkpoint import TrainingState, load_latest_checkpoint
+from shoestring.models.run_folder import RunFolder, default_run_name, save_run
+from shoestring.train.checkpoint import TrainingState, has_checkpoints, load_latest_checkpoint
 from shoestring.train.config import TrainConfig, read_toml, resolve_config, resolve_price
 from shoestring.train.distributed import (
     DistInfo,
@@ -42,7 +42,6 @@ from shoestring.train.optim import build_optimizer
 from shoestring.train.precision import Precision, read_cpuinfo, resolve_precision
 from shoestring.train.problem import load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
-from shoestring.train.run_folder import RunFolder, default_run_name
 from shoestring.train.session import (
     choose_micro_batch,
     make_checkpointer,
@@ -123,7 +122,7 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
         if done and done.get("status") == "finished" and not extends:
             reporter.log(f"run in '{folder.path}' already finished; nothing to resume")
             return done
-    elif not config.resume and (folder.checkpoints / "manifest.json").exists():
+    elif not config.resume and has_checkpoints(folder.checkpoints):
         raise ShoestringError(f"run folder '{folder.path}' already holds a run",
                               hint="pass --resume to continue it, or choose another --out")
     return None
@@ -304,7 +303,7 @@ def _after_row_opens(config, info, device, folder, name, ledger, ledger_id, repo
         from shoestring.data.augment import build_augmentation
 
         transform = build_augmentation(config.data.augment,
-                                       tuple(problem.description["input_shape"]), cfg.seed)
+                                       problem.card.input_shape, cfg.seed)
     checkpoint = make_checkpointer(folder, wrapped, optimizer, info, cfg.strategy)
     with stop_on_signals(handle_signals) as should_stop:
         outcome = run_loop(
@@ -319,8 +318,7 @@ def _after_row_opens(config, info, device, folder, name, ledger, ledger_id, repo
     summary = summarize(config, problem, outcome, model, device, precision, micro, run_id, name,
                         info)
     if info.is_main:
-        save_model(folder.path, model, problem.description)
-        problem.save_extra(folder.path)
+        save_run(folder.path, model, problem.card, tokenizer=problem.tokenizer)
         folder.write_json(folder.summary, summary)
         if ledger_id is not None:
             ledger.finish(ledger_id, status=outcome.status, metrics=summary,

@@ -134,6 +134,11 @@ def save_checkpoint(directory: Path, payload: bytes, step: int, keep: int = KEEP
     return path
 
 
+def has_checkpoints(directory: Path) -> bool:
+    """Whether a run has written a checkpoint into ``directory``."""
+    return (directory / MANIFEST).exists()
+
+
 def load_latest_checkpoint(directory: Path) -> tuple[Checkpoint | None, list[str]]:
     """The newest checkpoint that verifies, and a warning for each one skipped."""
     warnings: list[str] = []

@@ -7,9 +7,9 @@ from typing import Any
 
 from shoestring.data.sources import SourceOptions, load_dataset
 from shoestring.errors import ShoestringError
-from shoestring.models.artifact import load_model
+from shoestring.models.run_folder import load_run
 from shoestring.train.evaluate import evaluate
-from shoestring.types import Preprocessing, Task, TensorDataset
+from shoestring.types import Task, TensorDataset
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
@@ -17,31 +17,38 @@ def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
                  ) -> dict[str, Any]:
     """Metrics of the model in ``run_dir`` on ``data`` (default: the data it trained on).
 
-    Preprocessing comes from the run's ``model.json``, so the model sees its
-    inputs exactly as in training.
+    Preprocessing comes from the run's model card, so the model sees its inputs
+    exactly as in training; so do the label column or field and the task.
     """
-    model, desc = load_model(Path(run_dir))
-    spec = data or desc.get("data")
+    run = load_run(Path(run_dir))
+    card = run.card
+    spec = data or card.data.source
     if not spec:
         raise ShoestringError(f"run '{run_dir}' does not record its data source",
                               hint="pass --data SOURCE")
     base = source_options or SourceOptions()
-    options = SourceOptions(target=target or base.target, task=desc["task"],
+    label = target or base.target or card.data.label
+    options = SourceOptions(target=None if card.takes_tokens else label, task=card.task.value,
                             test_fraction=base.test_fraction, seed=base.seed,
-                            fashion_mnist_dir=base.fashion_mnist_dir)
-    if target is None and spec.startswith("csv:") and desc.get("feature_names") is not None:
-        raise ShoestringError("evaluating on CSV data needs the target column",
-                              hint="pass --target COLUMN")
+                            fashion_mnist_dir=base.fashion_mnist_dir,
+                            label_field=(label or "label") if card.takes_tokens else "label",
+                            text_field=card.data.text_field or "text",
+                            tokenizer=card.tokenizer.kind if card.tokenizer else None,
+                            max_length=card.input_shape[0] if card.takes_tokens else None)
+    if label is None and spec.startswith("csv:") and card.feature_names is not None:
+        raise ShoestringError("evaluating on CSV data needs the label column (this run's card "
+                              "does not record it)", hint="pass --target COLUMN")
     dataset = load_dataset(spec, options)
-    if list(dataset.input_shape) != list(desc["input_shape"]):
+    if tuple(dataset.input_shape) != card.input_shape:
         raise ShoestringError(
             f"data '{spec}' has examples of shape {list(dataset.input_shape)} but the model "
-            f"expects {desc['input_shape']}", hint="evaluate on data like the training data")
+            f"expects {list(card.input_shape)}", hint="evaluate on data like the training data")
     if split not in ("train", "test"):
         raise ShoestringError(f"unknown split {split!r}", hint="use 'train' or 'test'")
     raw = dataset.test if split == "test" else dataset.train
-    task = Task(desc["task"])
-    pre = Preprocessing.from_dict(desc["preprocessing"])
+    task = card.task
+    pre = card.preprocessing.to_preprocessing()
+    x = raw.x if card.takes_tokens else pre.apply(raw.x)
     y = raw.y.long() if task is Task.classification else raw.y.float().reshape(len(raw), -1)
-    metrics = evaluate(model, TensorDataset(pre.apply(raw.x), y), task, prefix=split)
+    metrics = evaluate(run.model, TensorDataset(x, y), task, prefix=split)
     return {"run": str(run_dir), "data": spec, "split": split, "examples": len(raw), **metrics}

@@ -23,7 +23,17 @@ from torch import nn
 
 from shoestring.data.sources import SourceOptions, load_dataset, split_spec
 from shoestring.errors import ShoestringError
+from shoestring.models.card import (
+    Architecture,
+    DataCard,
+    Inputs,
+    ModelCard,
+    Outputs,
+    PreprocessingCard,
+    TokenizerCard,
+)
 from shoestring.models.registry import DataShape, architecture_for
+from shoestring.models.text_layout import classifier_layout
 from shoestring.train.batches import BatchSource, TensorBatches, WindowBatches
 from shoestring.train.config import TrainConfig
 from shoestring.train.distributed import DistInfo, barrier
@@ -32,7 +42,7 @@ from shoestring.train.evaluate import evaluate
 from shoestring.train.recipe import apply_recipe
 from shoestring.train.stopping import Target
 from shoestring.train.tensors import prepare_tensors
-from shoestring.types import Task, TensorDataset
+from shoestring.types import Preprocessing, Task, TensorDataset
 
 TOKEN_FAMILIES = ("gpt", "encoder")
 
@@ -42,14 +52,14 @@ class Problem:
     task: Task
     data_name: str
     arch: dict[str, Any]
-    description: dict[str, Any]              # model.json without the format marker
+    card: ModelCard                          # what the run folder's model.json will say
     n_train: int                             # examples (or windows) per epoch
     tokens_per_example: int                  # block_size for text, else 0
     make_source: Callable[[int, int, int, int], BatchSource]  # (batch, seed, rank, world)
     make_evaluate: Callable[[nn.Module, int], Callable[[], dict[str, float]]]  # (model, batch)
     make_screen: Callable[[nn.Module, Target | None], Callable[[], bool]] = \
         field(default=lambda model, target: (lambda: True))
-    save_extra: Callable[[Path], None] = field(default=lambda out: None)
+    tokenizer: Any = None                    # saved beside the model (text runs)
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,20 +121,20 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
         return run
 
     info = describe(data)
+    card = ModelCard(
+        architecture=Architecture(**arch), task=Task.language_modeling,
+        inputs=Inputs(shape=[block], dtype="int64"),
+        outputs=Outputs(kind="logits", size=data.vocab_size),
+        tokenizer=TokenizerCard(kind=info["tokenizer"], vocab_size=data.vocab_size),
+        data=DataCard(source=config.data.source,
+                      corpus={k: info[k] for k in ("tokenizer", "vocab_size", "tokens",
+                                                   "sha256")}))
     problem = Problem(
-        task=Task.language_modeling, data_name=config.data.source, arch=arch,
-        description={"architecture": arch, "task": Task.language_modeling.value,
-                     "input_shape": [block], "num_outputs": data.vocab_size,
-                     "preprocessing": {"scale": 1.0, "mean": None, "std": None},
-                     "class_names": None, "feature_names": None, "output": "logits",
-                     "data": config.data.source, "tokenizer": "tokenizer.json",
-                     "corpus": {k: info[k] for k in ("tokenizer", "vocab_size", "tokens",
-                                                     "sha256")}},
+        task=Task.language_modeling, data_name=config.data.source, arch=arch, card=card,
         n_train=len(data.train) // block, tokens_per_example=block,
         make_source=lambda batch, s, rank, world: WindowBatches(data.train, batch, block, s,
                                                                 rank, world),
-        make_evaluate=make_evaluate,
-        save_extra=lambda out: data.save_tokenizer(out),
+        make_evaluate=make_evaluate, tokenizer=data.tokenizer,
         notes=[f"corpus: {info['tokens']:,} tokens, vocab {info['vocab_size']} "
                f"({info['tokenizer']}), cache {'reused' if info['cache_hit'] else 'built'}"]
         + list(data.notes))
@@ -146,13 +156,12 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
             f"({'token ids' if tokens else 'numeric features'})",
             hint="use an 'encoder' model for labelled texts, and mlp/cnn for numeric data")
     if tokens:
-        train_x, test_x, pre = dataset.train.x, dataset.test.x, {"scale": 1.0, "mean": None,
-                                                                 "std": None}
-        train = TensorDataset(train_x, dataset.train.y.long())
-        test = TensorDataset(test_x, dataset.test.y.long())
+        pre = Preprocessing()
+        train = TensorDataset(dataset.train.x, dataset.train.y.long())
+        test = TensorDataset(dataset.test.x, dataset.test.y.long())
     else:
         prepared = prepare_tensors(dataset, config.data.normalize)
-        train, test, pre = prepared.train, prepared.test, prepared.preprocessing.to_dict()
+        train, test, pre = prepared.train, prepared.test, prepared.preprocessing
     train = TensorDataset(train.x.to(device), train.y.to(device))
     test = TensorDataset(test.x.to(device), test.y.to(device))
     task = dataset.task
@@ -170,26 +179,24 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         floor = target.value - screening_margin(target.value, SCREEN_SIZE)
         return lambda: evaluate(model, screen, task)[target.metric] >= floor
 
-    def save_extra(out: Path) -> None:
-        tok = getattr(dataset, "tokenizer", None)
-        if tok is not None:
-            from shoestring.data.text_tokenizers import save_tokenizer
-
-            save_tokenizer(tok, out / "tokenizer.json")
-
-    description = {
-        "architecture": arch, "task": task.value, "input_shape": list(dataset.input_shape),
-        "num_outputs": dataset.num_outputs, "preprocessing": pre,
-        "class_names": list(dataset.class_names) if dataset.class_names else None,
-        "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
-        "output": "softmax" if task is Task.classification else "identity",
-        "data": dataset.name,
-    }
-    if tokens:
-        description["tokenizer"] = "tokenizer.json"
-    problem = Problem(task=task, data_name=dataset.name, arch=arch, description=description,
-                   n_train=len(train), tokens_per_example=0,
-                   make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
-                                                                           rank, world),
-                   make_evaluate=make_evaluate, make_screen=make_screen, save_extra=save_extra)
+    tokenizer = getattr(dataset, "tokenizer", None) if tokens else None
+    d = config.data
+    card = ModelCard(
+        architecture=Architecture(**arch), task=task,
+        inputs=Inputs(shape=list(dataset.input_shape), dtype="int64" if tokens else "float32"),
+        outputs=Outputs(kind="softmax" if task is Task.classification else "identity",
+                        size=dataset.num_outputs),
+        preprocessing=PreprocessingCard.of(pre),
+        class_names=list(dataset.class_names) if dataset.class_names else None,
+        feature_names=list(dataset.feature_names) if dataset.feature_names else None,
+        tokenizer=TokenizerCard(kind=getattr(tokenizer, "kind", None),
+                                vocab_size=tokenizer.vocab_size,
+                                layout=classifier_layout()) if tokenizer is not None else None,
+        data=DataCard(source=d.source, label=d.target if not tokens else d.label_field,
+                      text_field=d.text_field if tokens else None))
+    problem = Problem(task=task, data_name=dataset.name, arch=arch, card=card,
+                      n_train=len(train), tokens_per_example=0,
+                      make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
+                                                                              rank, world),
+                      make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer)
     return problem, config, recipe_notes

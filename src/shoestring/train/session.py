@@ -20,7 +20,7 @@ from shoestring.train.distributed import DistInfo, barrier, full_state
 from shoestring.train.meter import device_name, device_peak_flops, mfu, transformer_flops_per_token
 from shoestring.train.microbatch import accumulation_steps, cpu_micro_batch, cuda_micro_batch
 from shoestring.train.precision import Precision
-from shoestring.train.run_folder import RunFolder
+from shoestring.models.run_folder import RunFolder
 from shoestring.train.stopping import cost_usd
 
 

@@ -6,14 +6,17 @@ import json
 
 import pytest
 import torch
+from cards import card_for
 from click.testing import CliRunner
 
 from shoestring.cli.generate_cmd import generate_command
-from shoestring.data.text_tokenizers import save_tokenizer, train_tokenizer
 from shoestring.errors import ShoestringError
-from shoestring.models.artifact import save_model
+from shoestring.models.card import TokenizerCard
 from shoestring.models.generate import generate, generate_text
 from shoestring.models.gpt import GPT, GPTConfig
+from shoestring.models.registry import build_model
+from shoestring.models.run_folder import save_run
+from shoestring.models.tokenizers import train_tokenizer
 
 
 def model(seed: int = 0, vocab: int = 23) -> GPT:
@@ -82,8 +85,8 @@ def run_dir(tmp_path):
     tok = train_tokenizer("char", [text])
     m = model(vocab=tok.vocab_size + 8)  # padded beyond the tokenizer, as vocab_size allows
     arch = {"family": "gpt", "name": "gpt", "params": m.config.to_dict()}
-    save_model(tmp_path, m, {"architecture": arch})
-    save_tokenizer(tok, tmp_path / "tokenizer.json")
+    save_run(tmp_path, m, card_for(arch, task="language_modeling",
+                                   tokenizer=TokenizerCard(kind="char")), tokenizer=tok)
     return tmp_path
 
 
@@ -103,7 +106,8 @@ def test_generate_text_errors_name_the_problem(run_dir, tmp_path_factory):
     with pytest.raises(ShoestringError, match="tokenizer file .* does not exist"):
         generate_text(run_dir, "to", max_new_tokens=2)
     other = tmp_path_factory.mktemp("mlp")
-    save_model(other, torch.nn.Linear(2, 2), {"architecture": {"family": "mlp"}})
+    mlp = {"family": "mlp", "params": {"in_features": 2, "hidden": [], "out_features": 2}}
+    save_run(other, build_model(mlp), card_for(mlp))
     with pytest.raises(ShoestringError, match="holds a 'mlp' model"):
         generate_text(other, "to", max_new_tokens=2)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cards import card_for
 
 from shoestring.errors import ConfigError, ShoestringError
-from shoestring.models.artifact import load_model, save_model
 from shoestring.models.gpt import GPT, GPTConfig
 from shoestring.models.layers import apply_rope, rope_tables
 from shoestring.models.presets import GPT_PRESETS
+from shoestring.models.run_folder import load_run, save_run
 
 
 def tiny(**kw) -> GPTConfig:
@@ -191,8 +192,8 @@ def test_tied_and_untied_models_save_and_load_through_safetensors(tmp_path, opti
 
     arch = architecture_for(Cfg(), DataShape((8,), 11))
     model = build_model(arch)
-    save_model(tmp_path, model, {"architecture": arch})
-    loaded, desc = load_model(tmp_path)
+    save_run(tmp_path, model, card_for(arch, task="language_modeling"))
+    run = load_run(tmp_path)
     idx = torch.randint(0, 11, (1, 8))
-    torch.testing.assert_close(loaded(idx)[0], model.eval()(idx)[0])
-    assert desc["architecture"]["params"]["tie_embeddings"] == (not options)
+    torch.testing.assert_close(run.model(idx)[0], model.eval()(idx)[0])
+    assert run.card.architecture.params["tie_embeddings"] == (not options)

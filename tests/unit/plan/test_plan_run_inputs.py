@@ -70,13 +70,16 @@ def test_a_text_run_plans_its_vocabulary_batch_and_steps(tmp_path):
 
 
 def _fake_run(folder: Path) -> None:
-    """A finished gpt-nano run of batch 12 (model.json, config.toml, summary.json)."""
+    """A finished gpt-nano run of batch 12 (model card, config.toml, summary.json)."""
+    from cards import card_for
+
     from shoestring.models.presets import GPT_PRESETS
     from shoestring.train.config import resolve_config
 
     folder.mkdir()
     arch = {"family": "gpt", "name": "gpt-nano", "params": GPT_PRESETS["gpt-nano"].to_dict()}
-    (folder / "model.json").write_text(json.dumps({"architecture": arch}))
+    (folder / "model.json").write_text(json.dumps(
+        card_for(arch, task="language_modeling").to_json_dict()))
     (folder / "config.toml").write_text(resolve_config({
         "model": {"name": "gpt-nano"}, "data": {"source": "text:missing.txt"},
         "train": {"batch_size": 12, "precision": "bf16"}}).to_toml())

@@ -100,14 +100,16 @@ def test_unknown_model_lists_the_presets():
 
 
 def test_shoestring_run_folder_and_config(tmp_path):
-    from shoestring.models.artifact import save_model
+    from cards import card_for
+
     from shoestring.models.mlp import MLP
+    from shoestring.models.run_folder import save_run
     from shoestring.train.config import resolve_config
 
     arch = {"family": "mlp", "name": "seed-mlp", "params": {
         "in_features": 784, "hidden": [128, 64], "out_features": 10, "dropout": 0.0,
         "activation": "relu"}}
-    save_model(tmp_path, MLP(784, [128, 64], 10), {"architecture": arch})
+    save_run(tmp_path, MLP(784, [128, 64], 10), card_for(arch))
     assert resolve_model(str(tmp_path)).widths == (784, 128, 64, 10)
     # A config.toml alone: the data's shape (digits: 64 features, 10 classes) fixes the rest.
     cfg = tmp_path / "cfg" / "config.toml"

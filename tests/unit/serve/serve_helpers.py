@@ -6,24 +6,24 @@ import json
 from pathlib import Path
 
 import torch
+from cards import card_for
 
-from shoestring.models.artifact import save_model
+from shoestring.models.card import PreprocessingCard
 from shoestring.models.registry import build_model
+from shoestring.models.run_folder import save_run
 
 
 def write_run(directory: Path, *, in_features: int = 8, classes: int = 3, task: str =
               "classification", seed: int = 0) -> Path:
-    """A real run folder (model.safetensors + model.json) with a small random MLP."""
+    """A real run folder (weights + model card) with a small random MLP."""
     torch.manual_seed(seed)
     arch = {"family": "mlp", "name": "mlp", "params": {
         "in_features": in_features, "hidden": [16], "out_features": classes, "dropout": 0.0,
         "activation": "relu"}}
     model = build_model(arch)
-    save_model(directory, model, {
-        "architecture": arch, "task": task, "input_shape": [in_features],
-        "num_outputs": classes, "preprocessing": {"scale": 0.5, "mean": None, "std": None},
-        "class_names": [f"c{i}" for i in range(classes)] if task == "classification" else None,
-        "output": "softmax" if task == "classification" else "identity"})
+    save_run(directory, model, card_for(
+        arch, task=task, preprocessing=PreprocessingCard(scale=0.5),
+        class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None))
     return directory
 
 

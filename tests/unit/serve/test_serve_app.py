@@ -9,7 +9,7 @@ import torch
 from fastapi.testclient import TestClient
 from serve_helpers import infer_body, write_run
 
-from shoestring.models.artifact import load_model
+from shoestring.models.run_folder import load_run
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.keys import KeyStore
@@ -92,11 +92,11 @@ def test_infer_applies_the_runs_preprocessing_and_is_metered(client, svc, run_di
     assert r.status_code == 200, r.text
     doc = r.json()
     probs = np.array(doc["outputs"][0]["data"], dtype=np.float32)
-    module, desc = load_model(run_dir)
+    run = load_run(run_dir)
     with torch.no_grad():  # the stored preprocessing (scale 0.5) applied by the server
-        want = torch.softmax(module(torch.tensor(ROW) * 0.5), -1).numpy().reshape(-1)
+        want = torch.softmax(run.model(torch.tensor(ROW) * 0.5), -1).numpy().reshape(-1)
     assert np.allclose(probs, want, atol=1e-6)
-    assert doc["outputs"][1]["data"] == [desc["class_names"][int(want.argmax())]]
+    assert doc["outputs"][1]["data"] == [run.card.class_names[int(want.argmax())]]
     assert doc["parameters"]["units"] == 1
     s = usage_summary(svc.engine, "acme", "2026-05")
     assert (s["requests"], s["units"], s["cost_usd"]) == (1, 1, 0.002)

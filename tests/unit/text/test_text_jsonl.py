@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from shoestring.data.sources import SourceOptions, load_dataset
-from shoestring.data.text_jsonl import CLS_ID, OFFSET, PAD_ID, TextClassificationDataset
+from shoestring.data.text_jsonl import TextClassificationDataset
+from shoestring.models.text_layout import CLS_ID, OFFSET, PAD_ID
 from shoestring.errors import DataError
 from shoestring.types import Dataset, Task
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoestring.data.text_tokenizers import (
+from shoestring.models.tokenizers import (
     ByteTokenizer,
     load_tokenizer,
     save_tokenizer,
