@@ -7,7 +7,3 @@ lives in a run folder with its typed card (:mod:`shoestring.models.card`);
 :func:`~shoestring.models.run_folder.save_run` and
 :func:`~shoestring.models.run_folder.load_run` are the only way in and out.
 """
-
-from shoestring.models.registry import architecture_for, build_model, model_names
-
-__all__ = ["architecture_for", "build_model", "model_names"]

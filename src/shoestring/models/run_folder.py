@@ -11,6 +11,7 @@
       metrics.jsonl        one JSON line per evaluation
       summary.json         the headline numbers
       launch.toml          multi-process runs: what torchrun's workers read
+      vendor.pub           licensed runs: the vendor key licenses must be signed by
       checkpoints/         ckpt-*.safetensors + manifest.json (shoestring.train.checkpoint)
 
 Every file name lives here and nowhere else. :func:`save_run` and
@@ -29,13 +30,14 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
 from shoestring.models.card import ModelCard, card_from_json
+
+if TYPE_CHECKING:  # torch loads with the first model, so that light commands start fast
+    from torch import nn
 
 CARD = "model.json"
 WEIGHTS = "model.safetensors"
@@ -45,6 +47,7 @@ RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 LAUNCH = "launch.toml"
+VENDOR_KEY = "vendor.pub"
 CHECKPOINTS = "checkpoints"
 
 
@@ -88,6 +91,10 @@ class RunFolder:
     @property
     def launch(self) -> Path:
         return self.path / LAUNCH
+
+    @property
+    def vendor_key(self) -> Path:
+        return self.path / VENDOR_KEY
 
     @property
     def checkpoints(self) -> Path:

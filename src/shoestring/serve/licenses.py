@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
+from shoestring.models.run_folder import CARD, RunFolder
 
 FORMAT = "shoestring.license/1"
-PINNED_KEY = "vendor.pub"  # in a run folder: the vendor key its licenses must be signed by
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,11 @@ def _raw(key: Ed25519PublicKey) -> bytes:
 def pin_public_key(public_key: Path, run_dir: Path) -> Path:
     """Pin the vendor's public key into ``run_dir`` (``vendor.pub``); returns its path."""
     key = _read_key(public_key, private=False)
-    if not (Path(run_dir) / "model.json").exists():
-        raise ShoestringError(f"'{run_dir}' is not a run folder (no model.json)",
+    folder = RunFolder(run_dir)
+    if not folder.has_model():
+        raise ShoestringError(f"'{run_dir}' is not a run folder (no {CARD})",
                               hint="pin the key into the run folder you ship")
-    out = Path(run_dir) / PINNED_KEY
+    out = folder.vendor_key
     atomic_write_bytes(out, key.public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo))
     return out
@@ -133,7 +134,7 @@ def pinned_key(run_dirs: list[Path], public_key: Path | None) -> Path | None:
     Refuses run folders pinned to different keys, and a ``public_key`` that is not the
     pinned one (it cannot replace the vendor's). None when nothing is pinned.
     """
-    pins = [Path(d) / PINNED_KEY for d in run_dirs if (Path(d) / PINNED_KEY).exists()]
+    pins = [RunFolder(d).vendor_key for d in run_dirs if RunFolder(d).vendor_key.exists()]
     if not pins:
         return None
     raw = {p: _raw(_read_key(p, private=False)) for p in pins}
