@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,8 +20,9 @@ from sqlalchemy import func, select
 
 from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
+from shoestring.serve.ledger_sql import LedgerSql
 from shoestring.serve.loadgen import Request, run_closed_loop
-from shoestring.serve.metering import Meter, period_of
+from shoestring.serve.metering import period_of
 from shoestring.serve.plans import load_plans
 from shoestring.serve.process import ServerProcess
 from shoestring.serve.tables import UsageEventRow as E
@@ -33,6 +35,10 @@ PLANS = """
 requests_per_second = 100000
 burst = 100000
 price_per_1000_units_usd = 1.0
+[slow]
+requests_per_second = 5
+burst = 10
+price_per_1000_units_usd = 0
 """
 
 
@@ -86,13 +92,24 @@ async def both(servers, loads, concurrency):
 
 
 @pytest.fixture(scope="module")
-def replicas(pg_url, run_dir, plans_file):
-    """Two server processes sharing the one PostgreSQL database."""
+def replicas(pg_url, run_dir, plans_file, tmp_path_factory):
+    """Two server processes sharing the one PostgreSQL database, each with its own log."""
     open_ledger(pg_url)  # tables once, as a deployment's migration step would
     args = ["--db", pg_url, "serve", str(run_dir), "--port", "0", "--plans", str(plans_file),
-            "--key-cache-seconds", "0"]
-    with ServerProcess(args) as a, ServerProcess(args) as b:
+            "--key-cache-seconds", "0", "--usage-log"]
+    logs = [tmp_path_factory.mktemp(f"replica-{n}") / "usage-log" for n in "ab"]
+    with ServerProcess([*args, str(logs[0])]) as a, ServerProcess([*args, str(logs[1])]) as b:
         yield a, b
+
+
+def eventually(fetch, done, timeout_s: float = 20.0):
+    """``fetch()`` until ``done(value)``: usage reaches the ledger in the background."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fetch()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 def test_two_replicas_on_one_postgres_never_exceed_a_quota(pg_url, replicas, plans_file):
@@ -113,12 +130,16 @@ def test_two_replicas_on_one_postgres_never_exceed_a_quota(pg_url, replicas, pla
     # 400 requests per key were sent across both replicas; each limit is met exactly.
     assert ok == {k1: 150, k2: 90, k3: 200}, ok
     engine = open_ledger(pg_url)
-    with engine.connect() as c:
-        charged = Counter(dict(c.execute(select(E.key_id, func.count())
-                                         .group_by(E.key_id)).all()))
+
+    def charged_per_key():
+        with engine.connect() as c:
+            return Counter(dict(c.execute(select(E.key_id, func.count())
+                                          .group_by(E.key_id)).all()))
+
+    charged = eventually(charged_per_key, lambda got: got == ok)
     assert charged == ok
     month = period_of(utc_now())
-    meter = Meter(engine)
+    meter = LedgerSql(engine, "reader")
     assert (meter.used(f"key:{k1}", month), meter.used(f"key:{k2}", month)) == (150, 90)
     assert meter.used("project:blue", month) == 200 * 10**6  # $0.2 in nano-dollars
     print(f"\nPostgreSQL, 2 replicas x 600 requests: 200s per key {dict(ok)} "
@@ -141,3 +162,20 @@ def test_an_idempotent_request_sent_to_both_replicas_is_charged_once(pg_url, rep
     with open_ledger(pg_url).connect() as c:
         n = c.scalar(select(func.count()).select_from(E).where(E.key_id == info.id))
     assert n == 25
+
+
+def test_a_rate_limit_holds_across_both_replicas(pg_url, replicas, plans_file):
+    """A key's token bucket is shared: the replicas together admit at most burst + rate × t
+    (each alone would admit that much: twice as many in all)."""
+    secret, _ = KeyStore(open_ledger(pg_url), load_plans(plans_file)).create(project="slow",
+                                                                           plan="slow")
+    loads = [[req(secret) for _ in range(60)] for _ in range(2)]
+    t0 = time.monotonic()
+    ra, rb = asyncio.run(both(replicas, loads, 4))
+    elapsed = time.monotonic() - t0
+    statuses = Counter(r.status for r in ra + rb)
+    assert set(statuses) <= {200, 429}
+    ok = statuses[200]
+    print(f"\nrate 5/s, burst 10, 120 requests over 2 replicas in {elapsed:.2f} s: {ok} admitted "
+          f"(a global bucket allows at most {10 + 5 * elapsed:.1f})")
+    assert 5 <= ok <= 10 + 5 * elapsed + 1

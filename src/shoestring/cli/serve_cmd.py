@@ -264,6 +264,28 @@ def usage_export_cmd(ctx, out, project, month, source) -> None:
     c.out.print(f"Wrote {n} CloudEvents to {out}.")
 
 
+@click.command("usage-replay")
+@click.option("--usage-log", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              required=True, help="the usage-log directory of a stopped server")
+@click.pass_context
+def usage_replay_cmd(ctx, usage_log) -> None:
+    """Record a stopped server's usage log in the ledger and free its quota leases.
+
+    A server does this itself when it starts again on the same --usage-log; use
+    this for a replica that will not return (a removed pod's volume)."""
+    c = _c(ctx)
+
+    def go():
+        from shoestring.ledger.db import open_ledger
+        from shoestring.serve.reconciler import replay_usage_log
+
+        return replay_usage_log(usage_log, open_ledger(c.db_url()))
+
+    replica, n = guarded(c.err, c.debug, go)
+    c.out.print(f"Recorded {n} usage events of replica {replica} from {usage_log}; its leases "
+                "are free.")
+
+
 @click.command("invoice")
 @click.option("--project", required=True)
 @click.option("--month", required=True, help="YYYY-MM")
@@ -391,6 +413,6 @@ def license_pin(ctx, run_dirs, public_key) -> None:
 def register(group: click.Group) -> None:
     """Add the serving commands to the ``shoestring`` command group."""
     group.add_command(serve_command(), "serve")
-    for cmd in (keys_group, projects_group, usage_cmd, usage_export_cmd, invoice_cmd,
-                license_group):
+    for cmd in (keys_group, projects_group, usage_cmd, usage_export_cmd, usage_replay_cmd,
+                invoice_cmd, license_group):
         group.add_command(cmd)

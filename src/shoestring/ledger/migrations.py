@@ -182,11 +182,36 @@ def _runs_v2(conn: Connection) -> None:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
 
+# --- 3: serving's leases, shared rate buckets and usage-log checkpoints ---------------------
+
+def _serve_leases(conn: Connection) -> None:
+    m = MetaData()
+    Table("serve_leases", m,
+          Column("replica", String(32), primary_key=True),
+          Column("scope", String(250), primary_key=True),
+          Column("period", String(7), primary_key=True),
+          Column("granted", BigInteger, nullable=False),
+          Column("settled", BigInteger, nullable=False),
+          Column("expires_at", Float, nullable=False))
+    Table("serve_rate_buckets", m,
+          Column("key_id", String(32), primary_key=True),
+          Column("tokens", Float, nullable=False),
+          Column("stamp", Float, nullable=False))
+    Table("serve_log_checkpoints", m,
+          Column("replica", String(32), primary_key=True),
+          Column("segment", Integer, nullable=False),
+          Column("byte_offset", BigInteger, nullable=False),
+          Column("updated_at", String(40), nullable=False))
+    m.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "release 0.1 tables: runs, serve keys/projects/usage/counters, "
               "plan calibrations", _release_0_1_baseline),
     Migration(2, "runs: parent_id, stop_reason, price and cost in integer nano-dollars",
               _runs_v2),
+    Migration(3, "serve: quota leases, shared rate buckets, usage-log checkpoints",
+              _serve_leases),
 ]
 HEAD = MIGRATIONS[-1].version
 

@@ -9,8 +9,12 @@ Modules, from the request inwards:
 * ``billing`` — the metering interface every metered route uses (authenticate, reserve,
   charge, release);
 * ``batching`` — dynamic and adaptive (``t(n) = a·n + b``) batching, load shedding;
-* ``answers`` / ``ledger_writer`` / ``metering`` — responses, usage events, and
-  exactly-once charging in one transaction per group of batches;
+* ``answers`` — responses of a batch, charged together;
+* ``allowances`` — leased quota/budget units and rate tokens, spent locally;
+* ``ledger_writer`` / ``usage_log`` — group commit: usage made durable in the replica's
+  log (or, with an Idempotency-Key, the SQL ledger) before the answer;
+* ``reconciler`` / ``ledger_sql`` — the log copied into the shared SQL ledger; leases,
+  counters, rate buckets; ``metering`` — their vocabulary (events, periods, outcomes);
 * ``model_store`` — run folders loaded once, preprocessing, text inputs;
 * ``keys``, ``auth``, ``plans``, ``ratelimit`` — API keys, plans (TOML), token buckets;
 * ``usage`` — reports, invoices, CloudEvents export; ``licenses`` — Ed25519 licenses;

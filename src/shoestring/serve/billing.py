@@ -23,15 +23,17 @@ same four steps, and nothing else touches keys, quotas or the ledger::
   budget (429 with ``Retry-After`` when any is spent). ``units`` is the most the
   request may use (rows; prompt + max_tokens).
 * ``charge`` records the usage event (id ``grant.usage_id``) with ``used_units``
-  (<= reserved) and, for a request with an Idempotency-Key, ``body`` as the
-  answer a retry gets. It returns the :class:`Reply` to send: ``body`` with 200,
-  or the stored answer when a concurrent retry won, or an error (429 if the
-  commit found the quota spent, 503 if the ledger is unreachable, the request
+  (<= reserved; the rest is freed) and, for a request with an Idempotency-Key,
+  ``body`` as the answer a retry gets. It returns the :class:`Reply` to send:
+  ``body`` with 200 once the event is durable, or the stored answer when a
+  concurrent retry won, or 503 if the usage log or ledger failed (the request
   then not charged). Only answer 200 after it returns.
 * ``charge_many`` is the same for a batch, callable from any thread; it returns
   a :class:`concurrent.futures.Future` of one :class:`ChargeResult` per grant.
 
-``request_digest`` identifies the request for idempotency: use
+Quotas and budgets are held in ``reserve``, so a charge never finds them spent:
+they cannot be exceeded, across replicas too. ``request_digest`` identifies
+the request for idempotency: use
 :func:`request_digest` on the parsed JSON, so a retry serialized differently
 (spacing, key order, escapes) is still the same request.
 """
@@ -41,7 +43,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -50,12 +54,24 @@ from typing import Any
 
 import orjson
 
+from shoestring.serve.allowances import Allowances, Exhausted
 from shoestring.serve.answers import Reply, quota_error, stored_reply, unrecorded_error
 from shoestring.serve.auth import Authenticator, Principal
+from shoestring.serve.ledger_sql import LedgerSql, key_scope, project_scope
 from shoestring.serve.ledger_writer import LedgerWriter
-from shoestring.serve.metering import ChargeResult, Meter, Outcome, UsageEvent, period_of
+from shoestring.serve.metering import (
+    ChargeResult,
+    Outcome,
+    UsageEvent,
+    iso_utc,
+    period_of,
+    seconds_to_next_period,
+)
+from shoestring.serve.plans import Plan
 from shoestring.serve.protocol import ProtocolError
-from shoestring.serve.ratelimit import RateLimiter, retry_after_header
+from shoestring.serve.ratelimit import retry_after_header
+
+_log = logging.getLogger("shoestring.serve")
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -100,6 +116,9 @@ class Grant:
     request_digest: str | None = None
     legacy_digests: tuple[str, ...] = ()
     started: float = 0.0
+    cost_nano_usd: int = 0
+    key_leased: bool = False       # units taken from the key's quota lease
+    project_leased: bool = False   # cost taken from the project's budget lease
     replay: Reply | None = None
     settled: bool = False
 
@@ -107,14 +126,18 @@ class Grant:
 class Billing:
     """Keys, limits and charges for one server process (see the module docstring)."""
 
-    def __init__(self, authenticator: Authenticator, meter: Meter, writer: LedgerWriter,
-                 executor: Executor, *, clock: Callable[[], float],
-                 now: Callable[[], datetime]) -> None:
-        self.auth, self.meter, self.writer, self.executor = authenticator, meter, writer, executor
-        self.clock, self.now = clock, now
-        self.limiter = RateLimiter(clock)
-        self._key_used: dict[tuple[str, str], int] = {}  # lower bounds, for early 429s
+    def __init__(self, authenticator: Authenticator, executor: Executor, *,
+                 clock: Callable[[], float], now: Callable[[], datetime]) -> None:
+        self.auth, self.executor, self.clock, self.now = authenticator, executor, clock, now
+        self.sql: LedgerSql | None = None
+        self.writer: LedgerWriter | None = None
+        self.allowances: Allowances | None = None
+        self._costs: dict[tuple[Plan, int], int] = {}
         self.on_charged: Callable[[str, str, int], None] = lambda model, plan, units: None
+
+    def attach(self, sql: LedgerSql, writer: LedgerWriter, allowances: Allowances) -> None:
+        """Connect to the ledger, the writer and the allowances (when the server starts)."""
+        self.sql, self.writer, self.allowances = sql, writer, allowances
 
     # -- before the body --------------------------------------------------------------------
 
@@ -135,30 +158,75 @@ class Billing:
         if not who.plan.allows(model):
             raise ProtocolError(403, f"plan {who.plan.name!r} does not include model {model!r}")
         now = self.now()
-        grant = Grant(who, model, version, units, period_of(now), os.urandom(16).hex(),
+        grant = Grant(who, model, version, units, period_of(now), _usage_id(),
                       idempotency_key, request_digest, legacy_digests,
-                      self.clock() if started is None else started)
-        if idempotency_key is not None:
-            stored = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.meter.lookup, who.key.id, idempotency_key)
-            if stored is not None:
-                grant.replay = stored_reply(stored, request_digest, legacy_digests)
-                grant.settled = True
-                return grant
-        wait = self.limiter.take(who.key.id, who.plan.requests_per_second, who.plan.burst)
+                      self.clock() if started is None else started, self.cost(who.plan, units))
+        try:
+            if idempotency_key is not None:
+                stored = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.sql.lookup, who.key.id, idempotency_key)
+                if stored is not None:
+                    grant.replay = stored_reply(stored, request_digest, legacy_digests)
+                    grant.settled = True
+                    return grant
+            await self._hold(grant, now)
+        except ProtocolError:
+            raise
+        except Exception as exc:  # the ledger database is away: refuse, charge nothing
+            self.release(grant)
+            _log.error("usage ledger unavailable: %s: %s", type(exc).__name__, exc)
+            raise ledger_unavailable() from None
+        return grant
+
+    async def _hold(self, grant: Grant, now: datetime) -> None:
+        who, plan = grant.who, grant.who.plan
+        wait = await self.allowances.token(who.key.id, plan.requests_per_second, plan.burst)
         if wait > 0:
-            raise ProtocolError(429, f"rate limit of plan {who.plan.name!r} "
-                                f"({who.plan.requests_per_second:g} requests/s) exceeded",
+            raise ProtocolError(429, f"rate limit of plan {plan.name!r} "
+                                f"({plan.requests_per_second:g} requests/s) exceeded",
                                 {"Retry-After": retry_after_header(wait)})
         quota = who.quota
-        if quota is not None and self._key_used.get((who.key.id, grant.period), 0) + units \
-                > quota:
-            raise quota_error(who, quota, now)
-        return grant
+        if quota is not None:
+            try:
+                await self.allowances.take(key_scope(who.key.id), grant.period, grant.units,
+                                           quota)
+            except Exhausted:
+                raise quota_error(who, quota, now) from None
+            grant.key_leased = True
+        budget = who.budget_nano_usd
+        if budget is not None:
+            try:
+                await self.allowances.take(project_scope(who.key.project), grant.period,
+                                           grant.cost_nano_usd, budget)
+            except Exhausted:
+                self.release(grant)
+                raise ProtocolError(429, f"the monthly budget of project {who.key.project!r} "
+                                    "is spent", {"Retry-After": str(
+                                        seconds_to_next_period(now))}) from None
+            grant.project_leased = True
+
+    def cost(self, plan: Plan, units: int) -> int:
+        """The exact price of ``units`` in nano-dollars (cached: Decimal arithmetic is slow)."""
+        k = (plan, units)
+        c = self._costs.get(k)
+        if c is None:
+            if len(self._costs) > 65536:
+                self._costs.clear()
+            c = self._costs[k] = plan.cost_nano_usd(units)
+        return c
 
     def release(self, grant: Grant) -> None:
         """The request failed: nothing is charged and the units are free again."""
+        self._give_back(grant, grant.units, grant.cost_nano_usd)
         grant.settled = True
+
+    def _give_back(self, grant: Grant, units: int, cost: int) -> None:
+        if grant.settled:
+            return
+        if grant.key_leased and units:
+            self.allowances.give_back(key_scope(grant.who.key.id), grant.period, units)
+        if grant.project_leased and cost:
+            self.allowances.give_back(project_scope(grant.who.key.project), grant.period, cost)
 
     # -- charging ---------------------------------------------------------------------------
 
@@ -166,16 +234,14 @@ class Billing:
                     ) -> Future:
         """Record a batch's usage; a future of one :class:`ChargeResult` per grant."""
         now, t = self.now(), self.clock()
-        events = [self._event(g, n, b, (t - g.started) * 1000, now) for g, n, b in
+        stamp = iso_utc(now)
+        events = [self._event(g, n, b, (t - g.started) * 1000, now, stamp) for g, n, b in
                   zip(grants, units, bodies)]
         return self.writer.submit(events)
 
     async def charge(self, grant: Grant, units: int, body: bytes) -> Reply:
         fut = self.charge_many([grant], [units], [body])
-        try:
-            (result,) = await asyncio.wrap_future(fut)
-        except Exception:
-            return unrecorded_reply()
+        (result,) = await asyncio.wrap_future(fut)
         out = self.answer(grant, units, result, body)
         return out if isinstance(out, Reply) else Reply(out.status, _error_json(out.message),
                                                         out.headers)
@@ -183,13 +249,14 @@ class Billing:
     def answer(self, grant: Grant, units: int, result: ChargeResult,
                body: bytes) -> Reply | ProtocolError:
         """What to send once the charge is known (called on the event loop)."""
-        grant.settled = True
-        if result.key_used is not None:
-            k = (grant.who.key.id, grant.period)
-            self._key_used[k] = max(self._key_used.get(k, 0), result.key_used)
         if result.outcome is Outcome.charged:
+            # Held more than was used (a completion that stopped early): the rest is free.
+            self._give_back(grant, grant.units - units,
+                            grant.cost_nano_usd - self.cost(grant.who.plan, units))
+            grant.settled = True
             self.on_charged(grant.model, grant.who.plan.name, units)
             return Reply(200, body)
+        self.release(grant)
         if result.outcome is Outcome.duplicate:
             if result.stored is None:
                 return ProtocolError(409, "a request with this Idempotency-Key is in progress")
@@ -197,22 +264,31 @@ class Billing:
                 return stored_reply(result.stored, grant.request_digest, grant.legacy_digests)
             except ProtocolError as exc:
                 return exc
-        if result.outcome is Outcome.quota_exceeded:
-            return quota_error(grant.who, grant.who.quota, self.now())
-        return ProtocolError(429, f"the monthly budget of project {grant.who.key.project!r} "
-                             "is spent", {"Retry-After": str(result.retry_after_s)})
+        return unrecorded_error()
 
     def _event(self, g: Grant, units: int, body: bytes | None, latency_ms: float,
-               now: datetime) -> UsageEvent:
+               now: datetime, stamp: str) -> UsageEvent:
         who = g.who
         return UsageEvent(
             id=g.usage_id, key_id=who.key.id, project=who.key.project, plan=who.plan.name,
             model=g.model, version=g.version, units=units,
-            cost_nano_usd=who.plan.cost_nano_usd(units), latency_ms=latency_ms, created_at=now,
-            key_quota=who.quota, project_budget_nano_usd=who.budget_nano_usd,
+            cost_nano_usd=self.cost(who.plan, units), latency_ms=latency_ms, created_at=now,
             idempotency_key=g.idempotency_key, request_sha256=g.request_digest,
             # Only a keyed request can be replayed, so only its answer is stored.
-            response_json=body.decode() if g.idempotency_key is not None and body else None)
+            response_json=body.decode() if g.idempotency_key is not None and body else None,
+            key_leased=g.key_leased, project_leased=g.project_leased, period=g.period,
+            created_iso=stamp)
+
+
+def _usage_id() -> str:
+    # Time first, then 64 random bits: unique, and new rows land at the end of the
+    # primary-key index instead of at random pages.
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
+def ledger_unavailable() -> ProtocolError:
+    return ProtocolError(503, "the usage ledger is unavailable; nothing was charged, retry "
+                         "shortly", {"Retry-After": "1"})
 
 
 def unrecorded_reply() -> Reply:

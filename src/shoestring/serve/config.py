@@ -59,8 +59,16 @@ class ServeConfig(BaseModel):
     threads: int = Field(1, ge=1, description="torch CPU threads for inference")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="tokens a language model "
                                 "writes per prompt (greedy)")
-    durable: bool = Field(True, description="SQLite ledger: fsync each group commit so charged "
-                          "requests survive a power cut (False: survive a server crash only)")
+    durable: bool = Field(True, description="fsync the usage log (and a SQLite ledger) at each "
+                          "group commit, so charged requests survive a power cut (False: they "
+                          "survive a crash of the server only)")
+    usage_log: Path | None = Field(None, description="this replica's usage log directory, "
+                                   "where charges become durable (default: beside a SQLite "
+                                   "ledger, else ./.shoestring/usage-log); one per replica, on "
+                                   "storage that outlives the process")
+    lease_seconds: float = Field(30.0, ge=2, le=3600, description="how long this replica's "
+                                 "hold on a slice of a quota or budget lasts unrenewed; a "
+                                 "replica that vanishes frees its slices after this")
     key_cache_seconds: float = Field(2.0, ge=0, description="how long a key lookup is cached "
                                      "(a revoked key stops working within this time)")
     license: Path | None = Field(None, description="license file to enforce (on-premises)")

@@ -12,9 +12,9 @@ import httpx
 import uvicorn
 
 from shoestring.errors import ShoestringError
+from shoestring.ledger.db import open_ledger
 from shoestring.serve.app import serving_app
 from shoestring.serve.config import resolve_serve_config
-from shoestring.ledger.db import open_ledger
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.metering import period_of
 from shoestring.serve.server import bind, url_of, uvicorn_config

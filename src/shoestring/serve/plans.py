@@ -7,16 +7,17 @@ the file says). Every problem in a file is reported at once.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoestring.errors import ConfigError
+
 # Money is kept in integer nano-dollars so sums are exact; a price with up to
 # six decimals per 1,000 units is a whole number of nano-dollars per unit.
 from shoestring.ledger.money import NANO_PER_USD

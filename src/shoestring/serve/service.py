@@ -11,6 +11,7 @@ HTTP frameworks: it takes bytes and headers and returns a :class:`Reply`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import json
@@ -27,19 +28,22 @@ import torch
 
 from shoestring.errors import ShoestringError
 from shoestring.ledger.db import open_ledger
+from shoestring.serve.allowances import Allowances
 from shoestring.serve.answers import BatchAnswers, Reply, Ticket
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.batching import Batcher, Shed
 from shoestring.serve.billing import Billing, idempotency_key, request_digest
 from shoestring.serve.config import ServeConfig
 from shoestring.serve.keys import KeyStore
+from shoestring.serve.ledger_sql import LedgerSql
 from shoestring.serve.ledger_writer import LedgerWriter
-from shoestring.serve.metering import Meter
 from shoestring.serve.metrics import ServerMetrics
 from shoestring.serve.model_store import ModelSpec, ModelStore, ServedModel
 from shoestring.serve.plans import load_plans
 from shoestring.serve.protocol import Limits, ProtocolError, error_body, parse_infer
 from shoestring.serve.ratelimit import retry_after_header
+from shoestring.serve.reconciler import Reconciler
+from shoestring.serve.usage_log import UsageLog, default_usage_log
 
 _log = logging.getLogger("shoestring.serve")
 _UTF8 = re.compile(r"charset=\"?utf-?8\"?\s*(;|$)", re.IGNORECASE)
@@ -77,14 +81,14 @@ class Service:
         self.db_executor = ThreadPoolExecutor(4, thread_name_prefix="shoestring-db")
         self.engine = open_ledger(config.db, durable=config.durable) if config.auth else None
         self.keys = KeyStore(self.engine, self.plans, now) if self.engine else None
-        self.meter = Meter(self.engine) if self.engine else None
-        self.writer = LedgerWriter(self.meter) if self.meter else None
+        self.usage_log: UsageLog | None = None  # opened by start(): one server per directory
+        self.reconciler: Reconciler | None = None
         self.billing: Billing | None = None
+        self.writer: LedgerWriter | None = None
         if self.engine is not None:
-            auth = Authenticator(self.keys, self.plans, self.db_executor,
-                                 config.key_cache_seconds, clock)
-            self.billing = Billing(auth, self.meter, self.writer, self.db_executor, clock=clock,
-                                   now=now)
+            self.billing = Billing(
+                Authenticator(self.keys, self.plans, self.db_executor, config.key_cache_seconds,
+                              clock), self.db_executor, clock=clock, now=now)
             self.billing.on_charged = self.metrics.charged
         self.batchers = {(m.name, m.version): self._batcher(m) for m in self.store.all()}
         self.inflight = 0
@@ -120,8 +124,8 @@ class Service:
                 b.warm_up(example, repeats=1, sizes=[1])
             else:
                 b.warm_up(example)
-        if self.writer is not None:
-            self.writer.start()
+        if self.billing is not None:
+            self._open_metering()
         for b in self.batchers.values():
             b.start()
         # Move everything loaded so far (torch, models, libraries: millions of objects) out
@@ -131,17 +135,44 @@ class Service:
         gc.freeze()
         self.ready = True
 
+    def _open_metering(self) -> None:
+        """The usage log, what it holds beyond the ledger recorded, leases given back."""
+        c = self.config
+        self.usage_log = UsageLog(c.usage_log or default_usage_log(c.db), durable=c.durable)
+        sql = LedgerSql(self.engine, self.usage_log.replica)
+        loop = asyncio.get_running_loop()
+        allowances = Allowances(sql, self.db_executor, ttl_s=c.lease_seconds)
+        self.reconciler = Reconciler(
+            self.usage_log, sql, ttl_s=c.lease_seconds,
+            on_renewed=lambda until: loop.call_soon_threadsafe(allowances.renewed, until))
+        self.reconciler.recover()
+        self.writer = LedgerWriter(self.usage_log, sql)
+        self.billing.attach(sql, self.writer, allowances)
+        self.writer.start()
+        self.reconciler.start()
+
+    def sync_ledger(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every answered request is in the SQL ledger (reports read it)."""
+        return self.reconciler.flush(timeout_s) if self.reconciler is not None else True
+
     async def stop(self) -> None:
-        """Finish queued batches, commit queued usage, release the database."""
+        """Finish queued batches, record queued usage, give leases back, release the
+        database."""
         self.ready = False
         for b in self.batchers.values():
             await b.stop()
         self.inference.shutdown(wait=True)
         if self.writer is not None:
             self.writer.close()
+        if self.reconciler is not None:
+            try:
+                self.reconciler.close()
+            except Exception as exc:  # the ledger is away: the log keeps it for next time
+                _log.error("usage not yet in the ledger stays in the usage log %s and is "
+                           "recorded at the next start: %s", self.usage_log.directory, exc)
+        if self.usage_log is not None:
+            self.usage_log.close()
         self.db_executor.shutdown(wait=True)
-        if self.meter is not None:
-            self.meter.close()
         if self.engine is not None:
             self.engine.dispose()
         if getattr(self, "_torch_threads", None):

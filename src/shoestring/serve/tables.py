@@ -87,5 +87,46 @@ class UsageCounterRow(Base):
     used: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class LeaseRow(Base):
+    """A replica's hold on a limited counter (a key's quota, a project's budget) in a month.
+
+    ``granted`` units were handed to the replica, ``settled`` of them are in the
+    counter's ``used`` (its recorded events); ``granted - settled`` is what it
+    still holds. Leases are granted only while ``used + Σ held <= limit``
+    (:mod:`shoestring.serve.ledger_sql`).
+    """
+
+    __tablename__ = "serve_leases"
+
+    replica: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(250), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    granted: Mapped[int] = mapped_column(BigInteger)
+    settled: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)  # Unix time; reclaimable after it
+
+
+class RateBucketRow(Base):
+    """A key's token bucket, shared by every replica (tokens refill with the clock)."""
+
+    __tablename__ = "serve_rate_buckets"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    stamp: Mapped[float] = mapped_column(Float)  # Unix time of the last refill
+
+
+class LogCheckpointRow(Base):
+    """How far a replica's usage log is recorded here (moved with the events it covers)."""
+
+    __tablename__ = "serve_log_checkpoints"
+
+    replica: Mapped[str] = mapped_column(String(32), primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    byte_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[str] = mapped_column(String(40))
+
+
 SERVE_TABLES = [ApiKeyRow.__table__, ProjectRow.__table__, UsageEventRow.__table__,
-                UsageCounterRow.__table__]
+                UsageCounterRow.__table__, LeaseRow.__table__, RateBucketRow.__table__,
+                LogCheckpointRow.__table__]

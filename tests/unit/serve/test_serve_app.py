@@ -63,6 +63,12 @@ def key(svc, plan="open", project="acme", **kw):
     return KeyStore(svc.engine, svc.plans).create(project=project, plan=plan, **kw)
 
 
+def synced_usage(svc, project, month):
+    """The usage report once every answered request is in the SQL ledger."""
+    assert svc.sync_ledger(10)
+    return usage_summary(svc.engine, project, month)
+
+
 def auth(secret):
     return {"Authorization": f"Bearer {secret}"}
 
@@ -98,7 +104,7 @@ def test_infer_applies_the_runs_preprocessing_and_is_metered(client, svc, run_di
     assert np.allclose(probs, want, atol=1e-6)
     assert doc["outputs"][1]["data"] == [run.card.class_names[int(want.argmax())]]
     assert doc["parameters"]["units"] == 1
-    s = usage_summary(svc.engine, "acme", "2026-05")
+    s = synced_usage(svc, "acme", "2026-05")
     assert (s["requests"], s["units"], s["cost_usd"]) == (1, 1, 0.002)
     assert s["keys"][0]["key_id"] == info.id
 
@@ -139,7 +145,7 @@ def test_rate_limits_quotas_and_budgets_are_429_with_retry_after(client, svc):
     KeyStore(svc.engine, svc.plans).set_budget("budgeted", 0.004)  # two rows at $2/1000
     codes = [client.post(url, content=body, headers=auth(secret)).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
-    assert usage_summary(svc.engine, "budgeted", "2026-05")["cost_usd"] == 0.004
+    assert synced_usage(svc, "budgeted", "2026-05")["cost_usd"] == 0.004
 
 
 def test_idempotent_retries_are_replayed_not_charged(client, svc):
@@ -150,7 +156,7 @@ def test_idempotent_retries_are_replayed_not_charged(client, svc):
     assert first.status_code == again.status_code == 200
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 1
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 1
     other = client.post("/v2/models/tiny/infer", content=infer_body([[1.0] * 8]), headers=h)
     assert other.status_code == 422 and "different request" in other.json()["error"]
     bad = client.post("/v2/models/tiny/infer", content=infer_body(ROW),
@@ -171,19 +177,20 @@ def test_a_retry_serialized_differently_is_the_same_request(client, svc):
         assert again.status_code == 200, again.text
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json() == first.json()
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 1
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 1
 
 
 def test_a_release_0_1_idempotency_record_still_matches_its_retry(client, svc):
     """Release 0.1 stored the SHA-256 of the raw body; a retry of such a request replays."""
     import hashlib
 
-    from shoestring.serve.metering import Meter, UsageEvent
+    from shoestring.serve.ledger_sql import LedgerSql
+    from shoestring.serve.metering import UsageEvent
 
     secret, info = key(svc)
     body = infer_body(ROW)
     old = hashlib.sha256(b"tiny\n\n" + body).hexdigest()
-    Meter(svc.engine).charge([UsageEvent(
+    LedgerSql(svc.engine, "release-0.1").commit_keyed([UsageEvent(
         id="e-0.1", key_id=info.id, project="acme", plan="open", model="tiny", version="1",
         units=1, cost_nano_usd=2000, latency_ms=1.0, created_at=MAY, idempotency_key="k-0.1",
         request_sha256=old, response_json='{"stored": true}')])
@@ -204,7 +211,7 @@ def test_bodies_must_be_utf8(client, svc):
     r = client.post(url, content=infer_body(ROW), headers={
         **auth(secret), "Content-Type": "application/json; charset=UTF-8"})
     assert r.status_code == 200
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 1
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 1
 
 
 def test_bad_bodies_are_4xx_and_not_charged(client, svc):
@@ -215,7 +222,7 @@ def test_bad_bodies_are_4xx_and_not_charged(client, svc):
     assert r.status_code == 400 and "does not match" in r.json()["error"]
     big = b"[" + b"1," * 600_000 + b"1]"
     assert client.post(url, content=big, headers=auth(secret)).status_code == 413
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 0
 
 
 def test_draining_turns_ready_and_new_requests_to_503(client, svc):
@@ -291,18 +298,56 @@ def test_the_documented_route_and_the_fast_path_answer_alike(svc, run_dir, db_ur
 
 
 def test_an_unreachable_ledger_means_503_and_no_charge(client, svc, monkeypatch):
+    """The usage log cannot be written (disk full): 503, nothing charged, units kept."""
+    secret, _ = key(svc, monthly_quota_units=1)
+
+    def full(_payloads):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(svc.usage_log, "append", full)
+    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))
+    assert r.status_code == 503 and "not charged" in r.json()["error"]
+    monkeypatch.undo()
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 0
+    # The one unit of quota was given back: the retry gets it.
+    assert client.post("/v2/models/tiny/infer", content=infer_body(ROW),
+                       headers=auth(secret)).status_code == 200
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 1
+
+
+def test_keyed_requests_are_503_when_the_database_fails(client, svc, monkeypatch):
     secret, _ = key(svc)
 
     def down(_events):
         raise RuntimeError("connection refused")
 
-    monkeypatch.setattr(svc.meter, "charge", down)
-    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))
+    monkeypatch.setattr(svc.billing.sql, "commit_keyed", down)
+    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW),
+                    headers={**auth(secret), "Idempotency-Key": "x1"})
     assert r.status_code == 503 and "not charged" in r.json()["error"]
     monkeypatch.undo()
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0
     assert client.post("/v2/models/tiny/infer", content=infer_body(ROW),
-                       headers=auth(secret)).status_code == 200
+                       headers={**auth(secret), "Idempotency-Key": "x1"}).status_code == 200
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 1
+
+
+def test_without_the_ledger_database_limits_fail_safe(client, svc, monkeypatch):
+    """Quotas are money: no lease, no request (503). Rate limits fall back to the process."""
+    limited, _ = key(svc, monthly_quota_units=10)
+    unlimited, _ = key(svc, project="open-ended")
+
+    def down(*_args):
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(svc.billing.sql, "grant", down)
+    monkeypatch.setattr(svc.billing.sql, "take_tokens", down)
+    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(limited))
+    assert r.status_code == 503 and "ledger is unavailable" in r.json()["error"]
+    r = client.post("/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(unlimited))
+    assert r.status_code == 200  # logged; recorded once the database is back
+    monkeypatch.undo()
+    assert synced_usage(svc, "open-ended", "2026-05")["requests"] == 1
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 0
 
 
 def test_adaptive_mode_sheds_with_503_retry_after_and_a_reason(run_dir, db_url, plans_file):
@@ -315,4 +360,4 @@ def test_adaptive_mode_sheds_with_503_retry_after_and_a_reason(run_dir, db_url, 
     assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
     assert r.json()["reason"] == "latency_target" and "exceeds the target" in r.json()["error"]
     assert 'shoestring_shed_total{model="tiny",reason="latency_target"} 1.0' in text
-    assert usage_summary(svc.engine, "acme", "2026-05")["requests"] == 0  # not charged
+    assert synced_usage(svc, "acme", "2026-05")["requests"] == 0  # not charged

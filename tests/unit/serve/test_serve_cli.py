@@ -1,6 +1,7 @@
 """The serving commands through the real command tree (click's runner, in process)."""
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +114,26 @@ def test_a_pinned_vendor_key_refuses_self_signed_licenses(cli, tmp_path, run_dir
     assert r.exit_code == 1 and "not signed by this public key" in r.output
     r = cli("license", "pin", str(tmp_path), "--public-key", str(vendor[1]), ok=False)
     assert "not a run folder" in r.output
+
+
+def test_usage_replay_records_a_stopped_servers_log(cli, tmp_path, db_url):
+    import orjson
+
+    from shoestring.ledger.db import open_ledger
+    from shoestring.serve.metering import UsageEvent
+    from shoestring.serve.usage import usage_summary
+    from shoestring.serve.usage_log import UsageLog
+
+    log = UsageLog(tmp_path / "log")
+    log.append([orjson.dumps(UsageEvent(
+        id=f"e{i}", key_id="k", project="acme", plan="pro", model="m", version="1", units=2,
+        cost_nano_usd=1000, latency_ms=1.0, created_at=datetime(2026, 5, 2, tzinfo=timezone.utc)
+    ).record()) for i in range(3)])
+    r = cli("usage-replay", "--usage-log", str(tmp_path / "log"), ok=False)
+    assert r.exit_code == 1 and "in use by another server" in r.output  # still running
+    log.close()  # the server stopped (or was killed)
+    assert "Recorded 3 usage events" in cli("usage-replay", "--usage-log",
+                                            str(tmp_path / "log")).output
+    assert "Recorded 0 usage events" in cli("usage-replay", "--usage-log",
+                                            str(tmp_path / "log")).output
+    assert usage_summary(open_ledger(db_url), "acme", "2026-05")["units"] == 6

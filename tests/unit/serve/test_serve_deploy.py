@@ -12,11 +12,11 @@ from shoestring.cli.serve_cmd import serve_command
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
-def manifests() -> dict[str, dict]:
-    docs = {}
+def manifests() -> dict[str, list[dict]]:
+    docs: dict[str, list[dict]] = {}
     for f in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for doc in yaml.safe_load_all(f.read_text()):
-            docs[doc["kind"]] = doc
+            docs.setdefault(doc["kind"], []).append(doc)
     return docs
 
 
@@ -43,13 +43,17 @@ def test_the_dockerfile_runs_the_cli_as_a_non_root_user():
     assert json.loads(ins["ENTRYPOINT"]) == ["shoestring"]
     params = parse_serve_args(json.loads(ins["CMD"]))
     assert params["host"] == "0.0.0.0" and str(params["port"]) in ins["EXPOSE"]
+    # The usage log lives on the image's volume, where durable charges must outlive a crash.
+    assert str(params["usage_log"]).startswith(json.loads(ins["VOLUME"]) if
+                                               ins["VOLUME"].startswith("[") else ins["VOLUME"])
     assert "torch==2.13.0" in (DEPLOY / "Dockerfile").read_text()  # the pinned CPU build
 
 
-def test_the_deployment_probes_drains_and_scales_the_server(run_dir, db_url):
+def test_the_statefulset_probes_drains_keeps_its_usage_log_and_scales(run_dir, db_url):
     docs = manifests()
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= set(docs)
-    pod = docs["Deployment"]["spec"]["template"]
+    assert {"StatefulSet", "Service", "HorizontalPodAutoscaler"} <= set(docs)
+    (sts,) = docs["StatefulSet"]
+    pod = sts["spec"]["template"]
     (c,) = pod["spec"]["containers"]
     params = parse_serve_args(c["args"])
     port = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
@@ -72,13 +76,21 @@ def test_the_deployment_probes_drains_and_scales_the_server(run_dir, db_url):
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e for e in c["env"]}
     assert "secretKeyRef" in env["SHOESTRING_DB"]["valueFrom"]  # no password in the manifest
-    # Service and autoscaler point at this Deployment.
+    # Each pod's usage log is on its own persistent volume, kept when scaled down or deleted.
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert str(params["usage_log"]).startswith(mounts[claim] + "/")
+    assert set(sts["spec"]["persistentVolumeClaimRetentionPolicy"].values()) == {"Retain"}
+    # Services and autoscaler point at these pods.
     labels = pod["metadata"]["labels"]
-    svc = docs["Service"]["spec"]
-    assert svc["selector"].items() <= labels.items()
-    assert svc["ports"][0]["targetPort"] == "http"
-    hpa = docs["HorizontalPodAutoscaler"]["spec"]
-    assert hpa["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
+    services = {s["metadata"]["name"]: s["spec"] for s in docs["Service"]}
+    assert services[sts["spec"]["serviceName"]]["clusterIP"] == "None"  # the governing one
+    for spec in services.values():
+        assert spec["selector"].items() <= labels.items()
+        assert spec["ports"][0]["targetPort"] == "http"
+    (hpa,) = [d["spec"] for d in docs["HorizontalPodAutoscaler"]]
+    assert hpa["scaleTargetRef"]["kind"] == "StatefulSet"
+    assert hpa["scaleTargetRef"]["name"] == sts["metadata"]["name"]
     metric = hpa["metrics"][0]["pods"]["metric"]["name"]
     assert metric == "shoestring_inflight_requests"
     from shoestring.serve.metrics import ServerMetrics

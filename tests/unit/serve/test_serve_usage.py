@@ -6,23 +6,24 @@ import pytest
 
 from shoestring.errors import ShoestringError
 from shoestring.ledger.db import open_ledger
-from shoestring.serve.metering import Meter, UsageEvent
+from shoestring.serve.ledger_sql import LedgerSql
+from shoestring.serve.metering import UsageEvent
 from shoestring.serve.plans import load_plans
 from shoestring.serve.usage import check_period, export_cloudevents, invoice, usage_summary
 
 
 def charge(meter, when, key, plan, model, units):
     p = load_plans()[plan]
-    meter.charge([UsageEvent(id=uuid.uuid4().hex, key_id=key, project="acme", plan=plan,
+    meter.apply([UsageEvent(id=uuid.uuid4().hex, key_id=key, project="acme", plan=plan,
                              model=model, version="1", units=units,
                              cost_nano_usd=p.cost_nano_usd(units), latency_ms=2.0,
-                             created_at=when)])
+                             created_at=when).record()], None)
 
 
 @pytest.fixture
 def ledger(db_url):
     engine = open_ledger(db_url)
-    m = Meter(engine)
+    m = LedgerSql(engine, "test")
     may = datetime(2026, 5, 3, tzinfo=timezone.utc)
     charge(m, may, "k1", "pro", "digits", 3)       # $0.50 / 1000
     charge(m, may, "k1", "pro", "digits", 1)
