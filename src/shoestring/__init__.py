@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "train": "shoestring.train.api",
     "RunResult": "shoestring.train.api",
+    "TrainHooks": "shoestring.train.hooks",
     "TrainConfig": "shoestring.train.config",
     "resolve_config": "shoestring.train.config",
     "evaluate_run": "shoestring.train.evaluate_run",

@@ -74,7 +74,7 @@ def train_command() -> click.Command:
 
     @click.pass_context
     def callback(ctx: click.Context, config: Path | None, out: Path | None, name: str | None,
-                 resume: bool, **params) -> None:
+                 resume: bool, init_from: str | None, **params) -> None:
         c: CliContext = ctx.find_object(CliContext) or CliContext()
         from shoestring.cli.progress import RichReporter
 
@@ -92,7 +92,8 @@ def train_command() -> click.Command:
                 base = read_toml(RunFolder(out).config)
                 base.pop("out", None)
                 base.pop("name", None)
-            top = {"out": str(out) if out else None, "name": name, "resume": resume}
+            top = {"out": str(out) if out else None, "name": name, "resume": resume,
+                   "init_from": init_from}
             cfg = resolve_config(base, {**overrides_from(params), **top})
             if cfg.train.nproc > 1 or cfg.train.nnodes != "1":
                 if "RANK" not in os.environ:
@@ -119,6 +120,8 @@ def train_command() -> click.Command:
         click.Option(["--name"], help="Run name (default: model-data-time)."),
         click.Option(["--resume/--no-resume"], default=False,
                      help="Continue the run in --out from its latest good checkpoint."),
+        click.Option(["--init-from"], help="Start from the weights of this run (a run folder, "
+                     "or a run's id or name from 'shoestring runs'): fine-tuning."),
         click.Option(["--target"], help="METRIC=VALUE stops once the held-out metric reaches "
                      "VALUE (e.g. test_accuracy=0.87); a plain COLUMN is the CSV column to "
                      "predict."),

@@ -1,10 +1,13 @@
 """``shoestring.train(config)``: the Python API behind ``shoestring train``.
 
-It loads the problem (data + architecture), applies the recipe, builds the
-model on its device, restores the latest good checkpoint when resuming,
-wraps the model for data parallelism, runs :func:`engine.run_loop`, and
-writes the run folder and the ledger row (rank 0 only). Clock, environment,
-ledger and reporter are passed in; nothing here prints or exits.
+In order: resolve the price and the run folder (refusing a resume that would
+change what is trained), load the problem (data + architecture, after the
+recipe), build the module (warm-started from ``init_from``, with the hooks'
+transforms), restore the latest good checkpoint, assemble the loop's parts
+(``hooks.setup`` may wrap them), open the ledger row, run
+:func:`engine.run_loop`, and save the run folder and the row (rank 0 only).
+Clock, environment, ledger and reporter are passed in; nothing here prints
+or exits.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -24,9 +29,16 @@ from shoestring.errors import ConfigError, ShoestringError
 from shoestring.ledger.db import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
-from shoestring.models.registry import build_model
 from shoestring.models.run_folder import RunFolder, default_run_name, save_run
-from shoestring.train.checkpoint import TrainingState, has_checkpoints, load_latest_checkpoint
+from shoestring.train.build import (
+    Parent,
+    assemble_parts,
+    build_run_model,
+    resolve_parent,
+    restore_checkpoint,
+    run_card,
+)
+from shoestring.train.checkpoint import TrainingState, has_checkpoints
 from shoestring.train.config import TrainConfig, read_toml, resolve_config, resolve_price
 from shoestring.train.distributed import (
     DistInfo,
@@ -34,13 +46,11 @@ from shoestring.train.distributed import (
     info_from_env,
     init_process_group,
     mean_over_ranks,
-    wrap_model,
 )
-from shoestring.train.engine import LoopSettings, run_loop
-from shoestring.train.evaluate import loss_fn
-from shoestring.train.optim import build_optimizer
+from shoestring.train.engine import LoopIO, LoopOutcome, LoopSettings, run_loop
+from shoestring.train.hooks import TrainHooks, TrainingParts, augmentation
 from shoestring.train.precision import Precision, read_cpuinfo, resolve_precision
-from shoestring.train.problem import load_problem
+from shoestring.train.problem import Problem, load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
 from shoestring.train.session import (
     choose_micro_batch,
@@ -48,7 +58,7 @@ from shoestring.train.session import (
     stop_on_signals,
     summarize,
 )
-from shoestring.train.stepper import Stepper, loss_function
+from shoestring.train.stepper import Stepper
 from shoestring.train.stopping import Budget, cost_usd, parse_target
 
 # Fields a resumed run may change: budgets and resources, not what is being trained.
@@ -70,6 +80,25 @@ class RunResult:
     out_dir: Path
     run_id: str
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how this process takes part in the run (fixed before any data loads)."""
+
+    info: DistInfo
+    device: torch.device
+    folder: RunFolder
+    name: str
+    hooks: TrainHooks
+    kind: str | None
+    reporter: Reporter
+    clock: Callable[[], float]
+    handle_signals: bool
+
+    @property
+    def main(self) -> bool:
+        return self.info.is_main
 
 
 def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
@@ -128,15 +157,12 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
     return None
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ShoestringError):
-        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
-
-
 def train(
     config: TrainConfig,
     *,
+    init_from: str | Path | None = None,
+    hooks: TrainHooks | None = None,
+    kind: str | None = None,
     ledger: RunLedger | str | None = "auto",
     reporter: Reporter | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -147,6 +173,14 @@ def train(
     workspace: Path | None = None,
 ) -> RunResult:
     """Train the model ``config`` describes; return its run folder and summary.
+
+    ``init_from`` (a run folder, or a run's id or name in the ledger) starts
+    from that run's weights, which must fit this run's architecture; the new
+    run records it as its parent. ``hooks`` extend the loop
+    (:class:`~shoestring.train.hooks.TrainHooks`: batch transform, loss, after
+    backward, after the optimizer step, on eval, on checkpoint, setup).
+    ``kind`` is what the ledger calls the run (default ``finetune`` with
+    ``init_from``, else ``train``).
 
     The run is recorded in the ledger: ``"auto"`` opens the one ``--db`` would
     ($SHOESTRING_DB, else ``WORKSPACE/.shoestring/ledger.db``), a URL or a
@@ -161,6 +195,8 @@ def train(
     workspace = workspace or Path.cwd()
     info = info_from_env(environ)
     config = resolve_price(config, environ)
+    if init_from is not None:
+        config = config.model_copy(update={"init_from": str(init_from)})
     if info.restart > 0:  # an elastic restart continues from the latest checkpoint
         config = config.model_copy(update={"resume": True})
     reporter = (reporter or SilentReporter()) if info.is_main else SilentReporter()
@@ -168,27 +204,78 @@ def train(
     folder = RunFolder(out)
     finished = _check_resume(config, folder, reporter)
     if finished is not None:
-        return RunResult(out, (folder.read_json(folder.run_info) or {}).get("id", ""), finished)
-
+        return RunResult(out, folder.run_id() or "", finished)
     device = resolve_device(config.train.device, info)
-    owned = None
-    if isinstance(ledger, str) and info.is_main:
-        url = resolve_db_url(None, environ, workspace) if ledger == "auto" else ledger
-        ledger = owned = RunLedger(url)
-    elif not info.is_main or isinstance(ledger, str):
-        ledger = None  # only rank 0 records the run
-    init_process_group(info, device)
-    try:
-        return _train(config, info, device, folder, name, ledger, reporter, clock,
-                      handle_signals, source_options, workspace)
-    finally:
-        destroy_process_group(info)
-        if owned is not None:
-            owned.close()
+    ctx = RunContext(info, device, folder, name, hooks or TrainHooks(), kind, reporter, clock,
+                     handle_signals)
+    with _run_ledger(ledger, info, environ, workspace) as run_ledger:
+        init_process_group(info, device)
+        try:
+            return _train(ctx, config, run_ledger, source_options, workspace)
+        finally:
+            destroy_process_group(info)
 
 
-def _train(config, info, device, folder, name, ledger, reporter, clock, handle_signals,
-           source_options, workspace) -> RunResult:
+@contextmanager
+def _run_ledger(ledger: RunLedger | str | None, info: DistInfo, environ: Mapping[str, str],
+                workspace: Path) -> Iterator[RunLedger | None]:
+    """The ledger rank 0 records into (opened here, and closed, when given by URL)."""
+    if not info.is_main or ledger is None:
+        yield None
+    elif isinstance(ledger, str):
+        opened = RunLedger(resolve_db_url(None, environ, workspace) if ledger == "auto"
+                           else ledger)
+        try:
+            yield opened
+        finally:
+            opened.close()
+    else:
+        yield ledger
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ShoestringError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+class _LedgerRow:
+    """The run's ledger row, from the moment it opens: finished, or failed with its message
+    and the wall time really spent (not only up to the last checkpoint)."""
+
+    def __init__(self, ledger: RunLedger | None, clock: Callable[[], float],
+                 elapsed_before: float, price_per_hour: float) -> None:
+        self.ledger, self.clock, self.price = ledger, clock, price_per_hour
+        self.started, self.elapsed_before = clock(), elapsed_before
+        self.id: str | None = None
+
+    def open(self, **fields: Any) -> str | None:
+        if self.ledger is not None:
+            self.id = self.ledger.start(price_per_hour_nano_usd=usd_to_nano(self.price),
+                                        **fields)
+        return self.id
+
+    def fail(self, exc: BaseException) -> None:
+        if self.id is None:
+            return
+        wall = self.elapsed_before + (self.clock() - self.started)
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        self.ledger.finish(self.id, status=status, metrics={}, wall_seconds=wall,
+                           cost_nano_usd=usd_to_nano(cost_usd(wall, self.price)),
+                           stop_reason="interrupted" if status == "interrupted" else "error",
+                           error=_error_text(exc))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.id is not None:
+            self.ledger.finish(self.id, status=summary["status"], metrics=summary,
+                               wall_seconds=summary["train_seconds"],
+                               cost_nano_usd=summary["cost_nano_usd"],
+                               stop_reason=summary["stop_reason"])
+
+
+def _load_problem(ctx: RunContext, config: TrainConfig, source_options: SourceOptions | None,
+                  workspace: Path) -> tuple[Problem, TrainConfig]:
+    """The data and architecture (after the recipe), checked against the plan if asked."""
     base = source_options or SourceOptions()
     d = config.data
     options = SourceOptions(target=d.target, task=d.task, test_fraction=d.test_fraction,
@@ -196,133 +283,115 @@ def _train(config, info, device, folder, name, ledger, reporter, clock, handle_s
                             text_field=d.text_field, label_field=d.label_field,
                             tokenizer=d.tokenizer, bpe_vocab_size=d.bpe_vocab_size,
                             max_length=d.max_length)
-    problem, config, recipe_notes = load_problem(config, options, device, workspace, info)
-    for note in problem.notes + recipe_notes:
-        reporter.log(note)
-    cfg = config.train
-    if cfg.plan_first:
+    problem, config, recipe_notes = load_problem(config, options, ctx.device, workspace,
+                                                 ctx.info)
+    for note in problem.notes + recipe_notes + list(ctx.hooks.notes):
+        ctx.reporter.log(note)
+    if config.train.plan_first:
         from shoestring.plan.preflight import check_fits
 
         verdict = check_fits(config, arch=problem.arch, n_train=problem.n_train,
-                             device=device.type)
+                             device=ctx.device.type)
         for line in verdict.lines:
-            reporter.log(line)
+            ctx.reporter.log(line)
         if not verdict.fits:
             raise ShoestringError(f"plan: {verdict.reason}", hint=verdict.suggestion)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    return problem, config
 
-    torch.manual_seed(cfg.seed)  # initialisation and dropout; data order has its own generator
-    model = build_model(problem.arch).to(device)
-    if cfg.activation_checkpointing:
-        if not hasattr(model, "set_activation_checkpointing"):
-            raise ShoestringError(f"model {config.model.name!r} has no blocks to checkpoint",
-                                  hint="activation checkpointing applies to transformers")
-        model.set_activation_checkpointing(True)
+
+def _write_run_files(ctx: RunContext, config: TrainConfig, state: TrainingState) -> None:
+    """The resolved config, and metrics no later than the checkpoint resumed from."""
+    if not ctx.main:
+        return
+    folder = ctx.folder
+    if state.global_step == 0 and folder.metrics.exists():
+        folder.metrics.unlink()
+    folder.truncate_metrics(state.global_step)
+    resolved = config.model_copy(update={"out": folder.path, "name": ctx.name, "resume": False})
+    folder.config.write_text(resolved.to_toml())
+
+
+def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
+           source_options: SourceOptions | None, workspace: Path) -> RunResult:
+    problem, config = _load_problem(ctx, config, source_options, workspace)
+    parent = resolve_parent(config.init_from, ledger) if config.init_from else None
+    kind = ctx.kind or ("finetune" if parent else "train")
+    model = build_run_model(problem, config, ctx.device, parent, ctx.hooks)
+    cfg = config.train
     precision = Precision(resolve_precision(
-        cfg.precision, device, read_cpuinfo(),
-        device.type == "cuda" and torch.cuda.is_bf16_supported()), device.type)
-
-    state = TrainingState()
-    folder.create()
-    run_id = (folder.read_json(folder.run_info) or {}).get("id") if config.resume else None
-    ckpt = None
-    if config.resume:
-        ckpt, skipped = load_latest_checkpoint(folder.checkpoints)
-        for w in skipped:
-            reporter.warn(w)
-        if ckpt is None:
-            reporter.warn(f"no usable checkpoint in '{folder.checkpoints}'; starting from step 0")
-        else:
-            model.load_state_dict(ckpt.model_state)
-            torch.set_rng_state(ckpt.rng_state)
-            state = ckpt.state
-            reporter.log(f"resumed from '{ckpt.path.name}' at step {state.global_step}")
-    wrapped = wrap_model(model, info, cfg.strategy, device)
-    optimizer = build_optimizer(wrapped, cfg)
-    if ckpt is not None:
-        from shoestring.train.distributed import load_optimizer_state
-
-        load_optimizer_state(wrapped, optimizer, ckpt.optimizer_state, info, cfg.strategy)
-
-    if info.is_main:
-        if state.global_step == 0 and folder.metrics.exists():
-            folder.metrics.unlink()
-        folder.truncate_metrics(state.global_step)
-        resolved = config.model_copy(update={"out": folder.path, "name": name, "resume": False})
-        folder.config.write_text(resolved.to_toml())
-    ledger_id = None
-    session_start, elapsed_before = clock(), state.elapsed_seconds
-    if ledger is not None and info.is_main:
-        ledger_id = ledger.start(name=name, model=config.model.name, data=config.data.source,
-                                 out_dir=str(folder.path.resolve()), device=str(device),
-                                 config=config.model_dump(mode="json"), run_id=run_id,
-                                 price_per_hour_nano_usd=usd_to_nano(cfg.price_per_hour))
+        cfg.precision, ctx.device, read_cpuinfo(),
+        ctx.device.type == "cuda" and torch.cuda.is_bf16_supported()), ctx.device.type)
+    ctx.folder.create()
+    state, ckpt = restore_checkpoint(config, ctx.folder, model, ctx.reporter)
+    parts, wrapped = assemble_parts(model, problem, config, ctx.info, ctx.device, ckpt,
+                                    ctx.hooks)
+    _write_run_files(ctx, config, state)
+    run_id = ctx.folder.run_id() if config.resume else None
+    row = _LedgerRow(ledger, ctx.clock, state.elapsed_seconds, cfg.price_per_hour)
+    row.open(name=ctx.name, model=config.model.name, data=config.data.source,
+             out_dir=str(ctx.folder.path.resolve()), device=str(ctx.device),
+             config=config.model_dump(mode="json"), run_id=run_id, kind=kind,
+             parent_id=parent.run_id if parent else None)
     try:
-        return _after_row_opens(config, info, device, folder, name, ledger, ledger_id, reporter,
-                                clock, handle_signals, problem, model, state, precision,
-                                wrapped, optimizer, run_id)
+        run_id = run_id or row.id or os.urandom(16).hex()
+        if ctx.main:
+            ctx.folder.write_json(ctx.folder.run_info, {"id": run_id, "name": ctx.name})
+        outcome, micro = _train_loop(ctx, config, problem, parts, wrapped, precision, state)
+        summary = summarize(config, problem, outcome, parts.model, ctx.device, precision, micro,
+                            run_id, ctx.name, ctx.info)
+        summary.update(kind=kind, parent_run=parent.run_id if parent else None)
+        if ctx.main:
+            save_run(ctx.folder.path, parts.model, run_card(problem, kind, parent, ctx.hooks),
+                     tokenizer=problem.tokenizer)
+            ctx.folder.write_json(ctx.folder.summary, summary)
+            row.finish(summary)
+        return RunResult(ctx.folder.path, run_id, summary)
     except BaseException as exc:
-        if ledger_id is not None:
-            # Wall time from this session's start, not from the last checkpoint: a run
-            # stopped in its first step still spent what it spent.
-            wall = elapsed_before + (clock() - session_start)
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            ledger.finish(ledger_id, status=status, metrics={}, wall_seconds=wall,
-                          cost_nano_usd=usd_to_nano(cost_usd(wall, cfg.price_per_hour)),
-                          stop_reason="interrupted" if status == "interrupted" else "error",
-                          error=_error_text(exc))
+        row.fail(exc)
         raise
 
 
-def _after_row_opens(config, info, device, folder, name, ledger, ledger_id, reporter, clock,
-                     handle_signals, problem, model, state, precision, wrapped, optimizer,
-                     run_id) -> RunResult:
+def _loop_settings(config: TrainConfig) -> LoopSettings:
     cfg = config.train
-    run_id = run_id or ledger_id or os.urandom(16).hex()
-    if info.is_main:
-        folder.write_json(folder.run_info, {"id": run_id, "name": name})
-
-    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
-    loss_of = loss_function(problem.arch["family"], loss_fn(problem.task))
-    source = problem.make_source(cfg.batch_size, cfg.seed, info.rank, info.world)
-    micro, micro_note = choose_micro_batch(cfg, model, forward_model, loss_of, source, device,
-                                           precision, info)
-    if micro_note:
-        reporter.log(micro_note)
-    stepper = Stepper(forward_model, optimizer, loss_of, precision, micro, cfg.grad_clip,
-                      sync_model=wrapped if info.active and cfg.strategy == "ddp" else None)
-    settings = LoopSettings(
+    return LoopSettings(
         epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
         eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
         budget=Budget(cfg.max_time, cfg.max_cost, cfg.price_per_hour),
         target=parse_target(cfg.target) if cfg.target else None, max_steps=cfg.max_steps)
-    transform = None
+
+
+def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: TrainingParts,
+                wrapped: torch.nn.Module, precision: Precision, state: TrainingState
+                ) -> tuple[LoopOutcome, int | None]:
+    """Choose the micro-batch, then run the loop under the signal handlers."""
+    cfg, info = config.train, ctx.info
+    micro, note = choose_micro_batch(cfg, parts.model, parts.forward_model, parts.loss_of,
+                                     parts.source, ctx.device, precision, info)
+    if note:
+        ctx.reporter.log(note)
+    hooks = ctx.hooks
     if config.data.augment:
         # Provided by the data-preparation capability.
         from shoestring.data.augment import build_augmentation
 
-        transform = build_augmentation(config.data.augment,
-                                       problem.card.input_shape, cfg.seed)
-    checkpoint = make_checkpointer(folder, wrapped, optimizer, info, cfg.strategy)
-    with stop_on_signals(handle_signals) as should_stop:
-        outcome = run_loop(
-            stepper, source, settings, state,
-            evaluate_fn=problem.make_evaluate(model, micro or cfg.batch_size),
-            worth_full_eval=problem.make_screen(model, settings.target),
-            clock=clock, reporter=reporter,
-            on_eval=folder.append_metrics if info.is_main else (lambda record: None),
-            on_checkpoint=checkpoint, should_stop=should_stop, batch_transform=transform,
-            dist_info=info, train_loss_of=lambda v: mean_over_ranks(v, info))
+        aug = build_augmentation(config.data.augment, problem.card.input_shape, cfg.seed)
+        hooks = augmentation(aug).then(hooks)
+    stepper = Stepper(parts.forward_model, parts.optimizer, parts.loss_of, precision, micro,
+                      cfg.grad_clip, hooks=hooks,
+                      sync_model=wrapped if info.active and cfg.strategy == "ddp" else None)
+    settings = _loop_settings(config)
+    with stop_on_signals(ctx.handle_signals) as should_stop:
+        io = LoopIO(
+            evaluate=problem.make_evaluate(parts.model, micro or cfg.batch_size),
+            worth_full_eval=problem.make_screen(parts.model, settings.target),
+            on_eval=ctx.folder.append_metrics if ctx.main else (lambda record: None),
+            on_checkpoint=make_checkpointer(ctx.folder, wrapped, parts.optimizer, info,
+                                            cfg.strategy),
+            should_stop=should_stop, clock=ctx.clock, reporter=ctx.reporter, dist=info,
+            train_loss_of=lambda v: mean_over_ranks(v, info))
+        return run_loop(stepper, parts.source, settings, state, io, hooks), micro
 
-    summary = summarize(config, problem, outcome, model, device, precision, micro, run_id, name,
-                        info)
-    if info.is_main:
-        save_run(folder.path, model, problem.card, tokenizer=problem.tokenizer)
-        folder.write_json(folder.summary, summary)
-        if ledger_id is not None:
-            ledger.finish(ledger_id, status=outcome.status, metrics=summary,
-                          wall_seconds=summary["train_seconds"],
-                          cost_nano_usd=summary["cost_nano_usd"],
-                          stop_reason=summary["stop_reason"])
-    return RunResult(folder.path, run_id, summary)
+
+__all__ = ["Parent", "RunResult", "TrainHooks", "train"]

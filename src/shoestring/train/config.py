@@ -143,6 +143,8 @@ class TrainConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     out: Path | None = Field(None, description="run folder (default: runs/<name>)")
+    init_from: str | None = Field(None, description="warm start: a run folder, or a run's id "
+                                  "or name in the ledger, whose weights this run starts from")
     name: str | None = Field(None, description="run name (default: model-data-time)")
     resume: bool = Field(False, description="continue from the latest good checkpoint in out")
 

@@ -1,12 +1,15 @@
 """The training loop, whatever the model, the data source or the number of processes.
 
-Hook points, in order, for each optimizer step::
+Per optimizer step (hook points: :mod:`shoestring.train.hooks`)::
 
     set lr from the schedule (pure function of the step)
-    batch = source.batch(position)                    <- pure function of (seed, position)
-    loss = stepper(batch)                             <- forward/backward/step, micro-batched
-    every eval_every steps / at epoch end: evaluate, log, check the target
-    every checkpoint_every steps / at epoch end / on a signal / at a budget: checkpoint
+    x, y = source.batch(position)                     <- pure function of (seed, position)
+    x, y = hooks.batch(x, y, step)
+    loss = stepper(x, y)        <- hooks.loss per micro-batch, backward, hooks.after_backward,
+                                   clip, step, hooks.after_step
+    every eval_every steps / at epoch end: evaluate, log, hooks.on_eval, check the target
+    every checkpoint_every steps / at epoch end / on a signal / at a budget:
+        hooks.on_checkpoint, checkpoint
     stop on the target, a budget, max_steps or a signal (all ranks agree)
 
 Data order is a pure function of the seed and the position, so a resumed run
@@ -17,14 +20,15 @@ stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from shoestring.train.batches import BatchSource
 from shoestring.train.checkpoint import TrainingState
 from shoestring.train.distributed import DistInfo, any_rank
+from shoestring.train.hooks import NO_HOOKS, TrainHooks
 from shoestring.train.reporter import Reporter
 from shoestring.train.schedule import lr_at
 from shoestring.train.stepper import Stepper
@@ -47,6 +51,9 @@ def screening_margin(target_value: float, m: int, sigmas: float = SCREEN_SIGMAS)
     The standard error of an accuracy estimated from ``m`` examples is
     ``sqrt(p(1-p)/m)`` (binomial); ``sigmas`` of them make a wrongly skipped
     check rare (3σ: 0.13% one-sided).
+
+    >>> round(screening_margin(0.9, 1000), 4)
+    0.0285
     """
     p = min(max(target_value, 0.0), 1.0)
     return sigmas * math.sqrt(max(p * (1 - p), 1e-4) / max(m, 1))
@@ -54,6 +61,8 @@ def screening_margin(target_value: float, m: int, sigmas: float = SCREEN_SIGMAS)
 
 @dataclass
 class LoopSettings:
+    """When to evaluate, checkpoint and stop, and the learning-rate schedule."""
+
     epochs: int
     lr: float
     schedule: str
@@ -63,6 +72,21 @@ class LoopSettings:
     budget: Budget
     target: Target | None
     max_steps: int | None = None
+
+
+@dataclass
+class LoopIO:
+    """How the loop reaches the world: evaluation, files, clock, progress, signals, peers."""
+
+    evaluate: Callable[[], dict[str, float]]
+    on_eval: Callable[[dict], None]
+    on_checkpoint: Callable[[TrainingState], None]
+    should_stop: Callable[[], bool]
+    clock: Callable[[], float]
+    reporter: Reporter
+    worth_full_eval: Callable[[], bool] = lambda: True
+    dist: DistInfo = field(default_factory=DistInfo)
+    train_loss_of: Callable[[float], float] = lambda v: v  # the mean over ranks
 
 
 @dataclass
@@ -82,115 +106,135 @@ def total_steps(settings: LoopSettings, per_epoch: int) -> int:
     return min(total, settings.max_steps) if settings.max_steps else total
 
 
-def run_loop(
-    stepper: Stepper,
-    source: BatchSource,
-    settings: LoopSettings,
-    state: TrainingState,
-    *,
-    evaluate_fn: Callable[[], dict[str, float]],
-    clock: Callable[[], float],
-    reporter: Reporter,
-    on_eval: Callable[[dict], None],
-    on_checkpoint: Callable[[TrainingState], None],
-    should_stop: Callable[[], bool],
-    worth_full_eval: Callable[[], bool] = lambda: True,
-    batch_transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-    dist_info: DistInfo = DistInfo(),
-    train_loss_of: Callable[[float], float] = lambda v: v,
-) -> LoopOutcome:
-    """Train until the epochs, max_steps, a budget, the target or a stop signal end it.
+class _Loop:
+    """One session of the loop; each method is one part of a step."""
 
-    ``batch_transform(x, global_step)`` (augmentation) must be a pure function
-    of its inputs, so that a resumed run sees the same batches.
-    """
-    per_epoch = source.steps_per_epoch
-    total = total_steps(settings, per_epoch)
-    groups = stepper.optimizer.param_groups
-    constant_lr = settings.schedule == "constant"
-    if constant_lr:
-        for g in groups:
-            g["lr"] = settings.lr
+    def __init__(self, stepper: Stepper, source: BatchSource, settings: LoopSettings,
+                 state: TrainingState, io: LoopIO, hooks: TrainHooks) -> None:
+        self.stepper, self.source, self.settings = stepper, source, settings
+        self.state, self.io, self.hooks = state, io, hooks
+        self.per_epoch = source.steps_per_epoch
+        self.total = total_steps(settings, self.per_epoch)
+        self.start = self.last_report = io.clock()
+        self.base_elapsed = state.elapsed_seconds
+        self.examples = 0
+        self.loss = torch.tensor(float("nan"))
+        self.outcome = LoopOutcome(
+            state=state, status="finished",
+            reason="max_steps reached" if self.total < settings.epochs * self.per_epoch
+            else "all epochs done")
 
-    start_clock = clock()
-    base_elapsed = state.elapsed_seconds
-    examples = 0
-    last_report = start_clock
-    loss = torch.tensor(float("nan"))
-    outcome = LoopOutcome(state=state, status="finished",
-                          reason="max_steps reached" if total < settings.epochs * per_epoch
-                          else "all epochs done")
+    def elapsed(self) -> float:
+        return self.base_elapsed + (self.io.clock() - self.start)
 
-    def elapsed() -> float:
-        return base_elapsed + (clock() - start_clock)
+    def set_lr(self) -> None:
+        s = self.settings
+        lr = s.lr if s.schedule == "constant" else lr_at(
+            self.state.global_step, peak=s.lr, total_steps=self.total, schedule=s.schedule,
+            warmup_steps=s.warmup_steps)
+        for g in self.stepper.optimizer.param_groups:
+            g["lr"] = lr
 
-    def do_eval() -> dict[str, float]:
-        metrics = evaluate_fn()
-        record = {"step": state.global_step, "epoch": round(state.global_step / per_epoch, 4),
-                  "elapsed_seconds": round(elapsed(), 4),
-                  "train_loss": train_loss_of(loss.item()), **metrics}
-        on_eval(record)
-        outcome.last_metrics = metrics
+    def step(self) -> None:
+        st = self.state
+        epoch, i = st.epoch, st.step_in_epoch
+        self.set_lr()
+        x, y = self.source.batch(epoch, i, st.global_step)
+        if self.hooks.batch is not None:
+            x, y = self.hooks.batch(x, y, st.global_step)
+        self.loss = self.stepper(x, y, st.global_step)
+        self.examples += len(x) * self.io.dist.world
+        st.global_step += 1
+        st.step_in_epoch = i + 1
+        if st.step_in_epoch == self.per_epoch:
+            st.epoch, st.step_in_epoch = epoch + 1, 0
+
+    def report(self) -> None:
+        now = self.io.clock()
+        if now - self.last_report >= REPORT_INTERVAL_S:
+            self.io.reporter.update(
+                self.state.global_step, loss=self.loss.item(),
+                samples_per_second=self.examples / max(now - self.start, 1e-9),
+                cost_usd=cost_usd(self.elapsed(), self.settings.budget.price_per_hour))
+            self.last_report = now
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = self.io.evaluate()
+        st = self.state
+        record = {"step": st.global_step, "epoch": round(st.global_step / self.per_epoch, 4),
+                  "elapsed_seconds": round(self.elapsed(), 4),
+                  "train_loss": self.io.train_loss_of(self.loss.item()), **metrics}
+        self.io.on_eval(record)
+        if self.hooks.on_eval is not None:
+            self.hooks.on_eval(record)
+        self.outcome.last_metrics = metrics
         return metrics
 
-    reporter.start(total, state.global_step, "training")
-    stop = state.global_step >= total
-    while not stop:
-        epoch, i = state.epoch, state.step_in_epoch
-        if not constant_lr:
-            lr = lr_at(state.global_step, peak=settings.lr, total_steps=total,
-                       schedule=settings.schedule, warmup_steps=settings.warmup_steps)
-            for g in groups:
-                g["lr"] = lr
-        x, y = source.batch(epoch, i, state.global_step)
-        if batch_transform is not None:
-            x = batch_transform(x, state.global_step)
-        loss = stepper(x, y)
-        examples += len(x) * dist_info.world
-        state.global_step += 1
-        state.step_in_epoch = i + 1
-        if state.step_in_epoch == per_epoch:
-            state.epoch, state.step_in_epoch = epoch + 1, 0
-        at_epoch_end = state.step_in_epoch == 0
-        at_end = state.global_step >= total
+    def evaluate_if_due(self, at_boundary: bool) -> tuple[bool, bool]:
+        """(evaluated, target reached) after this step."""
+        s, step = self.settings, self.state.global_step
+        due = s.eval_every and step % s.eval_every == 0
+        if not (at_boundary or (due and self.io.worth_full_eval())):
+            return False, False
+        metrics = self.evaluate()
+        if s.target is None or not s.target.reached(metrics):
+            return True, False
+        self.outcome.target_reached = True
+        sign = ">=" if s.target.higher_is_better else "<="
+        self.outcome.reason = f"target {s.target.metric}{sign}{s.target.value:g}"
+        return True, True
 
-        now = clock()
-        if now - last_report >= REPORT_INTERVAL_S:
-            reporter.update(state.global_step, loss=loss.item(),
-                            samples_per_second=examples / max(now - start_clock, 1e-9),
-                            cost_usd=cost_usd(elapsed(), settings.budget.price_per_hour))
-            last_report = now
-
-        evaluated = False
-        due = settings.eval_every and state.global_step % settings.eval_every == 0
-        if at_epoch_end or at_end or (due and worth_full_eval()):
-            metrics = do_eval()
-            evaluated = True
-            if settings.target is not None and settings.target.reached(metrics):
-                outcome.target_reached = True
-                sign = ">=" if settings.target.higher_is_better else "<="
-                outcome.reason = f"target {settings.target.metric}{sign}{settings.target.value:g}"
-                stop = True
-        reason = settings.budget.exhausted(elapsed())
-        signalled = should_stop()
-        if dist_info.active:  # every rank must take the same decision, or collectives hang
-            signalled, budget_hit = any_rank([signalled, reason is not None], dist_info)
+    def interruption(self) -> tuple[str, str] | None:
+        """(status, reason) when a budget or a signal ends the run (all ranks agree)."""
+        reason = self.settings.budget.exhausted(self.elapsed())
+        signalled = self.io.should_stop()
+        if self.io.dist.active:  # every rank must take the same decision, or collectives hang
+            signalled, budget_hit = any_rank([signalled, reason is not None], self.io.dist)
             if budget_hit and reason is None:
                 reason = "budget reached on another process"
-        if reason and not stop:
-            outcome.status, outcome.reason, stop = "budget_exhausted", reason, True
-        if signalled and not stop:
-            outcome.status, outcome.reason, stop = "interrupted", "stopped by signal", True
-        stop = stop or at_end
-        if stop or at_epoch_end or (settings.checkpoint_every and
-                                    state.global_step % settings.checkpoint_every == 0):
-            state.elapsed_seconds = elapsed()
-            on_checkpoint(state)
-        if stop and not evaluated:
-            do_eval()
-    state.elapsed_seconds = elapsed()
-    reporter.stop()
-    outcome.examples_seen = examples
-    outcome.session_seconds = clock() - start_clock
-    outcome.train_loss = train_loss_of(loss.item())
-    return outcome
+        if reason:
+            return "budget_exhausted", reason
+        return ("interrupted", "stopped by signal") if signalled else None
+
+    def checkpoint(self) -> None:
+        self.state.elapsed_seconds = self.elapsed()
+        if self.hooks.on_checkpoint is not None:
+            self.hooks.on_checkpoint(self.state)
+        self.io.on_checkpoint(self.state)
+
+    def run(self) -> LoopOutcome:
+        st, s = self.state, self.settings
+        self.io.reporter.start(self.total, st.global_step, "training")
+        stop = st.global_step >= self.total
+        while not stop:
+            self.step()
+            at_end = st.global_step >= self.total
+            self.report()
+            evaluated, stop = self.evaluate_if_due(st.step_in_epoch == 0 or at_end)
+            ended = self.interruption()
+            if ended and not stop:
+                self.outcome.status, self.outcome.reason = ended
+                stop = True
+            stop = stop or at_end
+            if stop or st.step_in_epoch == 0 or (
+                    s.checkpoint_every and st.global_step % s.checkpoint_every == 0):
+                self.checkpoint()
+            if stop and not evaluated:
+                self.evaluate()
+        st.elapsed_seconds = self.elapsed()
+        self.io.reporter.stop()
+        self.outcome.examples_seen = self.examples
+        self.outcome.session_seconds = self.io.clock() - self.start
+        self.outcome.train_loss = self.io.train_loss_of(self.loss.item())
+        return self.outcome
+
+
+def run_loop(stepper: Stepper, source: BatchSource, settings: LoopSettings,
+             state: TrainingState, io: LoopIO, hooks: TrainHooks = NO_HOOKS) -> LoopOutcome:
+    """Train until the epochs, max_steps, a budget, the target or a stop signal end it.
+
+    ``state`` is updated in place (and is what checkpoints hold). ``hooks.batch``
+    must be a pure function of its inputs and the step, so that a resumed run
+    sees the same batches.
+    """
+    return _Loop(stepper, source, settings, state, io, hooks).run()

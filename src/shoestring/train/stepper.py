@@ -1,23 +1,24 @@
 """One optimizer step: micro-batches, gradient accumulation, mixed precision, clipping.
 
-With one micro-batch, fp32 and no clipping it is the plain four-line step
-(forward, backward, step, zero_grad), so small models pay nothing for the
-options. Otherwise the batch is cut into micro-batches whose losses are
-weighted by their share of the batch, so the accumulated gradient equals the
-full-batch gradient and the effective batch size is unchanged.
+With one micro-batch, fp32, no clipping and no hooks it is the plain
+four-line step (forward, backward, step, zero_grad), so small models pay
+nothing for the options. Otherwise the batch is cut into micro-batches whose
+losses are weighted by their share of the batch, so the accumulated gradient
+equals the full-batch gradient and the effective batch size is unchanged.
+Hook points (:mod:`shoestring.train.hooks`): ``after_backward`` once the
+gradient is complete (unscaled, not yet clipped), ``after_step`` after the
+optimizer step.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable
 
 import torch
 from torch import nn
 
+from shoestring.train.hooks import NO_HOOKS, LossOf, TrainHooks
 from shoestring.train.precision import Precision
-
-LossOf = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def loss_function(family: str, criterion) -> LossOf:
@@ -27,39 +28,39 @@ def loss_function(family: str, criterion) -> LossOf:
     return lambda model, x, y: criterion(model(x), y)
 
 
-def model_logits(out):
-    """Transformers return ``(logits, loss)``; the rest return logits."""
-    return out[0] if isinstance(out, tuple) else out
-
-
 class Stepper:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_of: LossOf,
                  precision: Precision, micro_batch: int | None, grad_clip: float | None,
-                 sync_model: nn.Module | None = None) -> None:
-        self.model = model              # what forward runs (maybe DDP/compiled)
+                 sync_model: nn.Module | None = None, hooks: TrainHooks = NO_HOOKS) -> None:
+        self.model = model              # what forward runs (maybe DDP/compiled/wrapped)
         self.optimizer = optimizer
-        self.loss_of = loss_of
+        self.loss_of = hooks.loss_of(loss_of)
         self.precision = precision
         self.micro_batch = micro_batch
         self.grad_clip = grad_clip
         self.scaler = precision.scaler()
         self.sync_model = sync_model    # a DDP module whose no_sync() skips all-reduces
+        self.after_backward, self.after_step = hooks.after_backward, hooks.after_step
         self.plain = precision.dtype is None and grad_clip is None
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         n = len(x)
         micro = self.micro_batch or n
         if self.plain and micro >= n:
             loss = self.loss_of(self.model, x, y)
             loss.backward()
+            if self.after_backward is not None:
+                self.after_backward(self.model, step)
             self.optimizer.step()
             # Free the gradients now rather than before the next backward, so
             # they are not alive during the next forward (4 bytes/parameter).
             self.optimizer.zero_grad(set_to_none=True)
+            if self.after_step is not None:
+                self.after_step(self.model, step)
             return loss.detach()
-        return self._accumulating_step(x, y, n, micro)
+        return self._accumulating_step(x, y, n, micro, step)
 
-    def _accumulating_step(self, x, y, n: int, micro: int) -> torch.Tensor:
+    def _accumulating_step(self, x, y, n: int, micro: int, step: int) -> torch.Tensor:
         starts = range(0, n, micro)
         total = torch.zeros(())
         for j, start in enumerate(starts):
@@ -76,9 +77,12 @@ class Stepper:
                 else:
                     loss.backward()
             total = total + loss.detach().float().cpu()
+        if self.scaler is not None and (self.grad_clip is not None or
+                                        self.after_backward is not None):
+            self.scaler.unscale_(self.optimizer)
+        if self.after_backward is not None:
+            self.after_backward(self.model, step)
         if self.grad_clip is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -86,4 +90,6 @@ class Stepper:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.after_step is not None:
+            self.after_step(self.model, step)
         return total

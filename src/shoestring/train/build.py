@@ -1,0 +1,127 @@
+"""Building what a run trains: the module (warm-started, transformed, restored), and the
+parts the loop drives (optimizer, wrappers, batch source, loss)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from shoestring.errors import ShoestringError
+from shoestring.models.card import Lineage, ModelCard
+from shoestring.models.registry import build_model
+from shoestring.models.run_folder import LoadedRun, RunFolder, load_run
+from shoestring.models.transforms import apply_transforms
+from shoestring.train.checkpoint import Checkpoint, TrainingState, load_latest_checkpoint
+from shoestring.train.config import TrainConfig
+from shoestring.train.distributed import DistInfo, load_optimizer_state, wrap_model
+from shoestring.train.evaluate import loss_fn
+from shoestring.train.hooks import TrainHooks, TrainingParts
+from shoestring.train.optim import build_optimizer
+from shoestring.train.reporter import Reporter
+from shoestring.train.stepper import loss_function
+
+if TYPE_CHECKING:
+    from shoestring.ledger.runs import RunLedger
+    from shoestring.train.problem import Problem
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The run a warm start begins from: its loaded model, ledger id and folder."""
+
+    run: LoadedRun
+    run_id: str | None
+
+    @property
+    def path(self) -> Path:
+        return self.run.folder.path
+
+
+def resolve_parent(ref: str | Path, ledger: RunLedger | None) -> Parent:
+    """``init_from``: a run folder, or the id or name of a run in the ledger."""
+    folder = RunFolder(Path(ref).expanduser())
+    if not folder.has_model() and ledger is not None:
+        row = ledger.get(str(ref)) or next(
+            (r for r in ledger.list(limit=1000) if r.name == str(ref)), None)
+        if row is not None:
+            folder = RunFolder(Path(row.out_dir))
+    if not folder.has_model():
+        raise ShoestringError(f"init_from {str(ref)!r} is neither a run folder nor a run in "
+                              "the ledger", hint="pass the --out folder of a finished run, or "
+                              "its id or name from 'shoestring runs'")
+    run = load_run(folder.path)
+    return Parent(run, folder.run_id())
+
+
+def run_card(problem: Problem, kind: str, parent: Parent | None, hooks: TrainHooks
+             ) -> ModelCard:
+    """The card this run will save: the problem's, with its lineage and transforms."""
+    lineage = Lineage(stage=kind, parent_run=parent.run_id if parent else None,
+                      parent_dir=str(parent.path.resolve()) if parent else None)
+    inherited = list(parent.run.card.transforms) if parent else []
+    return problem.card.model_copy(update={"lineage": lineage,
+                                           "transforms": inherited + list(hooks.transforms)})
+
+
+def build_run_model(problem: Problem, config: TrainConfig, device: torch.device,
+                    parent: Parent | None, hooks: TrainHooks) -> nn.Module:
+    """The module to train: built from the architecture, with the parent's transforms and
+    weights (a warm start), then the hooks' transforms, on ``device``."""
+    torch.manual_seed(config.train.seed)  # initialisation and dropout; data has its own
+    model = build_model(problem.arch)
+    if parent is not None:
+        theirs = parent.run.card.architecture
+        if (theirs.family, theirs.params) != (problem.arch["family"], problem.arch["params"]):
+            raise ShoestringError(
+                f"init_from '{parent.path}' holds a different architecture "
+                f"({theirs.family} {theirs.params}) than this run builds "
+                f"({problem.arch['family']} {problem.arch['params']})",
+                hint="warm-start from a run of the same model and data shape")
+        model = apply_transforms(model, parent.run.card.transforms)
+        model.load_state_dict(parent.run.model.state_dict())
+    model = apply_transforms(model, hooks.transforms).to(device)
+    if config.train.activation_checkpointing:
+        if not hasattr(model, "set_activation_checkpointing"):
+            raise ShoestringError(f"model {config.model.name!r} has no blocks to checkpoint",
+                                  hint="activation checkpointing applies to transformers")
+        model.set_activation_checkpointing(True)
+    return model
+
+
+def restore_checkpoint(config: TrainConfig, folder: RunFolder, model: nn.Module,
+                       reporter: Reporter) -> tuple[TrainingState, Checkpoint | None]:
+    """A resumed run's state, with the latest good checkpoint's weights loaded."""
+    if not config.resume:
+        return TrainingState(), None
+    ckpt, skipped = load_latest_checkpoint(folder.checkpoints)
+    for w in skipped:
+        reporter.warn(w)
+    if ckpt is None:
+        reporter.warn(f"no usable checkpoint in '{folder.checkpoints}'; starting from step 0")
+        return TrainingState(), None
+    model.load_state_dict(ckpt.model_state)
+    torch.set_rng_state(ckpt.rng_state)
+    reporter.log(f"resumed from '{ckpt.path.name}' at step {ckpt.state.global_step}")
+    return ckpt.state, ckpt
+
+
+def assemble_parts(model: nn.Module, problem: Problem, config: TrainConfig, info: DistInfo,
+                   device: torch.device, ckpt: Checkpoint | None, hooks: TrainHooks
+                   ) -> tuple[TrainingParts, nn.Module]:
+    """The loop's parts after ``hooks.setup``, and the data-parallel wrapper."""
+    cfg = config.train
+    wrapped = wrap_model(model, info, cfg.strategy, device)
+    parts = TrainingParts(
+        model=model, forward_model=torch.compile(wrapped) if cfg.compile else wrapped,
+        optimizer=build_optimizer(wrapped, cfg),
+        source=problem.make_source(cfg.batch_size, cfg.seed, info.rank, info.world),
+        loss_of=loss_function(problem.arch["family"], loss_fn(problem.task)))
+    if hooks.setup is not None:
+        parts = hooks.setup(parts)
+    if ckpt is not None:
+        load_optimizer_state(wrapped, parts.optimizer, ckpt.optimizer_state, info, cfg.strategy)
+    return parts, wrapped
