@@ -107,6 +107,10 @@ class Dataset:
     ``input_shape`` is the shape of one raw example (``(1, 28, 28)`` for IDX
     images, ``(n_features,)`` for tables). ``num_outputs`` is the number of
     classes for classification and the number of targets for regression.
+    ``val`` is a validation split the source ships (``prepared:DIR``), for model
+    selection; ``test_split`` names what ``test`` holds: ``"val"`` when a source
+    was asked to score its validation split instead (``prepared:DIR#val``), so
+    its metrics are not reported as test metrics.
     """
 
     name: str
@@ -118,3 +122,5 @@ class Dataset:
     raw_scale: float = 1.0  # e.g. 1/255 for 8-bit images
     class_names: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
+    val: TensorDataset | None = None
+    test_split: str = "test"

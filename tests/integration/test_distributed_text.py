@@ -14,6 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+# Compares floating-point results: run again on AVX2 kernels by `make test`.
+pytestmark = pytest.mark.numerics
+
 GPT = ["--model", "gpt", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
        "--block-size", "16", "--batch-size", "8", "--lr", "0.003", "--optimizer", "adamw",
        "--eval-every", "4", "--eval-iters", "2", "--checkpoint-every", "3", "--seed", "5",
@@ -55,7 +58,8 @@ def assert_close(a: Path, b: Path, atol: float = 2e-5) -> None:
 def test_ddp_two_processes_match_one_and_resume_across_world_sizes(tmp_path, corpus):
     data = ["--data", f"text:{corpus}"]
     run(tmp_path, *data, *GPT, "--max-steps", "12", "--out", "one")
-    run(tmp_path, *data, *GPT, "--max-steps", "12", "--out", "two", "--nproc", "2")
+    two = run(tmp_path, *data, *GPT, "--max-steps", "12", "--out", "two", "--nproc", "2")
+    assert two.stdout.count("Run folder:") == 1  # the launcher's summary, not each worker's
     assert len(curve(tmp_path / "one")) == 3
     torch.testing.assert_close(torch.tensor(curve(tmp_path / "one")),
                                torch.tensor(curve(tmp_path / "two")), atol=1e-4, rtol=1e-4)

@@ -14,6 +14,9 @@ from shoestring.train.api import train
 from shoestring.train.config import resolve_config
 from shoestring.train.evaluate_run import evaluate_run
 
+# Compares floating-point results: run again on AVX2 kernels by `make test`.
+pytestmark = pytest.mark.numerics
+
 SUMMARY_FIELDS = {"model", "data", "epochs_run", "steps", "train_seconds", "samples_per_second",
                   "cost_usd", "target_reached", "status"}
 

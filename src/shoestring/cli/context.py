@@ -8,8 +8,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shoestring.ledger.db import resolve_db_url
-
 
 @dataclass
 class CliContext:
@@ -22,6 +20,10 @@ class CliContext:
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def db_url(self) -> str:
+        # Imported here: the ledger's SQLAlchemy costs 0.3 s that `train` pays on a
+        # worker thread, and `--help` not at all.
+        from shoestring.ledger.db import resolve_db_url
+
         return resolve_db_url(self.db, os.environ, self.workspace)
 
     def ledger(self):

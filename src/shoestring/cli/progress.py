@@ -24,16 +24,24 @@ class RichReporter:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
             TextColumn("${task.fields[cost]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=self.console, transient=False)
+            TimeRemainingColumn(), TextColumn("{task.fields[micro]}"), console=self.console,
+            transient=False)
         self.progress.start()
         self.task = self.progress.add_task(description, total=total_steps, completed=completed,
-                                           loss="-", speed="-", cost="0.00")
+                                           loss="-", speed="-", cost="0.00", micro="")
 
     def update(self, step: int, *, loss: float, samples_per_second: float, cost_usd: float) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, loss=f"{loss:.4f}",
                                  speed=f"{samples_per_second:,.0f} samples/s",
                                  cost=f"{cost_usd:.4f}")
+
+    def micro_batch(self, step: int, done: int, total: int) -> None:
+        # A large model's optimizer step can take minutes on a CPU: move the
+        # bar by fractions of a step so that the run visibly progresses.
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step + done / total,
+                                 micro="" if done == total else f"micro-batch {done}/{total}")
 
     def log(self, message: str) -> None:
         (self.progress.console if self.progress else self.console).print(message, highlight=False)

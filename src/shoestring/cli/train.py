@@ -19,14 +19,15 @@ flags override its values. The resolved config is saved in the run folder.
 \b
 Examples:
   shoestring train --data fashion-mnist --epochs 10 --out runs/fmnist
-  shoestring train --data fashion-mnist --target test_accuracy=0.87 --recipe fast
+  shoestring train --data fashion-mnist --target val_accuracy=0.87 --recipe fast
   shoestring train run.toml --max-time 600 --price-per-hour 1.2
   shoestring train --out runs/fmnist --resume       # continue after a kill
 """
 
 
 def _print_summary(c: CliContext, s: dict, out_dir) -> None:
-    metric = next((m for m in ("test_accuracy", "test_mse", "val_loss") if m in s), None)
+    metric = next((m for m in ("test_accuracy", "test_mse", "val_accuracy", "val_mse",
+                               "val_loss") if m in s), None)
     shown = f"{metric} {s[metric]:.4f}, " if metric else ""
     speed = f"{s['tokens_per_second']:,.0f} tokens/s" if s.get("tokens_per_second") else \
         f"{s['samples_per_second']:,.0f} samples/s"
@@ -39,6 +40,10 @@ def _print_summary(c: CliContext, s: dict, out_dir) -> None:
                 f"{s['train_seconds']:.2f} s, {speed}{mfu}, {cost}"
                 + (f", target reached: {s['target_reached']}" if s.get("target") else ""),
                 highlight=False)
+    seconds = s.get("seconds") or {}
+    if seconds:
+        c.out.print("Time: " + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()
+                                         if v is not None), highlight=False)
     c.out.print(f"Run folder: {out_dir}", highlight=False)
 
 
@@ -48,10 +53,11 @@ def _launch(cfg, c: CliContext):
 
     from shoestring.errors import ShoestringError
     from shoestring.train.api import RunResult, resolve_run_folder
-    from shoestring.train.distributed import launch, torchrun_argv
+    from shoestring.train.distributed import check_strategy, launch, torchrun_argv
 
     from shoestring.models.run_folder import RunFolder
 
+    check_strategy(cfg.train.strategy, cfg.train.device)  # before torchrun starts workers
     out, name = resolve_run_folder(cfg, datetime.now())
     folder = RunFolder(out)
     folder.create()
@@ -84,6 +90,7 @@ def train_command() -> click.Command:
             from shoestring.models.run_folder import RunFolder
             from shoestring.train.api import train
             from shoestring.train.config import read_toml, resolve_config
+            from shoestring.train.phases import process_age
 
             base = {}
             if config is not None:
@@ -98,15 +105,13 @@ def train_command() -> click.Command:
             if cfg.train.nproc > 1 or cfg.train.nnodes != "1":
                 if "RANK" not in os.environ:
                     return _launch(cfg, c)
-            ledger = c.ledger()
-            try:
-                return train(cfg, ledger=ledger, reporter=reporter)
-            finally:
-                ledger.close()
+            # The ledger opens on a worker thread while the data loads.
+            return train(cfg, ledger=c.db or "auto", reporter=reporter,
+                         startup_seconds=process_age())
 
         result = guarded(c.err, c.debug, go)
-        if result is None:  # a worker process of a multi-process run
-            return
+        if result is None or "RANK" in os.environ:
+            return  # a worker of a multi-process run: its launcher prints the summary once
         _print_summary(c, result.summary, result.out_dir)
         if result.summary["status"] == "interrupted":
             c.out.print(f"Resume with: shoestring train --out {result.out_dir} --resume",
@@ -122,9 +127,10 @@ def train_command() -> click.Command:
                      help="Continue the run in --out from its latest good checkpoint."),
         click.Option(["--init-from"], help="Start from the weights of this run (a run folder, "
                      "or a run's id or name from 'shoestring runs'): fine-tuning."),
-        click.Option(["--target"], help="METRIC=VALUE stops once the held-out metric reaches "
-                     "VALUE (e.g. test_accuracy=0.87); a plain COLUMN is the CSV column to "
-                     "predict."),
+        click.Option(["--target"], help="METRIC=VALUE stops once the validation metric "
+                     "reaches VALUE (e.g. val_accuracy=0.87; test_X is checked as val_X, the "
+                     "test split is scored once at the end); a plain COLUMN is the CSV column "
+                     "to predict."),
     ] + [opt for opt, _ in pairs]
     return click.Command("train", callback=callback, params=params, help=HELP,
                          short_help="Train a model (flags mirror the config's sections).",

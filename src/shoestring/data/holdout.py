@@ -1,14 +1,22 @@
-"""Seeded hold-out splits for sources that ship without a test split."""
+"""Seeded hold-out splits for sources that ship without a test split, and the
+validation split carved from a training split."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from shoestring.errors import DataError
+from shoestring.types import Dataset, Task, TensorDataset
+
+# The validation split's own random stream: independent of the hold-out split's
+# (which uses the bare seed), so the two are not drawn alike (NumPy SeedSequence).
+VALIDATION_STREAM = 0x76616C  # "val"
 
 
 def stratified_holdout(
-    y: np.ndarray, test_fraction: float, seed: int
+    y: np.ndarray, test_fraction: float, seed: int | list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices, stratified by class, deterministic in ``seed``.
 
@@ -32,7 +40,7 @@ def stratified_holdout(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def random_holdout(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def random_holdout(n: int, test_fraction: float, seed: int | list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices for regression targets (no classes to stratify)."""
     if not 0.0 < test_fraction < 1.0:
         raise DataError(
@@ -41,3 +49,24 @@ def random_holdout(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray,
     perm = np.random.default_rng(seed).permutation(n)
     n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def carve_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+    """``dataset`` with ``fraction`` of its training split moved to ``val``.
+
+    Stratified by class for classification; a pure function of ``seed``, so a
+    resumed run and a re-run see the same split. The test split is untouched.
+    """
+    import torch
+
+    y = dataset.train.y.numpy()
+    stream = [seed & 0xFFFFFFFF, VALIDATION_STREAM]
+    if dataset.task is Task.classification:
+        keep, val = stratified_holdout(y, fraction, stream)
+    else:
+        keep, val = random_holdout(len(y), fraction, stream)
+    keep_t, val_t = torch.from_numpy(keep), torch.from_numpy(val)
+    x, y_t = dataset.train.x, dataset.train.y
+    return dataclasses.replace(
+        dataset, train=TensorDataset(x.index_select(0, keep_t), y_t.index_select(0, keep_t)),
+        val=TensorDataset(x.index_select(0, val_t), y_t.index_select(0, val_t)))

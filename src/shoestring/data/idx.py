@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shoestring.data.array_cache import cached_arrays
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
 from shoestring.types import Dataset, Task, TensorDataset
@@ -123,8 +124,15 @@ def load_idx_dir(arg: str, options: SourceOptions, name: str | None = None,
     if not directory.is_dir():
         raise DataError(f"'idx:' needs a directory, got file '{directory}'",
                         hint="point at the folder holding the four IDX files")
-    x_tr, y_tr = read_idx_split(directory, "train")
-    x_te, y_te = read_idx_split(directory, "test")
+    files = [_find(directory, stem) for split in _SPLIT_FILES.values() for stem in split]
+
+    def decode() -> dict[str, np.ndarray]:
+        (x_tr, y_tr), (x_te, y_te) = (read_idx_split(directory, s) for s in ("train", "test"))
+        return {"train_x": x_tr, "train_y": y_tr, "test_x": x_te, "test_y": y_te}
+
+    # Decoding the gzip files is the slow part of loading (0.6 s for Fashion-MNIST).
+    arrays = cached_arrays(options.cache_dir, files, {"loader": "idx"}, decode)
+    x_tr, y_tr, x_te, y_te = (arrays[k] for k in ("train_x", "train_y", "test_x", "test_y"))
     num_classes = int(max(y_tr.max(initial=0), y_te.max(initial=0))) + 1
     if y_tr.min(initial=0) < 0:
         raise DataError(f"IDX labels in '{directory}' contain negative values",

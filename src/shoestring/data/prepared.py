@@ -1,9 +1,10 @@
 """Prepared folders as a data source: ``prepared:DIR`` (and ``prepared:DIR#val``).
 
 A folder written by ``shoestring data prepare`` holds checksummed shards of
-its train, validation and test splits. Training reads the train split and
-evaluates on the test split, or on the validation split with ``#val`` (for
-model selection that never touches the test split).
+its train, validation and test splits. Training reads the train split, selects
+on the validation split and scores the test split once; with ``#val`` the
+validation split is also what the run is scored on (reported as ``val_*``), so
+the test split is never touched.
 
 Raw values are returned as stored (8-bit images stay uint8, with
 ``raw_scale = 1/255``), so a run's ``model.json`` records how to scale raw
@@ -71,7 +72,7 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
         train=TensorDataset(x_tr, y_tr), test=TensorDataset(x_te, y_te),
         input_shape=(max_length,), num_outputs=len(classes), class_names=tuple(classes),
         tokenizer=tokenizer, vocab_size=tokenizer.vocab_size + OFFSET, max_length=max_length,
-        truncated=cut_tr + cut_te)
+        truncated=cut_tr + cut_te, test_split=eval_split)
 
 
 def load_prepared(arg: str, options: SourceOptions) -> Dataset:
@@ -103,6 +104,15 @@ def load_prepared(arg: str, options: SourceOptions) -> Dataset:
     if meta["kind"] == "table":
         x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
     classes = meta.get("class_names") or meta.get("labels")
+    # The folder's validation split selects the model (stopping, targets); with
+    # #val it is also what the run is scored on, and reported as val_*.
+    if eval_split == "val":
+        x_va, y_va = x_te, y_te
+    elif shards.records("val"):
+        x_va, y_va = shards.load("val")
+        x_va = x_va.astype(np.float32) if meta["kind"] == "table" else x_va
+    else:
+        x_va = y_va = None
     return Dataset(
         name=f"prepared:{directory}", task=Task(task),
         train=TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
@@ -111,7 +121,10 @@ def load_prepared(arg: str, options: SourceOptions) -> Dataset:
         num_outputs=len(meta["labels"]) if task == "classification" else 1,
         raw_scale=float(meta.get("raw_scale", 1.0)),
         class_names=tuple(classes) if task == "classification" else None,
-        feature_names=tuple(meta["feature_names"]) if meta.get("feature_names") else None)
+        feature_names=tuple(meta["feature_names"]) if meta.get("feature_names") else None,
+        val=None if x_va is None else TensorDataset(torch.from_numpy(x_va),
+                                                    torch.from_numpy(y_va)),
+        test_split=eval_split)
 
 
 LOADERS = {"prepared": load_prepared, "images": load_images, "parquet": load_parquet}

@@ -29,6 +29,8 @@ class SourceOptions:
             passed in so tests can point elsewhere.
         text_field, label_field: JSONL fields of the text and the label.
         tokenizer, bpe_vocab_size, max_length: how JSONL texts become token ids.
+        cache_dir: where loaders that decode slowly (IDX) keep decoded arrays
+            (:mod:`shoestring.data.array_cache`); ``None`` decodes every time.
     """
 
     target: str | None = None
@@ -41,6 +43,7 @@ class SourceOptions:
     tokenizer: str | None = None
     bpe_vocab_size: int | None = None
     max_length: int | None = None
+    cache_dir: Path | None = None
 
 
 Loader = Callable[[str, SourceOptions], Dataset]

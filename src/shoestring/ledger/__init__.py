@@ -5,8 +5,17 @@ team) through ``--db`` or ``SHOESTRING_DB``. :func:`open_ledger` is the one way
 in; it upgrades an older ledger in place (:mod:`shoestring.ledger.migrations`).
 """
 
-from shoestring.ledger.db import Base, LedgerMissing, default_db_url, open_ledger, resolve_db_url
-from shoestring.ledger.runs import RunLedger, RunRecord
+from importlib import import_module
 
-__all__ = ["Base", "LedgerMissing", "RunLedger", "RunRecord", "default_db_url", "open_ledger",
-           "resolve_db_url"]
+_EXPORTS = {"Base": "db", "LedgerMissing": "db", "default_db_url": "db", "open_ledger": "db",
+            "resolve_db_url": "db", "RunLedger": "runs", "RunRecord": "runs"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Loaded on first use (PEP 562): importing shoestring.ledger.money, which
+    # training does on its main path, must not import SQLAlchemy (0.3 s); the
+    # training run opens the ledger on a worker thread instead.
+    if name in _EXPORTS:
+        return getattr(import_module(f"shoestring.ledger.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'shoestring.ledger' has no attribute {name!r}")

@@ -46,6 +46,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def _zero_slice(grad: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    grad = grad.clone()
+    grad[start:stop] = 0
+    return grad
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head (or grouped-query) causal attention with one fused q/k/v projection.
 
@@ -54,7 +60,7 @@ class CausalSelfAttention(nn.Module):
     """
 
     def __init__(self, n_embd: int, n_head: int, n_kv_head: int, bias: bool,
-                 dropout: float) -> None:
+                 dropout: float, rope: bool = False) -> None:
         super().__init__()
         self.n_head, self.n_kv_head = n_head, n_kv_head
         self.head_dim = n_embd // n_head
@@ -62,6 +68,15 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(n_head * self.head_dim, n_embd, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
+        if bias and not rope:
+            # Without rotary positions a key bias adds q·b_k to every score of a
+            # query's row, which softmax ignores: its true gradient is exactly
+            # zero. The computed one is rounding noise that Adam would turn into
+            # full-size steps, different on every CPU's kernels. Keep the
+            # parameter (GPT-2's layout and checkpoints) but never move it.
+            q_dim, k_dim = n_head * self.head_dim, n_kv_head * self.head_dim
+            self.c_attn.bias.register_hook(
+                lambda g: _zero_slice(g, q_dim, q_dim + k_dim))
 
     def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
         b, t, _ = x.shape
@@ -111,7 +126,7 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.kv_heads, cfg.bias,
-                                        cfg.dropout)
+                                        cfg.dropout, rope=cfg.pos == "rope")
         self.ln_2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = MLP(cfg.n_embd, cfg.hidden_size, cfg.mlp, cfg.bias, cfg.dropout)
 

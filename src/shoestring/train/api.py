@@ -59,7 +59,13 @@ from shoestring.train.session import (
     summarize,
 )
 from shoestring.train.stepper import Stepper
-from shoestring.train.stopping import Budget, cost_usd, parse_target
+from shoestring.data.array_cache import default_array_cache
+from shoestring.train.compile_choice import AutoCompile
+from shoestring.train.engine import total_steps
+from shoestring.train.eta import SlowRunNotice
+from shoestring.train.phases import PhaseClock
+from shoestring.train.stopping import Budget, cost_usd, on_validation, parse_target
+from shoestring.train.threads import AutoThreads
 
 # Fields a resumed run may change: budgets and resources, not what is being trained.
 RESUMABLE_CHANGES = {("train", "max_time"), ("train", "max_cost"), ("train", "price_per_hour"),
@@ -171,6 +177,7 @@ def train(
     source_options: SourceOptions | None = None,
     environ: Mapping[str, str] | None = None,
     workspace: Path | None = None,
+    startup_seconds: float | None = None,
 ) -> RunResult:
     """Train the model ``config`` describes; return its run folder and summary.
 
@@ -211,7 +218,7 @@ def train(
     with _run_ledger(ledger, info, environ, workspace) as run_ledger:
         init_process_group(info, device)
         try:
-            return _train(ctx, config, run_ledger, source_options, workspace)
+            return _train(ctx, config, run_ledger, source_options, workspace, startup_seconds)
         finally:
             destroy_process_group(info)
 
@@ -282,7 +289,8 @@ def _load_problem(ctx: RunContext, config: TrainConfig, source_options: SourceOp
                             seed=config.train.seed, fashion_mnist_dir=base.fashion_mnist_dir,
                             text_field=d.text_field, label_field=d.label_field,
                             tokenizer=d.tokenizer, bpe_vocab_size=d.bpe_vocab_size,
-                            max_length=d.max_length)
+                            max_length=d.max_length,
+                            cache_dir=base.cache_dir or default_array_cache(workspace))
     problem, config, recipe_notes = load_problem(config, options, ctx.device, workspace,
                                                  ctx.info)
     for note in problem.notes + recipe_notes + list(ctx.hooks.notes):
@@ -314,8 +322,11 @@ def _write_run_files(ctx: RunContext, config: TrainConfig, state: TrainingState)
 
 
 def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
-           source_options: SourceOptions | None, workspace: Path) -> RunResult:
-    problem, config = _load_problem(ctx, config, source_options, workspace)
+           source_options: SourceOptions | None, workspace: Path,
+           startup_seconds: float | None = None) -> RunResult:
+    phases = PhaseClock(ctx.clock)
+    with phases.phase("data"):
+        problem, config = _load_problem(ctx, config, source_options, workspace)
     parent = resolve_parent(config.init_from, ledger) if config.init_from else None
     kind = ctx.kind or ("finetune" if parent else "train")
     model = build_run_model(problem, config, ctx.device, parent, ctx.hooks)
@@ -338,13 +349,22 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
         run_id = run_id or row.id or os.urandom(16).hex()
         if ctx.main:
             ctx.folder.write_json(ctx.folder.run_info, {"id": run_id, "name": ctx.name})
-        outcome, micro = _train_loop(ctx, config, problem, parts, wrapped, precision, state)
+        outcome, micro, extras = _train_loop(ctx, config, problem, parts, wrapped, precision,
+                                             state, phases)
+        final = {}
+        if problem.make_test_evaluate is not None:  # the test split, scored once
+            with phases.phase("eval"):
+                final = problem.make_test_evaluate(parts.model, micro or cfg.batch_size)()
         summary = summarize(config, problem, outcome, parts.model, ctx.device, precision, micro,
                             run_id, ctx.name, ctx.info)
         summary.update(kind=kind, parent_run=parent.run_id if parent else None)
+        summary.update(final)
+        summary.update(extras)
         if ctx.main:
-            save_run(ctx.folder.path, parts.model, run_card(problem, kind, parent, ctx.hooks),
-                     tokenizer=problem.tokenizer)
+            with phases.phase("write"):
+                save_run(ctx.folder.path, parts.model,
+                         run_card(problem, kind, parent, ctx.hooks), tokenizer=problem.tokenizer)
+            summary["seconds"] = phases.breakdown(startup_seconds)
             ctx.folder.write_json(ctx.folder.summary, summary)
             row.finish(summary)
         return RunResult(ctx.folder.path, run_id, summary)
@@ -359,12 +379,14 @@ def _loop_settings(config: TrainConfig) -> LoopSettings:
         epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
         eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
         budget=Budget(cfg.max_time, cfg.max_cost, cfg.price_per_hour),
-        target=parse_target(cfg.target) if cfg.target else None, max_steps=cfg.max_steps)
+        # Checked on the validation split: test_X targets mean val_X (stopping.on_validation).
+        target=on_validation(parse_target(cfg.target)) if cfg.target else None,
+        max_steps=cfg.max_steps)
 
 
 def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: TrainingParts,
-                wrapped: torch.nn.Module, precision: Precision, state: TrainingState
-                ) -> tuple[LoopOutcome, int | None]:
+                wrapped: torch.nn.Module, precision: Precision, state: TrainingState,
+                phases: PhaseClock) -> tuple[LoopOutcome, int | None, dict]:
     """Choose the micro-batch, then run the loop under the signal handlers."""
     cfg, info = config.train, ctx.info
     micro, note = choose_micro_batch(cfg, parts.model, parts.forward_model, parts.loss_of,
@@ -380,18 +402,47 @@ def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: T
         hooks = augmentation(aug).then(hooks)
     stepper = Stepper(parts.forward_model, parts.optimizer, parts.loss_of, precision, micro,
                       cfg.grad_clip, hooks=hooks,
-                      sync_model=wrapped if info.active and cfg.strategy == "ddp" else None)
+                      sync_model=wrapped if info.active and cfg.strategy == "ddp" else None,
+                      on_micro_batch=lambda done, n: ctx.reporter.micro_batch(
+                          state.global_step, done, n))
     settings = _loop_settings(config)
+    steps_left = total_steps(settings, parts.source.steps_per_epoch) - state.global_step
+    extras: dict = {"compile": {"used": bool(cfg.compile), "auto": False}}
+    auto_compile = auto_threads = None
+    if cfg.compile is None and not info.active:  # decided from the first steps' timings
+        auto_compile = stepper = AutoCompile(
+            stepper, steps_left,
+            time_left=cfg.max_time - state.elapsed_seconds if cfg.max_time else None,
+            log=ctx.reporter.log)
+    if cfg.threads is None and ctx.device.type == "cpu" and not info.active and \
+            torch.get_num_threads() > 1:
+        auto_threads = stepper = AutoThreads(stepper, torch.get_num_threads(),
+                                             log=ctx.reporter.log)
+    if ctx.main:
+        stepper = SlowRunNotice(
+            stepper, steps_left, log=ctx.reporter.log,
+            hint="convolutions are slow on a CPU: --model seed-mlp trains in seconds"
+            if problem.arch["family"] == "cnn" and ctx.device.type == "cpu" else "")
+    if settings.target is not None:
+        extras["target_metric"] = settings.target.metric
     with stop_on_signals(ctx.handle_signals) as should_stop:
         io = LoopIO(
-            evaluate=problem.make_evaluate(parts.model, micro or cfg.batch_size),
-            worth_full_eval=problem.make_screen(parts.model, settings.target),
+            evaluate=phases.timed("eval", problem.make_evaluate(parts.model,
+                                                                micro or cfg.batch_size)),
+            worth_full_eval=phases.timed("eval", problem.make_screen(parts.model,
+                                                                     settings.target)),
             on_eval=ctx.folder.append_metrics if ctx.main else (lambda record: None),
-            on_checkpoint=make_checkpointer(ctx.folder, wrapped, parts.optimizer, info,
-                                            cfg.strategy),
+            on_checkpoint=phases.timed("write", make_checkpointer(
+                ctx.folder, wrapped, parts.optimizer, info, cfg.strategy)),
             should_stop=should_stop, clock=ctx.clock, reporter=ctx.reporter, dist=info,
             train_loss_of=lambda v: mean_over_ranks(v, info))
-        return run_loop(stepper, parts.source, settings, state, io, hooks), micro
+        outcome = run_loop(stepper, parts.source, settings, state, io, hooks)
+    if auto_compile is not None:
+        extras.update(auto_compile.report())
+    if auto_threads is not None:
+        extras.update(auto_threads.report(), threads=torch.get_num_threads())
+        auto_threads.restore()
+    return outcome, micro, extras
 
 
 __all__ = ["Parent", "RunResult", "TrainHooks", "train"]

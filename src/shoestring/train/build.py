@@ -117,7 +117,9 @@ def assemble_parts(model: nn.Module, problem: Problem, config: TrainConfig, info
     wrapped = wrap_model(model, info, cfg.strategy, device)
     parts = TrainingParts(
         model=model, forward_model=torch.compile(wrapped) if cfg.compile else wrapped,
-        optimizer=build_optimizer(wrapped, cfg),
+        # One CPU process: torch's fused kernel without torch.optim (no torch._dynamo import).
+        optimizer=build_optimizer(wrapped, cfg, standalone=not info.active and
+                                  device.type == "cpu"),
         source=problem.make_source(cfg.batch_size, cfg.seed, info.rank, info.world),
         loss_of=loss_function(problem.arch["family"], loss_fn(problem.task)))
     if hooks.setup is not None:

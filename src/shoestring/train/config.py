@@ -69,8 +69,10 @@ class DataConfig(_Section):
     text_field: str = Field("text", description="JSONL field holding the text")
     label_field: str = Field("label", description="JSONL field holding the label")
     max_length: int | None = Field(None, ge=2, description="JSONL texts are cut to this many tokens")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0,
-                                description="share of a text corpus held out for validation")
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="validation share: the end of a text corpus; for "
+        "other data, carved from the training split (stratified, seeded) when the run selects "
+        "on held-out data (--target, --recipe) and the source ships no validation split")
 
 
 class TrainSection(_Section):
@@ -95,16 +97,20 @@ class TrainSection(_Section):
     price_per_hour: float | None = Field(
         None, ge=0.0, description="machine price in $/h (default: $SHOESTRING_PRICE_PER_HOUR, "
         "else 0 for a machine you own)")
-    target: str | None = Field(None, description="METRIC=VALUE, e.g. test_accuracy=0.87")
+    target: str | None = Field(None, description="METRIC=VALUE checked on the validation split, "
+                               "e.g. val_accuracy=0.87 (test_X means val_X)")
     recipe: Literal["fast"] | None = Field(
         None, description="'fast': pick batch size and schedule to reach the target soonest")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: measured "
+                                "during training: one or all cores, whichever steps faster)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     eval_iters: int = Field(20, ge=1, description="validation batches per evaluation (text)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto picks the fastest the device supports natively")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: bool | None = Field(None, description="torch.compile the model (default: when "
+                                 "the steps measured early show the run is long enough to pay "
+                                 "for compiling)")
     activation_checkpointing: bool = Field(False, description="recompute block activations "
                                            "in backward to save memory")
     micro_batch_size: int | None = Field(None, ge=1, description="examples per forward pass "

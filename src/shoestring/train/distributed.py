@@ -49,6 +49,19 @@ def info_from_env(environ: Mapping[str, str]) -> DistInfo:
                     restart=int(environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
 
 
+def check_strategy(strategy: str, device: str, cuda_available: bool | None = None) -> None:
+    """Refuse a strategy the machine cannot run, before any worker starts."""
+    if strategy != "fsdp":
+        return
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if device == "cpu" or not cuda_available:
+        where = "--device cpu" if device == "cpu" else "this machine has no CUDA device"
+        raise ShoestringError(f"--strategy fsdp shards the model over GPUs, and {where}",
+                              hint="use --strategy ddp on CPUs (every process keeps a full "
+                              "copy of the model), or run on a machine with GPUs")
+
+
 def init_process_group(info: DistInfo, device: torch.device) -> None:
     if info.active and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

@@ -3,7 +3,9 @@
 Two kinds share the engine:
 
 - *examples*: an in-memory :class:`Dataset` (images, tables, labelled texts),
-  batched by shuffled slices and scored on its test split;
+  batched by shuffled slices, selected on a validation split (the source's own,
+  or carved from the training split when the run stops on a target or follows
+  a recipe) and scored once on its test split;
 - *text*: a tokenized corpus for language modelling, batched as random token
   windows and scored by validation loss.
 
@@ -21,6 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from shoestring.data.holdout import carve_validation
 from shoestring.data.sources import SourceOptions, load_dataset, split_spec
 from shoestring.errors import ShoestringError
 from shoestring.models.card import (
@@ -60,6 +63,8 @@ class Problem:
     make_screen: Callable[[nn.Module, Target | None], Callable[[], bool]] = \
         field(default=lambda model, target: (lambda: True))
     tokenizer: Any = None                    # saved beside the model (text runs)
+    # The test split, scored once after training (None: the loop's evaluation is final).
+    make_test_evaluate: Callable[[nn.Module, int], Callable[[], dict[str, float]]] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -144,6 +149,15 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
 def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device
                       ) -> tuple[Problem, TrainConfig, list[str]]:
     dataset = load_dataset(config.data.source, options)
+    notes = []
+    if dataset.val is None and (config.train.target or config.train.recipe):
+        # Stopping and recipes select the model on held-out data: give them a
+        # validation split of their own, so the test split stays unseen.
+        n, seed = len(dataset.train), config.train.seed
+        dataset = carve_validation(dataset, config.data.val_fraction, seed)
+        notes.append(f"validation: {len(dataset.val):,} of {n:,} training examples held out "
+                     f"(--val-fraction {config.data.val_fraction:g}, seed {seed}) for stopping "
+                     "and target checks; the test split is scored once, at the end")
     config, recipe_notes = apply_recipe(config, len(dataset.train))
     tokens = not dataset.train.x.is_floating_point() and dataset.train.x.dtype != torch.uint8
     shape = DataShape(dataset.input_shape, dataset.num_outputs,
@@ -159,25 +173,35 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         pre = Preprocessing()
         train = TensorDataset(dataset.train.x, dataset.train.y.long())
         test = TensorDataset(dataset.test.x, dataset.test.y.long())
+        val = None if dataset.val is None else TensorDataset(dataset.val.x,
+                                                             dataset.val.y.long())
     else:
         prepared = prepare_tensors(dataset, config.data.normalize)
         train, test, pre = prepared.train, prepared.test, prepared.preprocessing
+        val = prepared.val
     train = TensorDataset(train.x.to(device), train.y.to(device))
     test = TensorDataset(test.x.to(device), test.y.to(device))
+    if val is not None:
+        val = TensorDataset(val.x.to(device), val.y.to(device))
     task = dataset.task
 
     def make_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
-        return lambda: evaluate(model, test, task)
+        # During training only the validation split is scored; a run without
+        # one records its training loss alone until the final test score.
+        return (lambda: evaluate(model, val, task, prefix="val")) if val is not None else dict
+
+    def make_test_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
+        return lambda: evaluate(model, test, task, prefix=dataset.test_split)
 
     def make_screen(model: nn.Module, target: Target | None) -> Callable[[], bool]:
-        if target is None or not target.metric.endswith("accuracy") or \
-                len(test) < 3 * SCREEN_SIZE:
+        if target is None or val is None or not target.metric.endswith("accuracy") or \
+                len(val) < 3 * SCREEN_SIZE:
             return lambda: True
-        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:SCREEN_SIZE]
-        screen = TensorDataset(test.x.index_select(0, pick.to(test.x.device)),
-                               test.y.index_select(0, pick.to(test.y.device)))
+        pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:SCREEN_SIZE]
+        screen = TensorDataset(val.x.index_select(0, pick.to(val.x.device)),
+                               val.y.index_select(0, pick.to(val.y.device)))
         floor = target.value - screening_margin(target.value, SCREEN_SIZE)
-        return lambda: evaluate(model, screen, task)[target.metric] >= floor
+        return lambda: evaluate(model, screen, task, prefix="val")[target.metric] >= floor
 
     tokenizer = getattr(dataset, "tokenizer", None) if tokens else None
     d = config.data
@@ -198,5 +222,6 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
                       n_train=len(train), tokens_per_example=0,
                       make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
                                                                               rank, world),
-                      make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer)
+                      make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer,
+                      make_test_evaluate=make_test_evaluate, notes=notes)
     return problem, config, recipe_notes

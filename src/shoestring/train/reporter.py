@@ -15,6 +15,9 @@ class Reporter(Protocol):
     def update(self, step: int, *, loss: float, samples_per_second: float,
                cost_usd: float) -> None: ...
 
+    def micro_batch(self, step: int, done: int, total: int) -> None:
+        """``done`` of ``total`` micro-batches of optimizer step ``step + 1`` are through."""
+
     def log(self, message: str) -> None: ...
 
     def warn(self, message: str) -> None: ...
@@ -28,6 +31,7 @@ class SilentReporter:
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.messages: list[str] = []
+        self.micro_batches: list[tuple[int, int, int]] = []
 
     def start(self, total_steps: int, completed: int, description: str) -> None:
         pass
@@ -35,6 +39,9 @@ class SilentReporter:
     def update(self, step: int, *, loss: float, samples_per_second: float,
                cost_usd: float) -> None:
         pass
+
+    def micro_batch(self, step: int, done: int, total: int) -> None:
+        self.micro_batches.append((step, done, total))
 
     def log(self, message: str) -> None:
         self.messages.append(message)

@@ -13,6 +13,7 @@ optimizer step.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,7 +32,8 @@ def loss_function(family: str, criterion) -> LossOf:
 class Stepper:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_of: LossOf,
                  precision: Precision, micro_batch: int | None, grad_clip: float | None,
-                 sync_model: nn.Module | None = None, hooks: TrainHooks = NO_HOOKS) -> None:
+                 sync_model: nn.Module | None = None, hooks: TrainHooks = NO_HOOKS,
+                 on_micro_batch: Callable[[int, int], None] | None = None) -> None:
         self.model = model              # what forward runs (maybe DDP/compiled/wrapped)
         self.optimizer = optimizer
         self.loss_of = hooks.loss_of(loss_of)
@@ -42,6 +44,7 @@ class Stepper:
         self.sync_model = sync_model    # a DDP module whose no_sync() skips all-reduces
         self.after_backward, self.after_step = hooks.after_backward, hooks.after_step
         self.plain = precision.dtype is None and grad_clip is None
+        self.on_micro_batch = on_micro_batch  # (done, total) after each accumulated micro-batch
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         n = len(x)
@@ -77,6 +80,8 @@ class Stepper:
                 else:
                     loss.backward()
             total = total + loss.detach().float().cpu()
+            if self.on_micro_batch is not None:
+                self.on_micro_batch(j + 1, len(starts))
         if self.scaler is not None and (self.grad_clip is not None or
                                         self.after_backward is not None):
             self.scaler.unscale_(self.optimizer)

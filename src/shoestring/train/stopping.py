@@ -33,21 +33,34 @@ class Target:
 
 
 def parse_target(text: str) -> Target:
-    """``"test_accuracy=0.87"`` → ``Target("test_accuracy", 0.87)``."""
+    """``"val_accuracy=0.87"`` → ``Target("val_accuracy", 0.87)``."""
     metric, sep, value = text.partition("=")
     metric = metric.strip()
     if not sep or not metric:
         raise ShoestringError(f"target {text!r} is not METRIC=VALUE",
-                              hint="write e.g. --target test_accuracy=0.87")
+                              hint="write e.g. --target val_accuracy=0.87")
     try:
         number = float(value)
     except ValueError:
         raise ShoestringError(f"target value {value!r} in {text!r} is not a number",
-                              hint="write e.g. --target test_accuracy=0.87") from None
+                              hint="write e.g. --target val_accuracy=0.87") from None
     if not metric.startswith(("test_", "val_")):
         raise ShoestringError(f"target metric {metric!r} is not a held-out metric",
-                              hint="use test_accuracy, test_loss, test_mse or val_loss")
+                              hint="use val_accuracy, val_loss or val_mse (checked on the "
+                              "validation split)")
     return Target(metric, number)
+
+
+def on_validation(target: Target) -> Target:
+    """The target as checked during training: on the validation split.
+
+    Stopping when a *test* metric crosses a value would select the model on the
+    test split, which then no longer estimates unseen data; ``test_X`` targets
+    are therefore checked as ``val_X`` and the test split is scored once, at the end.
+    """
+    if target.metric.startswith("test_"):
+        return Target("val_" + target.metric[len("test_"):], target.value)
+    return target
 
 
 def cost_usd(seconds: float, price_per_hour: float) -> float:

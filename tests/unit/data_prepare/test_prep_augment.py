@@ -8,6 +8,9 @@ import torch
 from shoestring.data.augment import TA_OPS, _photometric, build_augmentation, parse_augment
 from shoestring.errors import ConfigError
 
+# Compares floating-point results: run again on AVX2 kernels by `make test`.
+pytestmark = pytest.mark.numerics
+
 
 def batch(n=16, c=1, side=12):
     return torch.rand(n, c, side, side, generator=torch.Generator().manual_seed(0))

@@ -8,6 +8,9 @@ import torch
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.models.encoder import Encoder, EncoderConfig
 
+# Compares floating-point results: run again on AVX2 kernels by `make test`.
+pytestmark = pytest.mark.numerics
+
 
 def tiny(**kw) -> EncoderConfig:
     base = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 12, "vocab_size": 40,

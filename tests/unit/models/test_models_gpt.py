@@ -12,6 +12,9 @@ from shoestring.models.layers import apply_rope, rope_tables
 from shoestring.models.presets import GPT_PRESETS
 from shoestring.models.run_folder import load_run, save_run
 
+# Compares floating-point results: run again on AVX2 kernels by `make test`.
+pytestmark = pytest.mark.numerics
+
 
 def tiny(**kw) -> GPTConfig:
     base = {"n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16, "vocab_size": 37}
@@ -197,3 +200,30 @@ def test_tied_and_untied_models_save_and_load_through_safetensors(tmp_path, opti
     idx = torch.randint(0, 11, (1, 8))
     torch.testing.assert_close(run.model(idx)[0], model.eval()(idx)[0])
     assert run.card.architecture.params["tie_embeddings"] == (not options)
+
+
+
+def test_key_bias_has_an_exactly_zero_gradient_without_rope():
+    # Softmax ignores a constant added to a row of scores, and q·b_k is such a
+    # constant: the key bias cannot change the output, so it must not move
+    # (its computed gradient would be rounding noise that differs per CPU).
+    torch.manual_seed(0)
+    m = GPT(tiny(n_kv_head=2))
+    idx, tgt = torch.randint(0, 37, (2, 16)), torch.randint(0, 37, (2, 16))
+    m(idx, tgt)[1].backward()
+    g = m.blocks[0].attn.c_attn.bias.grad
+    q, k = 32, 16
+    assert torch.equal(g[q:q + k], torch.zeros(k))
+    assert g[:q].abs().sum() > 0 and g[q + k:].abs().sum() > 0
+    with torch.no_grad():
+        before = m(idx)[0]
+        m.blocks[0].attn.c_attn.bias[q:q + k] += 5.0
+        torch.testing.assert_close(m(idx)[0], before, atol=1e-4, rtol=1e-4)
+
+
+def test_key_bias_trains_under_rope_where_it_matters():
+    torch.manual_seed(0)
+    m = GPT(tiny(pos="rope"))
+    idx, tgt = torch.randint(0, 37, (2, 16)), torch.randint(0, 37, (2, 16))
+    m(idx, tgt)[1].backward()
+    assert m.blocks[0].attn.c_attn.bias.grad[32:64].abs().sum() > 0
