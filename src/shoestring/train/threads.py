@@ -28,6 +28,10 @@ REPROBE_S = 30.0       # how often the choice is measured again
 # More threads must win by this factor to be kept: fewer threads leave a core
 # to the rest of the machine and suffer less when load arrives.
 MANY_MUST_WIN_BY = 1.10
+# A first comparison this lopsided decides at once: under contention the slow
+# setting's blocks are what the probe costs (2 steps at 380 ms instead of 10 ms).
+DECISIVE = 2.0
+PROBE_ORDER = (1, 0)  # one thread first, then all cores (0 stands for "many")
 
 
 class AutoThreads:
@@ -40,7 +44,7 @@ class AutoThreads:
         self.set_threads = set_threads
         self.current = self.chosen = many
         self.warm = 0
-        self.plan: list[int] = [many, 1, many, 1]
+        self.plan: list[int] = self._new_plan()
         self.timings: dict[int, list[float]] = {}
         self.block_s, self.block_steps = 0.0, 0
         self.next_probe = 0.0
@@ -62,7 +66,7 @@ class AutoThreads:
             self.warm += 1
             return self.stepper(x, y, *rest)
         if not self.plan and self.clock() >= self.next_probe:
-            self.plan, self.timings = [self.many, 1, self.many, 1], {}
+            self.plan, self.timings = self._new_plan(), {}
         if not self.plan:
             return self.stepper(x, y, *rest)
         self._use(self.plan[0])
@@ -74,9 +78,19 @@ class AutoThreads:
             n = self.plan.pop(0)
             self.timings.setdefault(n, []).append(self.block_s / self.block_steps)
             self.block_s, self.block_steps = 0.0, 0
-            if not self.plan:
+            if not self.plan or self._decisive():
+                self.plan = []
                 self._decide()
         return loss
+
+    def _new_plan(self) -> list[int]:
+        return [n or self.many for n in PROBE_ORDER * 2]
+
+    def _decisive(self) -> bool:
+        if 1 not in self.timings or self.many not in self.timings:
+            return False
+        one, many = self.timings[1][0], self.timings[self.many][0]
+        return max(one, many) > DECISIVE * min(one, many)
 
     def _decide(self) -> None:
         one, many = min(self.timings[1]), min(self.timings[self.many])
@@ -89,6 +103,10 @@ class AutoThreads:
         self.chosen = best
         self.choices += 1
         self.next_probe = self.clock() + REPROBE_S
+
+    def restore(self) -> None:
+        """Give the process back the thread count it had (a notebook trains again)."""
+        self._use(self.many)
 
     def report(self) -> dict:
         """For the summary: the probe's timings (ms per step by thread count)."""

@@ -14,10 +14,12 @@ class FakeMachine:
     def __init__(self, cost: dict[int, float]) -> None:
         self.now, self.cost, self.threads, self.steps = 0.0, cost, 2, 0
         self.optimizer = "the optimizer"
+        self.on = {1: 0, 2: 0}
 
     def __call__(self, x, y):
         self.now += self.cost[self.threads]
         self.steps += 1
+        self.on[self.threads] += 1
         return torch.tensor(0.0)
 
     def set_threads(self, n: int) -> None:
@@ -41,6 +43,8 @@ def test_contended_cores_choose_one_thread():
     assert m.threads == 1 and a.optimizer == "the optimizer"
     assert a.report()["threads_probe_ms"] == {"1": 3.0, "2": 30.0}
     assert len(logs) == 1 and "threads: 1" in logs[0]
+    # Two warm-up steps, then one block of two slow steps decides: the probe is cheap.
+    assert m.on[2] == 2 + 2
 
 
 def test_quiet_cores_keep_all_threads_only_when_clearly_faster():
