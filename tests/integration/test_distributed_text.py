@@ -55,6 +55,8 @@ def assert_close(a: Path, b: Path, atol: float = 2e-5) -> None:
         torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-4, msg=k)
 
 
+# Six training runs, three of them torchrun launches: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_ddp_two_processes_match_one_and_resume_across_world_sizes(tmp_path, corpus):
     data = ["--data", f"text:{corpus}"]
     run(tmp_path, *data, *GPT, "--max-steps", "12", "--out", "one")
