@@ -13,6 +13,7 @@ from typing import Any
 from shoestring.ledger.runs import RunLedger
 from shoestring.train.api import train
 from shoestring.train.config import resolve_config
+from shoestring.train.evaluate import headline
 from shoestring.train.reporter import Reporter
 
 # Digits has 1,437 training images; 30 epochs of the seed MLP take a few
@@ -27,10 +28,10 @@ def corpus_path() -> Path:
     return Path(str(resources.files("shoestring.data") / "corpora" / "shakespeare-excerpt.txt"))
 
 
-def _train_stage(cfg_dict: dict, what: str, metric: str, ledger, reporter) -> dict[str, Any]:
+def _train_stage(cfg_dict: dict, what: str, ledger, reporter) -> dict[str, Any]:
     result = train(resolve_config(cfg_dict), ledger=ledger, reporter=reporter)
     s = result.summary
-    return {"stage": "train", "what": what, "result": f"{metric} {s[metric]:.4f}",
+    return {"stage": "train", "what": what, "result": headline(s),
             "seconds": s["train_seconds"], "cost_usd": s["cost_usd"],
             "where": str(result.out_dir), "summary": s}
 
@@ -63,7 +64,7 @@ def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
          "train": {"epochs": QUICKSTART_EPOCHS, "batch_size": 128, "lr": 1e-3,
                    "optimizer": "adam", "seed": 0},
          "out": str(out_root / f"quickstart-seed-mlp-digits-{stamp}")},
-        "seed-mlp on digits", "test_accuracy", ledger, reporter)]
+        "seed-mlp on digits", ledger, reporter)]
     stages.append(_serve_stage(Path(stages[0]["where"]), out_root, ledger))
     if lm_steps > 0:
         lm = _train_stage(
@@ -72,7 +73,7 @@ def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
              "train": {"batch_size": 12, "max_steps": lm_steps, "lr": 1e-3,
                        "optimizer": "adamw", "seed": 0, "eval_iters": 10},
              "out": str(out_root / f"quickstart-gpt-nano-shakespeare-{stamp}")},
-            "gpt-nano on a Shakespeare excerpt", "val_loss", ledger, reporter)
+            "gpt-nano on a Shakespeare excerpt", ledger, reporter)
         lm["result"] += f", {lm['summary']['tokens_per_second']:,.0f} tokens/s"
         stages.append(lm)
     return {"stages": stages, "total_seconds": time.perf_counter() - t0}

@@ -75,6 +75,16 @@ class Preprocessing:
         flat.sub_(torch.tensor(self.mean, dtype=x.dtype)).div_(torch.tensor(self.std, dtype=x.dtype))
         return x
 
+    def scale_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Regression targets ``[n, k]`` in data units → the units the model learns
+        (the inverse of :meth:`targets_from_outputs`)."""
+        if self.target_mean is None or self.target_std is None:
+            return y
+        import torch
+
+        return (y - torch.tensor(self.target_mean, dtype=y.dtype, device=y.device)) \
+            / torch.tensor(self.target_std, dtype=y.dtype, device=y.device)
+
     def targets_from_outputs(self, out: torch.Tensor) -> torch.Tensor:
         """Regression outputs ``[n, k]`` in target units (identity unless targets were
         standardized)."""
@@ -82,8 +92,8 @@ class Preprocessing:
             return out
         import torch
 
-        return out * torch.tensor(self.target_std, dtype=out.dtype) + \
-            torch.tensor(self.target_mean, dtype=out.dtype)
+        return out * torch.tensor(self.target_std, dtype=out.dtype, device=out.device) + \
+            torch.tensor(self.target_mean, dtype=out.dtype, device=out.device)
 
     def to_dict(self) -> dict:
         def listed(v):

@@ -42,9 +42,9 @@ def test_a_test_target_is_checked_on_validation_and_test_is_scored_once(tmp_path
     splits = []
     real = problem.evaluate
 
-    def counting(model, data, task, prefix="test"):
+    def counting(model, data, task, prefix="test", **kwargs):
         splits.append(prefix)
-        return real(model, data, task, prefix=prefix)
+        return real(model, data, task, prefix=prefix, **kwargs)
 
     monkeypatch.setattr(problem, "evaluate", counting)
     s = train(cfg(tmp_path / "run", target="test_accuracy=0.8", eval_every=5)).summary

@@ -26,9 +26,10 @@ Examples:
 
 
 def _print_summary(c: CliContext, s: dict, out_dir) -> None:
-    metric = next((m for m in ("test_accuracy", "test_mse", "val_accuracy", "val_mse",
-                               "val_loss") if m in s), None)
-    shown = f"{metric} {s[metric]:.4f}, " if metric else ""
+    from shoestring.train.evaluate import headline
+
+    shown = headline(s)
+    shown = f"{shown}, " if shown else ""
     speed = f"{s['tokens_per_second']:,.0f} tokens/s" if s.get("tokens_per_second") else \
         f"{s['samples_per_second']:,.0f} samples/s"
     epochs = f", {s['epochs_run']} epochs" if s.get("epochs_run") is not None else ""

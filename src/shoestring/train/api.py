@@ -65,6 +65,7 @@ from shoestring.train.engine import total_steps
 from shoestring.train.eta import SlowRunNotice
 from shoestring.train.phases import PhaseClock
 from shoestring.train.stopping import Budget, cost_usd, on_validation, parse_target
+from shoestring.train.table_defaults import TABLE_DEFAULT_FIELDS
 from shoestring.train.threads import AutoThreads
 
 # Fields a resumed run may change: budgets and resources, not what is being trained.
@@ -107,14 +108,15 @@ class RunContext:
         return self.info.is_main
 
 
-def _config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
+def _config_differences(a: dict, b: dict, prefix: tuple = (),
+                        derived: frozenset = frozenset()) -> list[str]:
     diffs = []
     for key in sorted(set(a) | set(b)):
         path = prefix + (key,)
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            diffs += _config_differences(va, vb, path)
-        elif va != vb and path not in RESUMABLE_CHANGES:
+            diffs += _config_differences(va, vb, path, derived)
+        elif va != vb and path not in RESUMABLE_CHANGES and path not in derived:
             diffs.append(f"{'.'.join(path)}: checkpointed run has {va!r}, now {vb!r}")
     return diffs
 
@@ -147,7 +149,12 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
     """Refuse a resume that would change what is trained; return a finished summary."""
     if config.resume and folder.config.exists():
         saved = resolve_config(read_toml(folder.config))
-        diffs = _config_differences(saved.model_dump(mode="json"), config.model_dump(mode="json"))
+        # Table defaults derive these from the data when unset; the saved run holds
+        # what they derived, and deriving again from the same data gives the same.
+        derived = frozenset(("train", f) for f in TABLE_DEFAULT_FIELDS
+                            if f not in config.train.model_fields_set)
+        diffs = _config_differences(saved.model_dump(mode="json"), config.model_dump(mode="json"),
+                                    derived=derived)
         if diffs:
             raise ConfigError(diffs, hint="resume with the run's own settings: drop the changed "
                               "flags, or start a new run with another --out")

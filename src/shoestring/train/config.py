@@ -58,9 +58,10 @@ class DataConfig(_Section):
         None, description="inferred from the data when unset")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0,
                                  description="hold-out share for sources without a test split")
-    normalize: Literal["scale", "standardize", "none"] = Field(
-        "scale", description="scale: raw × source scale (e.g. /255); standardize: also z-score "
-        "per feature with training-split statistics")
+    normalize: Literal["auto", "scale", "standardize", "none"] = Field(
+        "auto", description="auto: standardize tables, scale images; scale: raw × source "
+        "scale (e.g. /255); standardize: also z-score per feature with training-split "
+        "statistics; none: raw values. Regression targets are standardized unless none")
     augment: str | None = Field(
         None, description="training-time augmentation, e.g. 'crop,rotate,flip' or 'trivial'")
     tokenizer: Literal["char", "byte", "bpe"] | None = Field(

@@ -8,7 +8,7 @@ from typing import Any
 from shoestring.data.sources import SourceOptions, load_dataset
 from shoestring.errors import ShoestringError
 from shoestring.models.run_folder import load_run
-from shoestring.train.evaluate import evaluate
+from shoestring.train.evaluate import baseline_metrics, evaluate
 from shoestring.types import Task, TensorDataset
 
 
@@ -50,5 +50,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
     pre = card.preprocessing.to_preprocessing()
     x = raw.x if card.takes_tokens else pre.apply(raw.x)
     y = raw.y.long() if task is Task.classification else raw.y.float().reshape(len(raw), -1)
-    metrics = evaluate(run.model, TensorDataset(x, y), task, prefix=split)
-    return {"run": str(run_dir), "data": spec, "split": split, "examples": len(raw), **metrics}
+    scored = TensorDataset(x, y)
+    metrics = evaluate(run.model, scored, task, prefix=split, preprocessing=pre)
+    # The baseline learns from the source's training split, as the model did.
+    baseline = baseline_metrics(dataset.train.y, scored, task, dataset.class_names, prefix=split)
+    return {"run": str(run_dir), "data": spec, "split": split, "examples": len(raw), **metrics,
+            **baseline}

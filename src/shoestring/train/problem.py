@@ -41,9 +41,10 @@ from shoestring.train.batches import BatchSource, TensorBatches, WindowBatches
 from shoestring.train.config import TrainConfig
 from shoestring.train.distributed import DistInfo, barrier
 from shoestring.train.engine import SCREEN_SIZE, screening_margin
-from shoestring.train.evaluate import evaluate
+from shoestring.train.evaluate import baseline_metrics, evaluate
 from shoestring.train.recipe import apply_recipe
 from shoestring.train.stopping import Target
+from shoestring.train.table_defaults import table_defaults
 from shoestring.train.tensors import prepare_tensors
 from shoestring.types import Preprocessing, Task, TensorDataset
 
@@ -66,6 +67,7 @@ class Problem:
     # The test split, scored once after training (None: the loop's evaluation is final).
     make_test_evaluate: Callable[[nn.Module, int], Callable[[], dict[str, float]]] | None = None
     notes: list[str] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)  # see evaluate.baseline_metrics
 
 
 def _is_text_corpus(spec: str) -> bool:
@@ -149,7 +151,7 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
 def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device
                       ) -> tuple[Problem, TrainConfig, list[str]]:
     dataset = load_dataset(config.data.source, options)
-    notes = []
+    notes: list[str] = []
     if dataset.val is None and (config.train.target or config.train.recipe):
         # Stopping and recipes select the model on held-out data: give them a
         # validation split of their own, so the test split stays unseen.
@@ -158,8 +160,11 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         notes.append(f"validation: {len(dataset.val):,} of {n:,} training examples held out "
                      f"(--val-fraction {config.data.val_fraction:g}, seed {seed}) for stopping "
                      "and target checks; the test split is scored once, at the end")
-    config, recipe_notes = apply_recipe(config, len(dataset.train))
     tokens = not dataset.train.x.is_floating_point() and dataset.train.x.dtype != torch.uint8
+    if not tokens and len(dataset.input_shape) == 1 and config.train.recipe is None:
+        config, table_notes = table_defaults(config, len(dataset.train))
+        notes += table_notes
+    config, recipe_notes = apply_recipe(config, len(dataset.train))
     shape = DataShape(dataset.input_shape, dataset.num_outputs,
                       vocab_size=getattr(dataset, "vocab_size", None) or None,
                       pad_id=getattr(dataset, "pad_id", None))
@@ -179,19 +184,28 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         prepared = prepare_tensors(dataset, config.data.normalize)
         train, test, pre = prepared.train, prepared.test, prepared.preprocessing
         val = prepared.val
+        if config.data.normalize == "auto":
+            notes.append(f"inputs: {prepared.normalize}"
+                         + (" (per feature, training-split statistics)"
+                            if prepared.normalize == "standardize" else "")
+                         + ("; regression targets standardized, predictions mapped back"
+                            if pre.target_mean is not None else ""))
+    task = dataset.task
+    baseline = baseline_metrics(dataset.train.y, test, task, dataset.class_names,
+                                prefix=dataset.test_split)
     train = TensorDataset(train.x.to(device), train.y.to(device))
     test = TensorDataset(test.x.to(device), test.y.to(device))
     if val is not None:
         val = TensorDataset(val.x.to(device), val.y.to(device))
-    task = dataset.task
 
     def make_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
         # During training only the validation split is scored; a run without
         # one records its training loss alone until the final test score.
-        return (lambda: evaluate(model, val, task, prefix="val")) if val is not None else dict
+        return (lambda: evaluate(model, val, task, prefix="val", preprocessing=pre)) \
+            if val is not None else dict
 
     def make_test_evaluate(model: nn.Module, eval_batch: int) -> Callable[[], dict[str, float]]:
-        return lambda: evaluate(model, test, task, prefix=dataset.test_split)
+        return lambda: evaluate(model, test, task, prefix=dataset.test_split, preprocessing=pre)
 
     def make_screen(model: nn.Module, target: Target | None) -> Callable[[], bool]:
         if target is None or val is None or not target.metric.endswith("accuracy") or \
@@ -201,7 +215,8 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         screen = TensorDataset(val.x.index_select(0, pick.to(val.x.device)),
                                val.y.index_select(0, pick.to(val.y.device)))
         floor = target.value - screening_margin(target.value, SCREEN_SIZE)
-        return lambda: evaluate(model, screen, task, prefix="val")[target.metric] >= floor
+        return lambda: evaluate(model, screen, task, prefix="val",
+                                preprocessing=pre)[target.metric] >= floor
 
     tokenizer = getattr(dataset, "tokenizer", None) if tokens else None
     d = config.data
@@ -223,5 +238,5 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
                       make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
                                                                               rank, world),
                       make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer,
-                      make_test_evaluate=make_test_evaluate, notes=notes)
+                      make_test_evaluate=make_test_evaluate, notes=notes, baseline=baseline)
     return problem, config, recipe_notes

@@ -131,7 +131,7 @@ def summarize(config: TrainConfig, problem, outcome, model, device: torch.device
         "device": str(device), "device_name": device_name(device), "world_size": info.world,
         "precision": precision.name, "threads": torch.get_num_threads(),
         "peak_memory_bytes": peak_memory_bytes(device),
-        "train_loss": outcome.train_loss, **outcome.last_metrics,
+        "train_loss": outcome.train_loss, **outcome.last_metrics, **problem.baseline,
     }
     if problem.tokens_per_example:
         tps = eps * problem.tokens_per_example

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Same floor as shoestring.train.tensors.MIN_STD: constant features (MNIST's
-# blank corners) must not divide by zero.
+# The rule of shoestring.train.tensors.MIN_STD: constant features (MNIST's
+# blank corners) get std 1, as in scikit-learn's StandardScaler, instead of
+# dividing a value that is non-zero only outside the training split by ~0.
 MIN_STD = 1e-6
 
 
@@ -41,8 +42,8 @@ class RunningStats:
         self.n = n
 
     def std(self) -> np.ndarray:
-        """Population standard deviation (what ``fit_preprocessing`` computes)."""
-        return np.maximum(np.sqrt(self.m2 / max(self.n, 1)), MIN_STD)
+        """Population standard deviation (before any floor)."""
+        return np.sqrt(self.m2 / max(self.n, 1))
 
 
 def summarize(stats: RunningStats, scale: float, item_shape: tuple[int, ...],
@@ -52,6 +53,7 @@ def summarize(stats: RunningStats, scale: float, item_shape: tuple[int, ...],
         return {"count": 0, "scale": scale}
     mean = stats.mean * scale
     std = stats.std() * scale
+    std = np.where(std < MIN_STD, 1.0, std)  # what ``fit_preprocessing`` computes
     out = {"count": stats.n, "scale": scale, "mean": mean.tolist(), "std": std.tolist()}
     if kind == "image":
         c = item_shape[0]
