@@ -77,10 +77,23 @@ def greedy_stars(n: int, pairs: np.ndarray, priority: np.ndarray) -> np.ndarray:
 
 def decide(digests: np.ndarray, near_pairs: np.ndarray, near_sim: np.ndarray,
            priority: np.ndarray, *, remove_exact: bool, remove_near: bool,
-           max_cluster: int) -> DedupResult:
-    """Decisions for ``n = len(digests)`` records given verified near pairs."""
+           max_cluster: int, exempt: np.ndarray | None = None) -> DedupResult:
+    """Decisions for ``n = len(digests)`` records given verified near pairs.
+
+    ``exempt`` records are nobody's duplicate: each is its own exact group and
+    near pairs touching it are ignored, so they are kept and split freely.
+    """
     n = len(digests)
     egroup, erep = exact_groups(digests, priority)
+    if exempt is not None and exempt.any():
+        alone = np.flatnonzero(exempt[erep])  # decided per group, by its representative
+        egroup, erep = egroup.copy(), erep.copy()
+        egroup[alone] = egroup.max() + 1 + np.arange(len(alone))
+        egroup = np.unique(egroup, return_inverse=True)[1].astype(np.int64)  # no empty ids
+        erep[alone] = alone
+        if len(near_pairs):
+            touching = exempt[near_pairs[:, 0]] | exempt[near_pairs[:, 1]]
+            near_pairs, near_sim = near_pairs[~touching], near_sim[~touching]
     reason = np.zeros(n, dtype=np.int8)
     if remove_exact:
         reason[erep != np.arange(n)] = EXACT

@@ -30,8 +30,13 @@ class DetectConfig(_Strict):
     label_field: str | None = Field(
         None, description="JSONL label field, or the CSV/Parquet column to predict "
         "(images take labels from folder names or IDX label files)")
-    text_unit: Literal["line", "file"] = Field(
-        "line", description="text: sources: one document per line, or per .txt file")
+    text_unit: Literal["auto", "line", "paragraph", "file"] = Field(
+        "auto", description="text: sources: the record (and unit of deduplication): a line, a "
+        "paragraph (lines up to a blank line) or a whole .txt file; auto: paragraph when "
+        "blank lines separate blocks of several lines (plays, books), else line")
+    dedup_min_chars: int = Field(
+        64, ge=0, description="text: sources: units shorter than this many characters are "
+        "never removed as duplicates (a speaker tag or '[Exit.]' recurs by design)")
     near_threshold: float = Field(
         0.8, gt=0.0, le=1.0, description="text near-duplicates: word n-gram Jaccard at or "
         "above this (every candidate verified by its true Jaccard)")

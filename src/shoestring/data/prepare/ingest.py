@@ -39,6 +39,7 @@ class Ingested:
     pii_records: int = 0
     pii_examples: dict = field(default_factory=dict)
     converted: int = 0
+    text_chars: np.ndarray | None = None  # text: characters, whitespace runs as one
 
 
 def ingest(source: RecordSource, work: Path, *, chunk: int, rules: Rules, near: bool,
@@ -53,7 +54,7 @@ def ingest(source: RecordSource, work: Path, *, chunk: int, rules: Rules, near: 
                                                                   lsh_recall),
                               ngram=ngram, num_perm=num_perm)
     out = Ingested(staging, np.empty((0, 16), np.uint8), index, None)
-    digests, hashes = [], []
+    digests, hashes, chars = [], [], []
     with open(quarantine, "a", encoding="utf-8") if quarantine else nullcontext() as qfile:
         for raw in source.batches(chunk):
             out.input += len(raw) + len(raw.rejects)
@@ -73,6 +74,8 @@ def ingest(source: RecordSource, work: Path, *, chunk: int, rules: Rules, near: 
                     batch.texts = rewritten
             if source.kind == "text":
                 digests.append(text_digests(originals))
+                chars.append(np.fromiter((len(" ".join(t.split())) for t in originals),
+                                         np.int64, len(originals)))
                 if index is not None:
                     index.add(originals)
             else:
@@ -84,6 +87,8 @@ def ingest(source: RecordSource, work: Path, *, chunk: int, rules: Rules, near: 
     out.digests = np.concatenate(digests) if digests else np.empty((0, 16), np.uint8)
     if hashes:
         out.phashes = np.concatenate(hashes)
+    if source.kind == "text":
+        out.text_chars = np.concatenate(chars) if chars else np.empty(0, np.int64)
     return out
 
 

@@ -183,9 +183,10 @@ def _decide_and_write(config: PrepareConfig, source: RecordSource, work: Path, i
     priority = np.where(st.given == GIVEN_TEST, 0, 1).astype(np.int64) * n + np.arange(n)
     near = _near(config, ing)
     remove = not config.keep_duplicates
+    exempt = _short_units(config, source, ing)
     dd = cl.decide(ing.digests, near.pairs, near.similarity, priority,
                    remove_exact=remove and config.exact, remove_near=remove and config.near,
-                   max_cluster=config.max_cluster)
+                   max_cluster=config.max_cluster, exempt=exempt)
     space = label_space(st.label_codes, source.kind, config.task)
     y = space.y(st.codes)
     reason = dd.reason.copy()
@@ -213,7 +214,31 @@ def _decide_and_write(config: PrepareConfig, source: RecordSource, work: Path, i
     decisions = Decisions(reason=reason, dedup=dd, group=groups, kept=kept, splits=splits,
                           y=y, space=space, near=near, issues=issues, use_given=use_given,
                           across=cl.cross_split_relations(kept_mask, split_of, dd))
-    return write_output(config, source, work, ing, decisions)
+    report = write_output(config, source, work, ing, decisions)
+    if source.text_unit is not None:
+        report["text"] = _text_report(config, source, ing, priority, exempt)
+    return report
+
+
+def _short_units(config: PrepareConfig, source: RecordSource, ing: Ingested
+                 ) -> np.ndarray | None:
+    """``text:`` units too short to be judged duplicates (speaker tags, stage directions)."""
+    if source.text_unit is None or ing.text_chars is None or config.dedup_min_chars == 0:
+        return None
+    return ing.text_chars < config.dedup_min_chars
+
+
+def _text_report(config: PrepareConfig, source: RecordSource, ing: Ingested,
+                 priority: np.ndarray, exempt: np.ndarray | None) -> dict:
+    """What the unit of a ``text:`` corpus was, why, and what the exemption kept."""
+    from shoestring.data.prepare.exact import exact_groups
+
+    short = exempt if exempt is not None else np.zeros(ing.staging.n, dtype=bool)
+    rep = exact_groups(ing.digests, priority)[1]
+    repeats = short & (rep != np.arange(len(rep)))
+    return {"unit": source.text_unit, "why": source.notes[0] if source.notes else "",
+            "dedup_min_chars": config.dedup_min_chars, "short_units": int(short.sum()),
+            "short_repeats_kept": int(repeats.sum())}
 
 
 def _label_issues(config: PrepareConfig, source: RecordSource, st, y: np.ndarray,

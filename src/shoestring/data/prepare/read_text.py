@@ -1,8 +1,14 @@
-"""Text records: ``text:PATH`` (a .txt file or a folder of them; one document per
-line, or per file) and ``jsonl:PATH`` (a .jsonl file or a folder; one record per
-line). Lines are read as bytes and decoded one at a time, so a line that is not
-UTF-8 is quarantined with its file and line number instead of stopping the run.
-Blank lines separate records; they are not records.
+"""Text records: ``text:PATH`` (a .txt file or a folder of them; one record per
+line, per paragraph or per file) and ``jsonl:PATH`` (a .jsonl file or a folder;
+one record per line). Text is read as bytes and decoded one record at a time,
+so a record that is not UTF-8 is quarantined with its file and line number
+instead of stopping the run. Blank lines separate records; they are not records.
+
+The record of a ``text:`` source is also its unit of deduplication, so the
+choice decides what a corpus keeps: deduplicating a play line by line drops
+every repeated speaker tag (33,144 of 146,528 lines of the complete
+Shakespeare). ``auto`` therefore reads paragraphs when blank lines separate
+blocks of several lines, and lines otherwise (one document per line).
 """
 
 from __future__ import annotations
@@ -62,14 +68,53 @@ class _Collector:
                      rejects=self.rejects)
 
 
+# ``auto`` looks at this much of the corpus; lines per block at or above
+# PARAGRAPH_LINES mean prose or verse laid out in paragraphs.
+SAMPLE_BYTES = 4 << 20
+PARAGRAPH_LINES = 1.5
+
+
+def choose_text_unit(files: tuple[Path, ...], sample_bytes: int = SAMPLE_BYTES
+                     ) -> tuple[str, str]:
+    """``("paragraph" | "line", why)`` from the layout of the first ``sample_bytes``."""
+    lines = blocks = gaps = 0
+    left = sample_bytes
+    for f in files:
+        with open(f, "rb") as fh:
+            head = fh.read(left)
+        left -= len(head)
+        in_block, file_blocks = False, 0
+        for raw in head.splitlines():
+            if raw.strip():
+                lines += 1
+                file_blocks += not in_block
+                in_block = True
+            else:
+                in_block = False
+        blocks += file_blocks
+        gaps += max(file_blocks - 1, 0)  # blank lines between text, not at the ends
+        if left <= 0:
+            break
+    per_block = lines / blocks if blocks else 0.0
+    if gaps == 0:
+        return "line", "auto: no blank lines between lines, so one document per line"
+    if per_block >= PARAGRAPH_LINES:
+        return "paragraph", (f"auto: blank lines separate blocks of {per_block:.1f} lines on "
+                             "average")
+    return "line", f"auto: blocks average {per_block:.1f} lines, so one record per line"
+
+
 def text_source(spec: str, path: Path, unit: str) -> RecordSource:
     files = _files(path, (".txt",), "text")
+    why = "set by text_unit"
+    if unit == "auto":
+        unit, why = choose_text_unit(files)
+    readers = {"file": _whole_files, "paragraph": _paragraphs, "line": _lines}
 
     def batches(chunk: int) -> Iterator[Batch]:
         col = _Collector()
-        items = _whole_files(files, path) if unit == "file" else _lines(files, path)
-        for name, line_no, raw in items:
-            origin = f"{name}:{line_no}" if unit == "line" else name
+        for name, line_no, raw in readers[unit](files, path):
+            origin = name if unit == "file" else f"{name}:{line_no}"
             try:
                 col.add(origin, raw.decode("utf-8").rstrip("\r\n"), None)
             except UnicodeDecodeError as exc:
@@ -81,7 +126,32 @@ def text_source(spec: str, path: Path, unit: str) -> RecordSource:
         if len(col):
             yield col.batch()
 
-    return RecordSource(spec=spec, kind="text", files=files, batches=batches)
+    return RecordSource(spec=spec, kind="text", files=files, batches=batches, text_unit=unit,
+                        notes=(f"text unit: {unit} ({why})",))
+
+
+def _paragraphs(files: tuple[Path, ...], root: Path) -> Iterator[tuple[str, int, bytes]]:
+    """Blocks of consecutive non-blank lines, each with the number of its first line."""
+    for name, first, block in _blocks(files, root):
+        yield name, first, b"".join(block).rstrip(b"\r\n")
+
+
+def _blocks(files: tuple[Path, ...], root: Path) -> Iterator[tuple[str, int, list[bytes]]]:
+    for f in files:
+        name = f.name if f == root else str(f.relative_to(root))
+        block: list[bytes] = []
+        first = 0
+        with open(f, "rb") as fh:
+            for line_no, raw in enumerate(fh, start=1):
+                if raw.strip():
+                    if not block:
+                        first = line_no
+                    block.append(raw)
+                elif block:
+                    yield name, first, block
+                    block = []
+        if block:
+            yield name, first, block
 
 
 def _whole_files(files: tuple[Path, ...], root: Path) -> Iterator[tuple[str, int, bytes]]:

@@ -87,6 +87,7 @@ class RecordSource:
     label_column: str | None = None
     notes: tuple[str, ...] = ()
     raw_scale: float | None = None  # None: 1/255 for 8-bit images, else 1
+    text_unit: str | None = None    # text: sources: line, paragraph or file
 
 
 def empty_batch() -> Batch:

@@ -138,6 +138,11 @@ def render_report(report: dict) -> list[RenderableType]:
                  f"{cl_['near']['verified_pairs']:,} / {cl_['near']['rejected_by_verification']:,}")
     if cl_["review"]:
         head.add_row("clusters left for review", f"{len(cl_['review'])}")
+    text = report.get("text")
+    if text:
+        head.add_row("text unit", text["unit"])
+        head.add_row(f"short units (< {text['dedup_min_chars']} chars) kept / repeats among them",
+                     f"{text['short_units']:,} / {text['short_repeats_kept']:,}")
     li = report["label_issues"]
     head.add_row("label issues (found / removed)", f"{li['found']:,} / {li['removed']:,}")
     head.add_row("seconds", f"{report['elapsed_seconds']:.2f}")

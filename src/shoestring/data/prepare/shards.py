@@ -3,7 +3,8 @@
 Images and tables are written as safetensors files holding ``x`` and ``y``;
 labelled texts as JSON Lines (``{"text": ..., "label": ...}``); unlabelled
 texts as plain UTF-8 under ``<split>/NNNNN.txt`` (documents separated by a
-newline), with the documents' byte offsets beside them in ``NNNNN.offsets``,
+newline, paragraphs by a blank line), with the documents' byte offsets beside
+them in ``NNNNN.offsets``,
 so that a split's folder is also a language-modelling corpus
 (``--data text:DIR/shards/train``). ``shards/index.json``
 lists every shard with its record count, size and SHA-256, and the checksum is
@@ -41,9 +42,10 @@ class ShardWriter:
     """Writes one split's shards; ``add`` takes records in their final order."""
 
     def __init__(self, directory: Path, split: str, kind: str, shard_bytes: int,
-                 plain_text: bool = False) -> None:
+                 plain_text: bool = False, separator: str = "\n") -> None:
         self.directory, self.split, self.kind = Path(directory), split, kind
         self.plain_text = plain_text
+        self.separator = separator  # after each plain-text record
         self.shard_bytes = shard_bytes
         self.shards: list[dict] = []
         self._x: list[np.ndarray] = []
@@ -76,7 +78,7 @@ class ShardWriter:
     def _flush_plain(self) -> None:
         folder = self.directory / self.split
         folder.mkdir(exist_ok=True)
-        blobs = [(t + "\n").encode("utf-8", "surrogatepass") for t in self._texts]
+        blobs = [(t + self.separator).encode("utf-8", "surrogatepass") for t in self._texts]
         offsets = np.zeros(len(blobs) + 1, dtype="<u8")
         np.cumsum([len(b) for b in blobs], out=offsets[1:])
         path = folder / f"{len(self.shards):05d}.txt"
@@ -87,7 +89,8 @@ class ShardWriter:
                             "records": len(blobs), "bytes": path.stat().st_size,
                             "sha256": sha256_file(path),
                             "offsets": str(side.relative_to(self.directory)),
-                            "offsets_sha256": sha256_file(side)})
+                            "offsets_sha256": sha256_file(side),
+                            **({"separator": self.separator} if self.separator != "\n" else {})})
         self._texts, self._labels, self._bytes = [], [], 0
 
     def _flush(self) -> None:
@@ -182,7 +185,8 @@ class ShardSet:
         if "offsets" in shard:
             cuts = np.frombuffer(self._checked(shard, "offsets").read_bytes(), dtype="<u8")
             blob = path.read_bytes()
-            texts = [blob[a:b - 1].decode("utf-8", "surrogatepass")
+            tail = len(shard.get("separator", "\n").encode())
+            texts = [blob[a:b - tail].decode("utf-8", "surrogatepass")
                      for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
             return texts, [None] * len(texts)
         if self.kind == "text":

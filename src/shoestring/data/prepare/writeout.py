@@ -61,8 +61,10 @@ def _write_shards(config: PrepareConfig, source: RecordSource, work: Path, ing: 
     x = st.x() if source.kind != "text" else None
     for code, name in enumerate(SPLIT_NAMES):
         ids = d.kept[d.splits == code]
+        # Paragraphs stay separated by a blank line, so a split is the corpus's layout.
         w = ShardWriter(shard_dir, name, source.kind, config.shard_mb << 20,
-                        plain_text=source.kind == "text" and d.space.task is None)
+                        plain_text=source.kind == "text" and d.space.task is None,
+                        separator="\n\n" if source.text_unit == "paragraph" else "\n")
         for lo in range(0, len(ids), COPY_CHUNK):
             part = ids[lo:lo + COPY_CHUNK]
             if source.kind == "text":
