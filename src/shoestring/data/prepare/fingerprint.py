@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Bump when the prepared layout or any decision rule changes.
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"  # 2: paragraphs for text:, short units exempt, cleanlab label issues
 
 
 def _common_root(files: Sequence[Path]) -> Path | None:

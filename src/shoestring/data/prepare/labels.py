@@ -1,15 +1,26 @@
-"""Likely label errors by confident learning on cross-validated probabilities.
+"""Likely label errors: cleanlab's confident learning on cross-validated probabilities.
 
 Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in
-Dataset Labels", JAIR 70 (2021), §3: with out-of-sample predicted
-probabilities ``p̂``, the per-class threshold ``t_j`` is the mean of ``p̂_j``
-over examples labelled ``j`` (eq. 2). An example labelled ``i`` is counted in
-the confident joint at ``(i, j)`` where ``j`` is the most probable of the
-classes whose probability reaches their threshold. Examples off the diagonal
-(``j ≠ i``) are the label issues of the paper's ``C_confusion``-free method
-"C_{ỹ,y*}" (flag the off-diagonals of the confident joint); ``j`` is the
-suggested label. Probabilities come from K-fold cross-validation, so no
-example is scored by a model that saw it.
+Dataset Labels", JAIR 70 (2021), as implemented by its authors' library
+``cleanlab`` (``cleanlab.filter.find_label_issues``). With out-of-sample
+predicted probabilities ``p̂`` it estimates the confident joint of given and
+true labels (per-class thresholds: the mean ``p̂_j`` over examples labelled
+``j``, eq. 2), calibrates it to the class counts, and then, for every
+off-diagonal cell ``(i, j)``, flags that many examples labelled ``i``:
+
+- ``prune_by_noise_rate`` (cleanlab's default): those with the largest margin
+  ``p̂_j − p̂_i``;
+- ``prune_by_class``: those with the lowest ``p̂_i``;
+- ``both`` (:data:`RULE`): the examples both rules flag.
+
+Unlike flagging the off-diagonals of the confident joint directly (what this
+module did before), this catches flips whose true class is the most probable
+one but sits just under that class's threshold, and never flags an example
+whose most probable class is its given label. On 750 flips planted in 15,000
+Fashion-MNIST images (``bench/data_label_issues.py``) ``both`` kept the
+default's recall (0.90 against 0.91) at higher precision (0.43 against 0.38,
+F1 0.58 against 0.54) on three seeds of planted flips. Probabilities come
+from K-fold cross-validation, so no example is scored by a model that saw it.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import numpy as np
 MLP_HIDDEN, MLP_BATCH, MLP_MIN_STEPS, MLP_MAX_EPOCHS = 128, 256, 300, 8
 # Hashed word uni- and bigram features of the text model.
 TEXT_FEATURES = 2 ** 18
+RULE = "both"  # cleanlab's filter_by (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -31,31 +43,27 @@ class LabelIssues:
 
     index: np.ndarray
     given: np.ndarray
-    suggested: np.ndarray
+    suggested: np.ndarray   # the most probable class
     confidence: np.ndarray  # p̂ of the suggested label
-    thresholds: np.ndarray
 
 
-def confident_learning(probs: np.ndarray, labels: np.ndarray) -> LabelIssues:
-    """Flag examples whose confident label differs from the given one.
+def find_label_issues(probs: np.ndarray, labels: np.ndarray, rule: str = RULE) -> LabelIssues:
+    """Examples whose given label is likely wrong, by cleanlab's rule ``rule``.
 
-    >>> p = np.array([[.9, .1], [.8, .2], [.2, .8], [.1, .9], [.95, .05]])
-    >>> confident_learning(p, np.array([0, 0, 1, 1, 1])).index.tolist()
-    [4]
+    ``labels`` are ``0..k-1`` with every class present; ``probs`` is ``[n, k]``.
+
+    >>> p = np.array([[.9, .1]] * 5 + [[.1, .9]] * 5 + [[.95, .05]])
+    >>> find_label_issues(p, np.array([0] * 5 + [1] * 6)).index.tolist()
+    [10]
     """
-    n, k = probs.shape
-    counts = np.bincount(labels, minlength=k)
-    sums = np.zeros(k)
-    np.add.at(sums, labels, probs[np.arange(n), labels])
-    # Classes nobody carries get an unreachable threshold (nothing is moved there).
-    thresholds = np.divide(sums, counts, out=np.full(k, np.inf), where=counts > 0)
-    above = probs >= thresholds[None, :]
-    masked = np.where(above, probs, -np.inf)
-    confident = masked.argmax(axis=1)
-    has_any = above.any(axis=1)
-    flag = has_any & (confident != labels)
-    idx = np.flatnonzero(flag)
-    return LabelIssues(idx, labels[idx], confident[idx], probs[idx, confident[idx]], thresholds)
+    from cleanlab.filter import find_label_issues as cleanlab_find
+
+    # n_jobs=1: the per-class work is tiny, and forking a process that holds
+    # torch threads is not safe.
+    mask = cleanlab_find(labels, probs, filter_by=rule, n_jobs=1)
+    idx = np.flatnonzero(mask)
+    suggested = probs[idx].argmax(axis=1)
+    return LabelIssues(idx, labels[idx], suggested, probs[idx, suggested])
 
 
 def _folds(labels: np.ndarray, folds: int, seed: int):

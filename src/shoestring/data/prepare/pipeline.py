@@ -31,8 +31,8 @@ from shoestring.data.prepare.config import PrepareConfig
 from shoestring.data.prepare.fingerprint import PREPARE_VERSION, content_key
 from shoestring.data.prepare.ingest import Ingested, ingest
 from shoestring.data.prepare.labels import (
-    confident_learning,
     cross_val_probabilities,
+    find_label_issues,
     image_features,
 )
 from shoestring.data.prepare.labelspace import LabelSpace, label_space
@@ -260,7 +260,7 @@ def _label_issues(config: PrepareConfig, source: RecordSource, st, y: np.ndarray
     else:
         feats = np.asarray(st.x()[ids], dtype=np.float32)
     probs = cross_val_probabilities(feats, local, folds, config.seed, source.kind)
-    found = confident_learning(probs, local)
+    found = find_label_issues(probs, local)
     return {"ids": ids[found.index], "given": present[found.given],
             "suggested": present[found.suggested], "confidence": found.confidence,
             "folds": folds, "scored": len(ids)}
