@@ -244,7 +244,8 @@ def usage_cmd(ctx, project, month, as_json) -> None:
 
 
 @click.command("usage-export")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON-lines file")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="JSON-lines file (folders are created), or - for standard output")
 @click.option("--project", default=None, help="only this project")
 @click.option("--month", default=None, help="only this YYYY-MM")
 @click.option("--source", default="shoestring/serve", show_default=True,
@@ -253,15 +254,28 @@ def usage_cmd(ctx, project, month, as_json) -> None:
 def usage_export_cmd(ctx, out, project, month, source) -> None:
     """Write usage events as CloudEvents JSON lines (ids double as idempotency keys)."""
     c = _c(ctx)
+    to_stdout = str(out) == "-"
 
     def go():
-        from shoestring.serve.usage import check_period, export_cloudevents, utc_now
+        from shoestring.serve.usage import (
+            check_period,
+            cloudevent_lines,
+            export_cloudevents,
+            utc_now,
+        )
 
         period = check_period(month, utc_now) if month else None
+        if to_stdout:
+            lines = cloudevent_lines(_engine(c), project=project, period=period, source=source)
+            for line in lines:
+                click.echo(line)
+            return len(lines)
         return export_cloudevents(_engine(c), out, project=project, period=period, source=source)
 
     n = guarded(c.err, c.debug, go)
-    c.out.print(f"Wrote {n} CloudEvents to {out}.")
+    # With --out -, standard output holds the events alone.
+    (c.err if to_stdout else c.out).print(
+        f"Wrote {n} CloudEvents to {'standard output' if to_stdout else out}.", highlight=False)
 
 
 @click.command("usage-replay")

@@ -77,11 +77,11 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
 
 def load_prepared(arg: str, options: SourceOptions) -> Dataset:
     """The ``prepared:DIR[#val]`` loader."""
-    from shoestring.data.prepare.shards import ShardSet
+    from shoestring.data.prepare.shards import ShardSet, split_alias
 
     path_text, _, eval_split = arg.partition("#")
     directory = require_path(path_text, "prepared")
-    eval_split = eval_split or "test"
+    eval_split = split_alias(eval_split or "test")
     if eval_split not in ("test", "val"):
         raise DataError(f"unknown evaluation split {eval_split!r} in 'prepared:{arg}'",
                         hint="write prepared:DIR (test) or prepared:DIR#val")

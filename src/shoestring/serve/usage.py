@@ -115,12 +115,26 @@ def to_cloudevent(ev: dict[str, Any], source: str) -> dict[str, Any]:
     }
 
 
+def cloudevent_lines(engine: Engine, *, project: str | None = None,
+                     period: str | None = None, source: str = "shoestring/serve") -> list[str]:
+    """The events as CloudEvents, one compact JSON document per line."""
+    return [json.dumps(to_cloudevent(ev, source), separators=(",", ":"))
+            for ev in iter_events(engine, project, period)]
+
+
 def export_cloudevents(engine: Engine, out: Path, *, project: str | None = None,
                        period: str | None = None, source: str = "shoestring/serve") -> int:
-    """Write the events as CloudEvents JSON lines to ``out`` (atomically); return the count."""
-    lines = [json.dumps(to_cloudevent(ev, source), separators=(",", ":"))
-             for ev in iter_events(engine, project, period)]
-    atomic_write_bytes(Path(out), ("\n".join(lines) + ("\n" if lines else "")).encode())
+    """Write the events as CloudEvents JSON lines to ``out`` (atomically); return the count.
+
+    Missing parent folders are created, as for every other output Shoestring writes.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise ShoestringError(f"--out '{out}' is a folder", hint="give a file path such as "
+                              f"{out / 'usage.jsonl'}, or - for standard output")
+    lines = cloudevent_lines(engine, project=project, period=period, source=source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return len(lines)
 
 

@@ -52,6 +52,14 @@ def test_prepared_folder_has_no_leakage_left(tmp_path):
                                              "test": f"prepared:{out}#test"}))
     assert r["test_in_train"]["total"] == 0
     assert r["test_records"] == 60
+    # The validation split under the name people write (issue 16 item 8: a KeyError).
+    r = find_leakage(resolve_leakage_config({"train": f"prepared:{out}#train",
+                                             "test": f"prepared:{out}#validation"}))
+    assert r["test_in_train"]["total"] == 0 and r["test_records"] > 0
+    with pytest.raises(DataError, match="no split 'holdout'") as err:
+        find_leakage(resolve_leakage_config({"train": f"prepared:{out}#train",
+                                             "test": f"prepared:{out}#holdout"}))
+    assert "#val" in err.value.hint and "#validation" in err.value.hint
 
 
 def test_kinds_must_match(tmp_path):

@@ -65,6 +65,8 @@ def test_prepared_source_and_saved_statistics(tmp_path):
     val = load_dataset(f"prepared:{out}#val", SourceOptions())
     assert ds.input_shape == (64,) and ds.num_outputs == 10
     assert torch.equal(ds.train.x, val.train.x) and len(val.test) != len(ds.test)
+    assert torch.equal(load_dataset(f"prepared:{out}#validation", SourceOptions()).test.x,
+                       val.test.x)
     # The saved statistics are what 'normalize = standardize' fits on the same split.
     pre, stats = fit_preprocessing(ds, "standardize"), prepared_stats(out)
     np.testing.assert_allclose(pre.mean, stats["mean"], atol=1e-5)

@@ -46,6 +46,16 @@ def test_usage_invoice_and_export_of_an_empty_month(cli, tmp_path):
     assert inv["lines"] == [] and inv["total_usd"] == 0.0
     out = tmp_path / "events.jsonl"
     assert "Wrote 0 CloudEvents" in cli("usage-export", "--out", str(out)).output
+    # Issue 16 item 8: a missing folder is created, '-' is standard output, and a
+    # folder given as the file is a clear error.
+    nested = tmp_path / "missing" / "dir" / "x.jsonl"
+    assert "Wrote 0 CloudEvents" in cli("usage-export", "--out", str(nested)).output
+    assert nested.read_text() == ""
+    piped = cli("usage-export", "--out", "-")
+    assert piped.stdout == "" and "to standard output" in piped.stderr  # no events this month
+    assert not (tmp_path / "-").exists()
+    bad = cli("usage-export", "--out", str(tmp_path), ok=False)
+    assert bad.exit_code == 1 and "is a folder" in bad.output and "unexpected" not in bad.output
     assert "not YYYY-MM" in cli("usage", "--project", "acme", "--month", "05/2026",
                                 ok=False).output
     cli("projects", "budget", "--project", "acme", "--monthly-usd", "20")

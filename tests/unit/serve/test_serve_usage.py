@@ -9,7 +9,13 @@ from shoestring.ledger.db import open_ledger
 from shoestring.serve.ledger_sql import LedgerSql
 from shoestring.serve.metering import UsageEvent
 from shoestring.serve.plans import load_plans
-from shoestring.serve.usage import check_period, export_cloudevents, invoice, usage_summary
+from shoestring.serve.usage import (
+    check_period,
+    cloudevent_lines,
+    export_cloudevents,
+    invoice,
+    usage_summary,
+)
 
 
 def charge(meter, when, key, plan, model, units):
@@ -59,6 +65,8 @@ def test_cloudevents_export_carries_each_event_once_with_its_id(ledger, tmp_path
     assert len({e["id"] for e in events}) == 3
     assert sum(e["data"]["units"] for e in events) == 1004
     assert export_cloudevents(ledger, out) == 4  # all months, all projects
+    # What `usage-export --out -` prints: the same lines.
+    assert cloudevent_lines(ledger) == out.read_text().splitlines()
 
 
 def test_months_are_validated():

@@ -61,7 +61,7 @@ def prepared_source(spec: str, directory: Path, selector: str | None) -> RecordS
     from shoestring.data.prepare.shards import ShardSet
 
     shards = ShardSet(directory / "shards")
-    splits = [selector] if selector else shards.split_names()
+    splits = [shards.split(selector)] if selector else shards.split_names()
     labels_of = shards.index.get("labels") or []
 
     def batches(chunk: int) -> Iterator[Batch]:

@@ -28,6 +28,13 @@ from shoestring.io import atomic_write_bytes
 
 FORMAT = "shoestring-shards/1"
 INDEX = "index.json"
+# Other names people use for the validation split (``prepared:DIR#validation``).
+SPLIT_ALIASES = {"validation": "val", "valid": "val", "dev": "val"}
+
+
+def split_alias(name: str) -> str:
+    """The stored name of a split: ``"validation"`` → ``"val"``; others unchanged."""
+    return SPLIT_ALIASES.get(name, name)
 
 
 def sha256_file(path: Path) -> str:
@@ -159,6 +166,15 @@ class ShardSet:
 
     def split_names(self) -> list[str]:
         return [s for s, v in self.index["splits"].items() if v["records"]]
+
+    def split(self, selector: str) -> str:
+        """The split a ``#selector`` names (aliases resolved), checked to exist."""
+        name = split_alias(selector)
+        if name not in self.index["splits"]:
+            raise DataError(f"prepared data in '{self.directory.parent}' has no split "
+                            f"{selector!r}", hint="use one of: " + ", ".join(
+                                f"#{s}" for s in self.index["splits"]) + " (or #validation)")
+        return name
 
     def records(self, split: str) -> int:
         return int(self.index["splits"].get(split, {}).get("records", 0))
