@@ -65,8 +65,7 @@ def scores(found: np.ndarray, truth: np.ndarray) -> tuple[int, float, float, flo
 
 
 def shoestring_side(folder: Path, out: Path) -> tuple[np.ndarray, float, float]:
-    from shoestring.data.prepare import prepare, resolve_prepare_config
-    from shoestring.data.prepare import pipeline
+    from shoestring.data.prepare import pipeline, prepare, resolve_prepare_config
 
     label_seconds = []
     inner = pipeline._label_issues

@@ -47,7 +47,7 @@ def mixed_units(path, n=240, seed=0):
 
 
 def test_house_prices_regression_with_defaults(tmp_path):
-    sqft, rooms, age, _ = house_prices(tmp_path / "houses.csv")
+    house_prices(tmp_path / "houses.csv")
     config = resolve_config({"data": {"source": f"csv:{tmp_path / 'houses.csv'}",
                                       "target": "price"}, "out": str(tmp_path / "run")})
     result = train(config)

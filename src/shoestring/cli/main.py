@@ -48,17 +48,26 @@ def eval_cmd(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="A run folder written by 'shoestring train'."),
     data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the run's)."),
-    split: str = typer.Option("test", help="Which split to score: test or train."),
-    target: Optional[str] = typer.Option(None, help="Target column for csv: data."),
+    split: str = typer.Option("test", help="Which split to score: test (for a language "
+                              "model: the held-out end of its corpus) or train."),
+    target: Optional[str] = typer.Option(
+        None, "--target", "--label-field", help="Label column (csv:) or field (jsonl:) of "
+        "--data (default: the run's own)."),
+    text_field: Optional[str] = typer.Option(
+        None, "--text-field", help="JSONL text field of --data (default: the run's own)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Score a trained run on its held-out split (or on other data)."""
+    """Score a trained run on its held-out split (or on other data).
+
+    Classifiers and regressors report their metric beside the baseline of a
+    model that ignores its inputs; language models report loss and perplexity.
+    """
     c = ctx_of(ctx)
 
     def go():
         from shoestring.train.evaluate_run import evaluate_run
 
-        return evaluate_run(run_dir, data, split=split, target=target)
+        return evaluate_run(run_dir, data, split=split, target=target, text_field=text_field)
 
     result = guarded(c.err, c.debug, go)
     if as_json:

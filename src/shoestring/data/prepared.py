@@ -46,7 +46,7 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
             TextClassificationDataset,
         )
         from shoestring.models.text_layout import OFFSET, encode_texts
-        from shoestring.models.tokenizers import train_tokenizer
+        from shoestring.models.tokenizers import load_tokenizer, train_tokenizer
     except ImportError:  # pragma: no cover - the text capability ships with Shoestring
         raise DataError("prepared text needs the text data capability (shoestring.data.text)",
                         hint="install Shoestring with its text support") from None
@@ -61,7 +61,9 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
         DEFAULT_TOKENIZER
     max_length = getattr(options, "max_length", None) or DEFAULT_MAX_LENGTH
     fit_on = tr_texts + te_texts if kind == "char" else tr_texts
-    tokenizer = train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
+    given = getattr(options, "tokenizer_file", None)  # a run's own (eval): same ids
+    tokenizer = load_tokenizer(given) if given else \
+        train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
     index = {c: i for i, c in enumerate(classes)}
     x_tr, cut_tr = encode_texts(tokenizer, tr_texts, max_length)
     x_te, cut_te = encode_texts(tokenizer, te_texts, max_length)

@@ -31,6 +31,8 @@ class SourceOptions:
         tokenizer, bpe_vocab_size, max_length: how JSONL texts become token ids.
         cache_dir: where loaders that decode slowly (IDX) keep decoded arrays
             (:mod:`shoestring.data.array_cache`); ``None`` decodes every time.
+        tokenizer_file: reuse this ``tokenizer.json`` (a run's own, for ``eval``)
+            instead of training a tokenizer on the texts.
     """
 
     target: str | None = None
@@ -44,6 +46,7 @@ class SourceOptions:
     bpe_vocab_size: int | None = None
     max_length: int | None = None
     cache_dir: Path | None = None
+    tokenizer_file: Path | None = None
 
 
 Loader = Callable[[str, SourceOptions], Dataset]

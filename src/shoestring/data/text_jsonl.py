@@ -23,7 +23,7 @@ from shoestring.data.holdout import stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
 from shoestring.models.text_layout import OFFSET, PAD_ID, encode_texts
-from shoestring.models.tokenizers import train_tokenizer
+from shoestring.models.tokenizers import load_tokenizer, train_tokenizer
 from shoestring.types import Dataset, Task, TensorDataset
 
 DEFAULT_MAX_LENGTH = 128
@@ -117,7 +117,9 @@ def load_jsonl_dataset(arg: str, options: SourceOptions) -> TextClassificationDa
     # BPE merges learn from the training split only; a char vocabulary takes
     # every text's characters, or a test text could hold an unreadable one.
     fit_on = texts if kind == "char" else [texts[i] for i in train_idx]
-    tokenizer = train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
+    given = getattr(options, "tokenizer_file", None)  # a run's own (eval): same ids
+    tokenizer = load_tokenizer(given) if given else \
+        train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
     x, truncated = encode_texts(tokenizer, texts, max_length)
     labels_t = torch.from_numpy(y)
 

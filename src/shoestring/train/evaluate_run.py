@@ -13,12 +13,15 @@ from shoestring.types import Task, TensorDataset
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
-                 target: str | None = None, source_options: SourceOptions | None = None
+                 target: str | None = None, source_options: SourceOptions | None = None,
+                 workspace: Path | None = None, text_field: str | None = None
                  ) -> dict[str, Any]:
     """Metrics of the model in ``run_dir`` on ``data`` (default: the data it trained on).
 
     Preprocessing comes from the run's model card, so the model sees its inputs
-    exactly as in training; so do the label column or field and the task.
+    exactly as in training; so do the label column or field and the task. A
+    language model is scored by loss and perplexity on the held-out end of its
+    corpus (``split`` test or val), tokenized with its own tokenizer.
     """
     run = load_run(Path(run_dir))
     card = run.card
@@ -26,15 +29,22 @@ def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
     if not spec:
         raise ShoestringError(f"run '{run_dir}' does not record its data source",
                               hint="pass --data SOURCE")
+    if card.task is Task.language_modeling:
+        from shoestring.train.evaluate_lm import evaluate_language_model
+
+        metrics = evaluate_language_model(run, spec, split, workspace or Path.cwd())
+        return {"run": str(run_dir), "data": spec,
+                "split": "train" if split == "train" else "val", **metrics}
     base = source_options or SourceOptions()
     label = target or base.target or card.data.label
     options = SourceOptions(target=None if card.takes_tokens else label, task=card.task.value,
                             test_fraction=base.test_fraction, seed=base.seed,
                             fashion_mnist_dir=base.fashion_mnist_dir,
                             label_field=(label or "label") if card.takes_tokens else "label",
-                            text_field=card.data.text_field or "text",
+                            text_field=text_field or card.data.text_field or "text",
                             tokenizer=card.tokenizer.kind if card.tokenizer else None,
-                            max_length=card.input_shape[0] if card.takes_tokens else None)
+                            max_length=card.input_shape[0] if card.takes_tokens else None,
+                            tokenizer_file=run.folder.tokenizer if card.tokenizer else None)
     if label is None and spec.startswith("csv:") and card.feature_names is not None:
         raise ShoestringError("evaluating on CSV data needs the label column (this run's card "
                               "does not record it)", hint="pass --target COLUMN")

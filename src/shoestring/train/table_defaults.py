@@ -65,7 +65,7 @@ def table_defaults(config: TrainConfig, n_train: int) -> tuple[TrainConfig, list
     changed = {k: v for k, v in update.items() if getattr(t, k) != v}
     if not changed:
         return config, []
-    note = "table defaults for {:,} training rows: ".format(n_train) + ", ".join(
+    note = f"table defaults for {n_train:,} training rows: " + ", ".join(
         f"{k.replace('_', ' ')} {getattr(t, k)}→{v}" for k, v in changed.items()) + \
         " (set them to override)"
     return config.model_copy(update={"train": t.model_copy(update=changed)}), [note]
