@@ -131,19 +131,43 @@ def final_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
     return t
 
 
-def loss_peak_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
-    """Bytes per token alive while the loss is differentiated (decoders).
+def loss_terms(spec: ModelSpec, setup: StepSetup
+               ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Bytes per token of the loss of a decoder: (forward end, loss backward, held after).
 
-    ``cross_entropy(logits.float())`` saves the fp32 log-softmax; its backward
-    holds the NLL gradient and the log-softmax gradient (both fp32 [T, V]) at
-    once, while the caller still holds the logits (``logits, loss = model(x, y)``).
+    - Plain cross-entropy, ``cross_entropy(logits.float())``: the caller holds
+      the logits (``logits, loss = model(x, y)``) through backward; the loss
+      saves the fp32 log-softmax, and its backward adds the NLL gradient and
+      the log-softmax gradient, both fp32 ``[T, V]``.
+    - Chunked, fused (``loss_chunks`` > 1): each chunk's logits, their fp32
+      copy, log-softmax and gradients exist only while that chunk is worked
+      on (the head's matmul runs inside the chunk), so ``1/N`` of the above;
+      the gradient with respect to the final hidden states is kept.
+    - Chunked output, full loss graph (``loss_keeps_logits``, torchtune's
+      CEWithChunkedOutputLoss): the head's bf16 logits all exist at the end
+      of the forward, and every chunk's fp32 log-softmax is saved for backward.
     """
     if spec.family != "decoder":
-        return {}
+        return {}, {}, {}
     v = spec.vocab_size
     e, _ = dtype_bytes(setup)
-    return {"logits (held by the caller)": v * e, "log-softmax output (fp32)": v * FP32,
-            "NLL gradient (fp32)": v * FP32, "log-softmax gradient (fp32)": v * FP32}
+    if not setup.chunked_loss:
+        fwd = {"logits": v * e, "logits fp32 copy": v * FP32,
+               "log-softmax output (fp32)": v * FP32}
+        bwd = {"logits (held by the caller)": v * e, "log-softmax output (fp32)": v * FP32,
+               "NLL gradient (fp32)": v * FP32, "log-softmax gradient (fp32)": v * FP32}
+        return fwd, bwd, {"logits (held by the caller)": v * e}
+    c = 1 / setup.loss_chunks
+    if setup.loss_keeps_logits:
+        fwd = {"logits (all chunks)": v * e, "log-softmax outputs (fp32, all chunks)": v * FP32,
+               "fp32 copy of one chunk": v * FP32 * c}
+        bwd = {"log-softmax outputs (fp32, all chunks)": v * FP32,
+               "one chunk's gradients (fp32) and logits gradient": v * (2 * FP32 + e) * c}
+        return fwd, bwd, {}
+    chunk = {"one loss chunk (logits, fp32 copy, log-softmax, gradients)":
+             v * (e + 3 * FP32) * c,
+             "final hidden-state gradient": spec.hidden * e}
+    return chunk, chunk, {}
 
 
 def mlp_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:
