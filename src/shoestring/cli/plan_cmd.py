@@ -242,6 +242,10 @@ def _plan_command() -> click.Command:
                   help="Keep saved activations in CPU RAM (searched by default).")
     @click.option("--compile", is_flag=True, default=None,
                   help="Plan a torch.compile'd step (train --compile).")
+    @click.option("--fused-optimizer", is_flag=True, default=None,
+                  help="AdamW(fused=True): no optimizer temporaries.")
+    @click.option("--inter-node-gbs", type=float,
+                  help="GB/s per device between machines (6.25; 25 for 200 Gb/s per GPU).")
     @click.option("--checkpointing", type=click.Choice(["auto", "none", "full"]),
                   help="Activation checkpointing.")
     @click.option("--zero", type=click.Choice(["auto", "0", "1", "2", "3"]),

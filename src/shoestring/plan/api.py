@@ -339,11 +339,21 @@ def _needs_note(closest: Option, options: list[Option]) -> str:
 
 
 def reference_setup(result: PlanResult) -> StepSetup:
-    """The top option's per-device step, unsharded: what trace mode runs."""
+    """The top option's per-device step, unsharded, as trace mode can run it.
+
+    The trace runs Shoestring's eager module with a plain loss and AdamW: the
+    savers it cannot run (chunked loss, offloading, the step in backward,
+    8-bit states, compile) are switched off, and the analytic estimate it is
+    compared with is made for the same step.
+    """
     best = next((o for o in result.options if o.fits), None)
     w = result.workload
     if best is not None and best.fit.setup is not None:
-        return best.fit.setup.with_(dp=1, zero_stage=0, tp=1, grad_accum=1, kernels="cpu")
+        s = best.fit.setup
+        return s.with_(dp=1, zero_stage=0, tp=1, grad_accum=1, kernels="cpu", loss_chunks=1,
+                       loss_keeps_logits=False, offload_activations=False, compiled=False,
+                       optimizer_in_backward=False, fused_optimizer=False,
+                       optimizer="adamw" if "adam8bit" in s.optimizer else s.optimizer)
     return StepSetup(mode="serve" if w.kind == "serve" else "train", micro_batch=1,
                      seq_len=w.seq_len, finetune=w.finetune, kernels="cpu")
 

@@ -67,6 +67,12 @@ class PlanConfig(BaseModel):
         "activation checkpointing")
     compile: bool = Field(False, description="torch.compile the step (train --compile): "
                           "~1.27× the eager rate in torchtune's measurements")
+    fused_optimizer: bool = Field(False, description="AdamW(fused=True): no optimizer "
+                                  "temporaries (torch's CUDA default, foreach, copies the "
+                                  "second moments once)")
+    inter_node_gbs: float = Field(6.25, gt=0, description="GB/s per device between machines "
+                                  "(6.25: 400 Gb/s per 8-GPU node; 25: 200 Gb/s per GPU, "
+                                  "e.g. DGX A100 or 1,600 Gb/s RoCE nodes)")
     checkpointing: Literal["auto", "none", "full"] = "auto"
     zero: Literal["auto", "0", "1", "2", "3"] = "auto"
     hardware: tuple[str, ...] = Field((), description="only these catalog devices")

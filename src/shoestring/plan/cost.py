@@ -65,7 +65,8 @@ def tp_allreduce_seconds(nbytes: float, n: int, interconnect: str, gbs: float) -
 
 
 def step_seconds(spec: ModelSpec, setup: StepSetup, flops: float, rate: Throughput, *,
-                 interconnect_gbs: float, devices_per_node: int) -> tuple[float, float]:
+                 interconnect_gbs: float, devices_per_node: int,
+                 inter_node_gbs: float = INTER_NODE_GBS) -> tuple[float, float]:
     """(step seconds, of which communication not hidden) for one optimizer step."""
 
     tp = max(setup.tp, 1)
@@ -79,7 +80,7 @@ def step_seconds(spec: ModelSpec, setup: StepSetup, flops: float, rate: Throughp
     dp = max(setup.dp, 1)
     if dp > 1:
         nodes_span = dp * tp > devices_per_node
-        gbs = INTER_NODE_GBS if nodes_span else interconnect_gbs
+        gbs = inter_node_gbs if nodes_span else interconnect_gbs
         comm = data_parallel_seconds(spec, setup, gbs)
         if comm > compute:
             exposed += comm - compute

@@ -6,17 +6,20 @@ of large, compiled, well-fused training, e.g. 0.40 on H100s from Llama 3's
 
 - **model size**: a narrow model's matmuls are small and its memory-bound
   work (norms, activations, optimizer) weighs more, so it reaches less of the
-  peak: ``h / (h + 256)`` relative to a 4096-wide model (planner fit: a PyTorch
-  GPT-2 small, h = 768, reaches ~0.8 of a 7B model's MFU on A100s: ~38%
-  against Llama 2 7B's and MPT-7B's ~39–45%);
+  peak: ``h / (h + 400)`` relative to a 4096-wide model, fitted to MosaicML's
+  llm-foundry benchmarks (8× A100 80GB, sequences of 2048, no recomputation:
+  44.5, 51.6, 56.9, 59.9, 62.1 and 64.2% MFU for 125M, 350M, 760M, 1B, 3B and
+  7B models, i.e. 0.69, 0.80, 0.89, 0.93, 0.97 and 1 of the 7B's; the curve
+  gives 0.72, 0.79, 0.87, 0.92, 0.95 and 1);
 - **recipe** (factors on the rate of *executed* FLOPs, which already count
   recomputation and LoRA's skipped weight gradients), from torchtune's
   measurements on one GPU (README "Memory and training speed" and
   "Optimization flags" tables, 2024–25): LoRA's small adapter matmuls and
   extra kernels run at 0.84 of a full fine-tune's rate; QLoRA's
-  dequantisation costs another 0.78 (2,413 against 3,083 tokens/s for Llama
-  3.1 8B on an RTX 4090); 8-bit AdamW 0.95 (−4.7%); eager PyTorch without
-  ``torch.compile`` 0.79 (compile gave +27%).
+  dequantisation costs another 0.87 (the geometric mean of torchtune's 0.78,
+  2,413 against 3,083 tokens/s for Llama 3.1 8B on an RTX 4090, and 0.98,
+  8,035 against 8,210 for Llama 3.2 3B on an A100); 8-bit AdamW 0.95
+  (−4.7%); eager PyTorch without ``torch.compile`` 0.79 (compile gave +27%).
 
 Goodput, the share of wall time that trains (Llama 3 reports >90% over 54
 days on 16k GPUs, Dubey et al. 2024, section 3.3.4), loses time to evaluations
@@ -33,10 +36,10 @@ from dataclasses import dataclass
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec
 
-SIZE_HALF_WIDTH = 256
+SIZE_HALF_WIDTH = 400
 REFERENCE_WIDTH = 4096
 LORA_RATE = 0.84
-QLORA_RATE = 0.78
+QLORA_RATE = 0.87
 EIGHT_BIT_OPTIMIZER_RATE = 0.95
 EAGER_RATE = 1 / 1.27
 # Llama 3 (Dubey et al. 2024, table 5 and section 3.3.4).

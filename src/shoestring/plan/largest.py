@@ -14,6 +14,7 @@ from typing import Any
 
 from shoestring.plan.catalog import Device
 from shoestring.plan.search import Fit, RateFn, search_training
+from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec
 from shoestring.plan.workload import Workload
 
@@ -76,3 +77,25 @@ def largest_that_fits(spec: ModelSpec, work: Workload, device: Device, rate: Rat
         else:
             hi = mid - 1
     return Largest(device.name, what, lo, best)
+
+
+def longest_context(spec: ModelSpec, setup: StepSetup, device: Device) -> int:
+    """The longest sequence at which exactly ``setup`` fits on one ``device`` (no search).
+
+    What a published "longest context that fits" measurement ran: one recipe,
+    the sequence grown until it no longer fits.
+    """
+    from shoestring.plan.memory import GIB, estimate_memory
+
+    def fits(n: int) -> bool:
+        mem = estimate_memory(spec, setup.with_(seq_len=n), context_gib=device.context_gib)
+        return mem.total <= device.memory_gib * GIB
+
+    lo, hi = 0, 1
+    while hi <= MAX_CONTEXT and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, MAX_CONTEXT)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo

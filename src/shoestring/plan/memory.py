@@ -153,8 +153,13 @@ def _optimizer_temp(setup: StepSetup, p: _Params, shard: float) -> float:
     loop (the CPU default) holds ``sqrt(v)`` and ``sqrt(v)/c`` of one tensor.
     SGD updates in place.
     """
-    if setup.optimizer != "adamw":
-        return 0.0  # SGD and bitsandbytes' 8-bit kernels update in place
+    if setup.optimizer == "adam8bit":
+        # torchao's AdamW8bit dequantises one tensor's two moments to fp32 for
+        # its update (torchao/optim: single_param_adam); bitsandbytes' paged
+        # kernel updates in place.
+        return 2 * FP32 * p.max_tensor
+    if setup.optimizer != "adamw" or setup.fused_optimizer:
+        return 0.0  # SGD, bitsandbytes and the fused AdamW kernel update in place
     if setup.kernels == "cuda" and not setup.optimizer_in_backward:
         return setup.param_bytes * p.trained * shard
     return 2 * setup.param_bytes * p.max_tensor
@@ -222,13 +227,23 @@ def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: fl
     stepped = {}
     if setup.optimizer_in_backward:
         # Each gradient is applied and freed as soon as it is complete.
-        stepped = {"one gradient (stepped in backward)": grads}
+        stepped = {"one gradient (stepped in backward)": grads,
+                   "optimizer temporaries (one tensor)": _optimizer_temp(setup, p, tp)}
     phases = {
         "loss backward": {**common, **final, **saved, **loss_cast, **loss, **stepped},
         "block backward": {**common, **saved, **rebuilt, **held, **stepped,
                            "block backward gradients":
                                tokens * backward_transient(spec, setup, blk) * tp},
     }
+    if not setup.optimizer_in_backward:
+        # The backward of the first block: the gradients of every other
+        # parameter already exist, the other blocks' activations are freed.
+        first = {"one recomputed block": per_layer} if setup.checkpointing == "full" else \
+            {"first block's saved activations": per_layer}
+        phases["first block backward"] = {
+            **common, **held, **first, **rebuilt_one(rebuilt, setup, spec),
+            "gradients": grads * (1 - 1 / max(spec.layers, 1)),
+            "block backward gradients": tokens * backward_transient(spec, setup, blk) * tp}
     if spec.family == "decoder":
         # Autocast caches every weight's bf16 copy until the forward ends, and
         # the loss's forward tensors are all alive there: with checkpointed
@@ -244,6 +259,15 @@ def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: fl
         phases["embedding backward"] = {**common, **held, "gradients": grads,
                                         "embedding gradient and sum": 2 * vh}
     return phases, offloaded
+
+
+def rebuilt_one(rebuilt: dict[str, float], setup: StepSetup, spec: ModelSpec
+                ) -> dict[str, float]:
+    """The autocast weight copies alive in one block's backward."""
+    copies = rebuilt.get("bf16 weight copies (autocast)", 0.0)
+    if setup.checkpointing != "full":
+        copies /= max(spec.layers, 1)   # only this block's copies are still saved
+    return {"bf16 weight copies (autocast)": copies} if copies else {}
 
 
 def _mlp_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: float

@@ -133,7 +133,8 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
         base = StepSetup(seq_len=work.seq_len, optimizer=cfg.optimizer, finetune=mode,
                          lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
                          lora_targets=cfg.lora_targets, lora_dropout=cfg.lora_dropout,
-                         loss_chunks=chunks, kernels=kernels, half=half)
+                         loss_chunks=chunks, kernels=kernels, half=half,
+                         compiled=cfg.compile, fused_optimizer=cfg.fused_optimizer)
         for prec in _precisions(cfg, device, work.kind):
             thr = rate(device, _dtype(prec))
             for tp in _tp_options(spec, gpus, device):
@@ -215,7 +216,8 @@ def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
     rated = replace(thr, flops_per_s=thr.flops_per_s * factor)
     secs, _ = step_seconds(spec, setup, flops.total, rated,
                            interconnect_gbs=device.interconnect_gbs,
-                           devices_per_node=device.max_per_node)
+                           devices_per_node=device.max_per_node,
+                           inter_node_gbs=cfg.inter_node_gbs)
     host = _host_transfer_seconds(spec, setup, mem, device) if device.kind == "gpu" else 0.0
     secs = max(secs, host)   # host copies overlap compute on a side stream
     units_per_step = setup.micro_batch * setup.grad_accum * setup.dp * \
@@ -240,3 +242,15 @@ def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
                flops_total=flops.total * setup.dp * steps,
                model_flops_total=flops.model * setup.dp * steps, mfu=mfu, rate=rated,
                notes=notes, goodput=good.to_dict())
+
+
+def time_setup(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
+               rate: RateFn, cfg: Any) -> Fit:
+    """Memory and time of one given ``setup`` on ``device`` (no search; fits or not).
+
+    What the published-measurement comparison (``bench/plan_published.py``) runs:
+    the exact recipe a paper or framework reports, priced by the same model.
+    """
+    mem = estimate_memory(spec, setup, context_gib=device.context_gib)
+    fit = _timed(spec, work, device, setup, mem, rate(device, _dtype(setup.precision)), cfg)
+    return fit if _fits(mem, device) else replace(fit, fits=False)

@@ -55,6 +55,16 @@ class StepSetup:
             device (torchtune's OffloadActivations).
         lora_dropout: dropout on each adapter's input; above zero every adapted
             projection keeps its own dropped copy of the input and a mask.
+        loss_impl: what an unchunked loss keeps: ``bf16-logits`` (Shoestring's
+            GPT: the caller holds the bf16 logits, the loss upcasts), ``fp32-logits``
+            (the model returns ``logits.float()``, held: torchtune's decoder), or
+            ``hf-shifted`` (Hugging Face transformers before 4.45: fp32 logits
+            held and shifted into a contiguous copy before the loss).
+        fused_optimizer: ``torch.optim.AdamW(fused=True)``: one kernel per
+            step, no temporaries (torch's default on CUDA is ``foreach``).
+        compiled: ``torch.compile``d step: the partitioner recomputes cheap
+            pointwise results in backward instead of saving them, and the loss
+            keeps the bf16 logits, not an fp32 log-softmax.
         finetune: ``full``; ``lora`` (frozen bf16/fp32 base + adapters);
             ``qlora`` (frozen 4-bit base + adapters).
         grad_accum: micro-batches per optimizer step.
@@ -84,6 +94,9 @@ class StepSetup:
     loss_chunks: int = 1
     loss_keeps_logits: bool = False
     offload_activations: bool = False
+    loss_impl: Literal["bf16-logits", "fp32-logits", "hf-shifted"] = "bf16-logits"
+    fused_optimizer: bool = False
+    compiled: bool = False
     grad_accum: int = 1
     dp: int = 1
     zero_stage: int = 0
