@@ -41,12 +41,13 @@ import torch
 MIB = 2 ** 20
 MODELS = {
     # ~29M parameters: tensors dominate the process, a step takes ~1-3 s here.
-    "default": dict(n_layer=6, n_head=8, n_kv_head=2, n_embd=512, block_size=256,
-                    vocab_size=8192),
-    "quick": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, block_size=64,
-                  vocab_size=1024),
+    "default": {"n_layer": 6, "n_head": 8, "n_kv_head": 2, "n_embd": 512, "block_size": 256,
+                "vocab_size": 8192},
+    "quick": {"n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 128, "block_size": 64,
+              "vocab_size": 1024},
 }
-LLAMA_STYLE = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False, tie_embeddings=False)
+LLAMA_STYLE = {"norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "bias": False,
+               "tie_embeddings": False}
 TARGETS = ("q", "k", "v", "o")
 RANK, ALPHA = 16, 32.0
 
@@ -168,7 +169,7 @@ def measure_shoestring(shape: dict, mode: str, batch: int, steps: int, corpus: P
                        extra: list[str]) -> dict:
     """``shoestring train --finetune MODE`` as a user runs it; its summary.json."""
     help_text = subprocess.run([sys.executable, "-m", "shoestring", "train", "--help"],
-                               capture_output=True, text=True).stdout
+                               capture_output=True, text=True, check=False).stdout
     if "--finetune" not in help_text:
         raise SystemExit("this shoestring train has no --finetune yet; use --trainer reference")
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +185,7 @@ def measure_shoestring(shape: dict, mode: str, batch: int, steps: int, corpus: P
         if mode == "lora":
             args += ["--lora-rank", str(RANK), "--lora-alpha", str(ALPHA),
                      "--lora-targets", ",".join(TARGETS)]
-        done = subprocess.run(args, capture_output=True, text=True,
+        done = subprocess.run(args, capture_output=True, text=True, check=False,
                               env={**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp}/l.db"})
         if done.returncode != 0:
             raise SystemExit(f"shoestring train failed:\n{done.stderr[-2000:]}")
