@@ -58,6 +58,14 @@ def _strategy(s: dict[str, Any]) -> str:
         parts.append(f"Z{s['zero_stage']}" if s["zero_stage"] else "DDP")
     if s["checkpointing"] != "none":
         parts.append("ckpt")
+    if s.get("offload_activations"):
+        parts.append("offload")
+    if s.get("optimizer_in_backward"):
+        parts.append("step-in-bwd")
+    if s.get("optimizer") not in (None, "adamw"):
+        parts.append(s["optimizer"])
+    if s.get("loss_chunks", 1) > 1:
+        parts.append(f"CE/{s['loss_chunks']}")
     return " ".join(parts)
 
 
@@ -120,6 +128,7 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
     else:
         reasons = sorted({o["reason"] for o in r["options"] if o["reason"]})
         c.out.print("[bold red]Nothing fits.[/] " + "; ".join(reasons[:3]), highlight=False)
+    _render_largest(c, r.get("largest", []), w)
     for label, key in (("Fastest within budget", "fastest_within_budget"),
                        ("Cheapest within deadline", "cheapest_within_deadline")):
         o = r.get(key)
@@ -166,6 +175,22 @@ def _render_front(c: CliContext, front: list[dict[str, Any]], top: int) -> None:
     c.out.print(table)
 
 
+def _render_largest(c: CliContext, rows: list[dict[str, Any]], w: dict[str, Any]) -> None:
+    if not rows:
+        return
+    what = rows[0]["what"]
+    at = f"seq {w['seq_len']}" if what == "micro-batch" else "micro-batch as given (else 1)"
+    table = Table(title=f"Largest {what} that fits on one device ({at})")
+    for col in ("hardware", what, "GiB", "tokens/s", "strategy"):
+        table.add_column(col, justify="left" if col in ("hardware", "strategy") else "right")
+    for x in rows:
+        tps = x.get("tokens_per_second")
+        table.add_row(x["device"], f"{x['value']:,}" if x["value"] else "does not fit",
+                      _gib(x["memory_bytes"]), f"{tps:,.0f}" if tps else "-",
+                      _strategy(x["strategy"]) if x["strategy"] else "")
+    c.out.print(table)
+
+
 def _render_trace(c: CliContext, t: dict[str, Any]) -> None:
     s = t["setup"]
     table = Table(title=f"Trace (fake tensors) vs analytic: one {s['mode']} step, micro-batch "
@@ -196,14 +221,31 @@ def _plan_command() -> click.Command:
     @click.option("--gpus", type=int, help="Fix the device count.")
     @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]))
     @click.option("--lora-rank", type=int)
+    @click.option("--lora-alpha", type=float, help="LoRA scale α (no effect on memory/time).")
+    @click.option("--lora-dropout", type=float,
+                  help="Dropout on the adapters' input (>0 keeps a dropped copy per adapter).")
     @click.option("--lora-targets", help="Comma list: q,k,v,o,gate,up,down (or fc,proj).")
     @click.option("--serve", is_flag=True, help="Plan inference serving instead of training.")
     @click.option("--requests", type=int, help="Requests to serve.")
     @click.option("--context", type=int, help="Prompt tokens per request.")
     @click.option("--output-tokens", type=int, help="Generated tokens per request.")
     @click.option("--serve-batch", type=int, help="Requests decoded together.")
-    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16-mixed"]))
-    @click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam8bit"]))
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16-mixed", "bf16-true"]),
+                  help="bf16-true: pure bf16 weights, gradients and optimizer states.")
+    @click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam8bit",
+                                                    "paged-adam8bit"]))
+    @click.option("--optimizer-in-backward/--no-optimizer-in-backward", default=None,
+                  help="Step each parameter as its gradient is ready (searched by default).")
+    @click.option("--loss-chunks", type=int,
+                  help="Cross-entropy chunks, never materialising all logits (default 8).")
+    @click.option("--offload-activations/--no-offload-activations", default=None,
+                  help="Keep saved activations in CPU RAM (searched by default).")
+    @click.option("--compile", is_flag=True, default=None,
+                  help="Plan a torch.compile'd step (train --compile).")
+    @click.option("--fused-optimizer", is_flag=True, default=None,
+                  help="AdamW(fused=True): no optimizer temporaries.")
+    @click.option("--inter-node-gbs", type=float,
+                  help="GB/s per device between machines (6.25; 25 for 200 Gb/s per GPU).")
     @click.option("--checkpointing", type=click.Choice(["auto", "none", "full"]),
                   help="Activation checkpointing.")
     @click.option("--zero", type=click.Choice(["auto", "0", "1", "2", "3"]),
@@ -217,6 +259,16 @@ def _plan_command() -> click.Command:
     @click.option("--checkpoint-interval", "checkpoint_interval_min", type=float,
                   help="Minutes between checkpoints (spot preemption cost).")
     @click.option("--preemptions-per-hour", type=float)
+    @click.option("--eval-fraction", type=float,
+                  help="Evaluation time as a fraction of training time (0.02).")
+    @click.option("--checkpoint-write-gbs", type=float,
+                  help="GB/s checkpoints are written at (1.0).")
+    @click.option("--max-price-per-hour", type=float,
+                  help="USD: leave out options whose machines cost more per hour.")
+    @click.option("--largest", type=click.Choice(["micro-batch", "context"]),
+                  help="Also find the largest micro-batch or context one device holds.")
+    @click.option("--tie-tolerance", type=float,
+                  help="Options within this fraction of the cheapest rank fastest first (0.02).")
     @click.option("--budget", type=float, help="USD: show the fastest option within it.")
     @click.option("--deadline", "deadline_hours", type=float,
                   help="Hours: show the cheapest option within it.")

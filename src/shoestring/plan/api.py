@@ -22,7 +22,8 @@ from shoestring.plan.memory import MemoryBreakdown, estimate_memory
 from shoestring.plan.presets import resolve_model
 from shoestring.plan.ranking import pareto_front, rank_by_cost
 from shoestring.plan.rates import Measurement, RateBook
-from shoestring.plan.search import Fit, search_serving, search_training
+from shoestring.plan.search import Fit, search_training
+from shoestring.plan.serving import search_serving
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params
 from shoestring.plan.verdicts import CardVerdict, single_device_verdicts
@@ -87,6 +88,7 @@ class PlanResult:
     stale_prices: list[str] = field(default_factory=list)
     pareto_front: list[Option] = field(default_factory=list)
     single_device: list[CardVerdict] = field(default_factory=list)
+    largest: list[Any] = field(default_factory=list)   # plan.largest.Largest per device
     config: PlanConfig | None = None   # after a run's own workload filled the defaults
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class PlanResult:
             if self.cheapest_within_deadline else None,
             "pareto_front": [o.to_dict() for o in self.pareto_front],
             "single_device": [v.to_dict() for v in self.single_device],
+            "largest": [x.to_dict() for x in self.largest],
             "warnings": self.warnings, "stale_prices": self.stale_prices,
             "notes": self.notes, "trace": self.trace,
             "measured_runs": self.measured_runs,
@@ -135,6 +138,8 @@ def _price_options(device: Device, price: Price, n: int, fit: Fit, cfg: PlanConf
     if cfg.spot and price.spot is not None:
         rows.append((True, price.spot))
     for spot, hourly in rows:
+        if cfg.max_price_per_hour is not None and instances * hourly > cfg.max_price_per_hour:
+            continue
         f = fit
         if fit.fits:
             hours = fit.hours
@@ -159,10 +164,7 @@ def _search(spec: ModelSpec, work: Workload, cfg: PlanConfig, device: Device, n:
     if work.kind == "serve":
         return search_serving(spec, work, device, n, rates, precision=cfg.precision,
                               output_tokens=cfg.output_tokens)
-    return search_training(spec, work, device, n, rates, precision=cfg.precision,
-                           optimizer=cfg.optimizer, checkpointing=cfg.checkpointing,
-                           zero=cfg.zero, micro_batch=cfg.micro_batch,
-                           lora_rank=cfg.lora_rank, lora_targets=cfg.lora_targets)
+    return search_training(spec, work, device, n, rates, cfg)
 
 
 def resolve_inputs(cfg: PlanConfig) -> tuple[ModelSpec, PlanConfig, list[str]]:
@@ -222,6 +224,11 @@ def plan(cfg: PlanConfig, *, catalog: Catalog | None = None, today: date | None 
     options = _rank(options, serve=work.kind == "serve", tolerance=cfg.tie_tolerance)
     result = _result(spec, work, cfg, options)
     result.single_device = single_device_verdicts(single)
+    if cfg.largest and work.kind != "serve":
+        from shoestring.plan.largest import largest_that_fits
+
+        result.largest = [largest_that_fits(spec, work, d, rates, cfg, cfg.largest)
+                          for d in devices]
     asked = [o for o in options if o.fits and not o.fit.substituted
              and not (work.kind == "serve" and o.spot)]
     result.pareto_front = pareto_front(asked, cost=lambda o: o.cost_usd, hours=lambda o: o.fit.hours)
@@ -268,41 +275,85 @@ def _result(spec: ModelSpec, work: Workload, cfg: PlanConfig, options: list[Opti
 
     fitting = [o for o in options if o.fits]
     best = fitting[0] if fitting else None
+    notes = []
     if best is not None and best.fit.substituted:
-        result_note = "full fine-tuning fits on no option; LoRA/QLoRA shown instead"
+        notes.append("full fine-tuning fits on no option; LoRA/QLoRA shown instead")
+    closest = _closest_miss(options) if best is None else None
+    if best is not None:
+        setup, memory, steps = best.fit.setup, best.fit.memory, best.fit.steps
+    elif closest is not None:
+        # Nothing fits: show what the least demanding option would need, with
+        # the strategy it was estimated for (pinned choices included).
+        setup, memory, steps = closest.fit.closest, closest.fit.memory, work.steps
+        notes.append(_needs_note(closest, options))
     else:
-        result_note = None
-    setup = best.fit.setup if best else StepSetup(
-        mode="serve" if work.kind == "serve" else "train", micro_batch=cfg.micro_batch or 1,
-        seq_len=work.seq_len, finetune=work.finetune, optimizer=cfg.optimizer,
-        output_tokens=cfg.output_tokens)
-    memory = best.fit.memory if best else estimate_memory(spec, setup)
+        setup = StepSetup(
+            mode="serve" if work.kind == "serve" else "train", micro_batch=cfg.micro_batch or 1,
+            seq_len=work.seq_len, finetune=work.finetune, optimizer=cfg.optimizer,
+            checkpointing="full" if cfg.checkpointing == "full" else "none",
+            output_tokens=cfg.output_tokens)
+        memory, steps = estimate_memory(spec, setup), work.steps
     per_step = step_flops(spec, setup)
-    steps = best.fit.steps if best else work.steps
     flops = {"per_step": per_step.total * setup.dp, "forward_per_step": per_step.forward,
              "backward_per_step": per_step.backward, "recompute_per_step": per_step.recompute,
              "total": per_step.total * setup.dp * steps,
              "model_total": per_step.model * setup.dp * steps, "steps": steps}
+    # Trained parameters of what was asked, not of a LoRA stand-in.
+    trained = trained_params(spec, setup.with_(finetune=work.finetune))
     asked = [o for o in fitting if not o.fit.substituted] or fitting
     within_budget = [o for o in asked if cfg.budget is not None and o.cost_usd <= cfg.budget]
     within_deadline = [o for o in asked if cfg.deadline_hours is not None
                        and o.fit.hours <= cfg.deadline_hours]
     return PlanResult(
         spec=spec, workload=work, params=count_params(spec).total,
-        trained_params=trained_params(spec, setup), memory=memory, flops=flops,
+        trained_params=trained, memory=memory, flops=flops,
         options=options,
         fastest_within_budget=min(within_budget, key=lambda o: (o.fit.hours, o.cost_usd))
         if within_budget else None,
         cheapest_within_deadline=min(within_deadline, key=lambda o: (o.cost_usd, o.fit.hours))
-        if within_deadline else None, notes=[result_note] if result_note else [])
+        if within_deadline else None, notes=notes)
+
+
+def _closest_miss(options: list[Option]) -> Option | None:
+    misses = [o for o in options if not o.fits and o.fit.memory is not None
+              and o.fit.closest is not None]
+    return min(misses, key=lambda o: o.fit.memory.total) if misses else None
+
+
+def _needs_note(closest: Option, options: list[Option]) -> str:
+    """What a request that fits nowhere would need."""
+    from shoestring.plan.memory import GIB
+
+    s = closest.fit.closest
+    biggest = max((o for o in options), key=lambda o: o.gpus)
+    how = f"{s.finetune} " if s.finetune != "full" else ""
+    how += f"micro-batch {s.micro_batch}, {s.precision_label}"
+    if s.checkpointing != "none":
+        how += ", activation checkpointing"
+    if s.zero_stage:
+        how += f", ZeRO-{s.zero_stage} over {s.dp}"
+    return (f"nothing fits: the least demanding option ({closest.gpus}× {closest.hardware}, "
+            f"{how}) needs {closest.fit.memory.total / GIB:.1f} GiB per device; it would need "
+            f"devices of at least that size, or more than the {biggest.gpus} devices searched "
+            "(--gpus), or a smaller micro-batch, sequence or model")
 
 
 def reference_setup(result: PlanResult) -> StepSetup:
-    """The top option's per-device step, unsharded: what trace mode runs."""
+    """The top option's per-device step, unsharded, as trace mode can run it.
+
+    The trace runs Shoestring's eager module with a plain loss and AdamW: the
+    savers it cannot run (chunked loss, offloading, the step in backward,
+    8-bit states, compile) are switched off, and the analytic estimate it is
+    compared with is made for the same step.
+    """
     best = next((o for o in result.options if o.fits), None)
     w = result.workload
     if best is not None and best.fit.setup is not None:
-        return best.fit.setup.with_(dp=1, zero_stage=0, tp=1, grad_accum=1, kernels="cpu")
+        s = best.fit.setup
+        return s.with_(dp=1, zero_stage=0, tp=1, grad_accum=1, kernels="cpu", loss_chunks=1,
+                       loss_keeps_logits=False, offload_activations=False, compiled=False,
+                       optimizer_in_backward=False, fused_optimizer=False,
+                       optimizer="adamw" if "adam8bit" in s.optimizer else s.optimizer)
     return StepSetup(mode="serve" if w.kind == "serve" else "train", micro_batch=1,
                      seq_len=w.seq_len, finetune=w.finetune, kernels="cpu")
 

@@ -33,6 +33,10 @@ def build_module(spec: ModelSpec, *, train: bool = True) -> nn.Module:
     if spec.family == "decoder":
         from shoestring.models.gpt import GPT, GPTConfig
 
+        if spec.pos == "alibi":
+            raise ShoestringError("trace mode cannot build ALiBi attention",
+                                  hint="Shoestring's GPT has learned or rotary positions; "
+                                  "drop --trace")
         if spec.bias and spec.norm == "rmsnorm":
             raise ShoestringError("trace mode cannot build an RMSNorm model with biases",
                                   hint="Shoestring's GPT has bias-free RMSNorm; drop --trace")

@@ -65,9 +65,9 @@ def tp_allreduce_seconds(nbytes: float, n: int, interconnect: str, gbs: float) -
 
 
 def step_seconds(spec: ModelSpec, setup: StepSetup, flops: float, rate: Throughput, *,
-                 interconnect_gbs: float, devices_per_node: int) -> tuple[float, float]:
+                 interconnect_gbs: float, devices_per_node: int,
+                 inter_node_gbs: float = INTER_NODE_GBS) -> tuple[float, float]:
     """(step seconds, of which communication not hidden) for one optimizer step."""
-    from shoestring.plan.compute import trained_params
 
     tp = max(setup.tp, 1)
     compute = rate.overhead_s + flops / (rate.flops_per_s * tp)
@@ -80,14 +80,46 @@ def step_seconds(spec: ModelSpec, setup: StepSetup, flops: float, rate: Throughp
     dp = max(setup.dp, 1)
     if dp > 1:
         nodes_span = dp * tp > devices_per_node
-        gbs = INTER_NODE_GBS if nodes_span else interconnect_gbs
-        # DDP all-reduces the fp32 gradients of every trained parameter.
-        grad_bytes = trained_params(spec, setup) * 4 / tp
-        volume = grad_bytes * (1.5 if setup.zero_stage >= 3 else 1.0)
-        comm = allreduce_seconds(volume, dp, gbs)
+        gbs = inter_node_gbs if nodes_span else interconnect_gbs
+        comm = data_parallel_seconds(spec, setup, gbs)
         if comm > compute:
             exposed += comm - compute
     return compute + exposed, exposed
+
+
+def data_parallel_seconds(spec: ModelSpec, setup: StepSetup, gbs: float) -> float:
+    """Per-step communication of data parallelism at ``gbs`` GB/s per device and direction.
+
+    DDP and ZeRO-1 all-reduce the gradients once per optimizer step (gradient
+    accumulation runs under ``no_sync``); ZeRO-1/2 then all-gather the updated
+    weights. ZeRO-2 reduce-scatters gradients every micro-batch. ZeRO-3 (FSDP
+    full-shard) all-gathers every block's weights in the forward and again in
+    the backward of every micro-batch, and reduce-scatters the gradients:
+    1.5× DDP's volume without accumulation (Rajbhandari et al. 2020, section
+    7), far more with it — and frozen weights (LoRA) are gathered all the same.
+    A ring moves (n−1)/n of a buffer per device for a gather or a scatter,
+    twice that for an all-reduce (Patarasuk & Yuan 2009).
+    """
+    from shoestring.plan.compute import trained_params
+    from shoestring.plan.specs import count_params
+
+    n, tp = setup.dp, max(setup.tp, 1)
+    if n <= 1 or gbs <= 0:
+        return 0.0
+    ring = (n - 1) / n
+    grad_bytes = trained_params(spec, setup) * setup.param_bytes / tp
+    compute_bytes = 4 if setup.precision == "fp32" else 2
+    weight_bytes = count_params(spec).total * compute_bytes / tp
+    accum = max(setup.grad_accum, 1)
+    if setup.zero_stage >= 3:
+        volume = accum * (2 * weight_bytes + grad_bytes) * ring
+    elif setup.zero_stage == 2:
+        volume = accum * grad_bytes * ring + weight_bytes * ring
+    elif setup.zero_stage == 1:
+        volume = 2 * grad_bytes * ring + weight_bytes * ring
+    else:
+        volume = 2 * grad_bytes * ring
+    return volume / (gbs * 1e9)
 
 
 def spot_overhead(hours: float, *, checkpoint_interval_h: float,

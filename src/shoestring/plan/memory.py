@@ -28,7 +28,7 @@ from shoestring.plan.activations import (
     block_terms,
     dtype_bytes,
     final_terms,
-    loss_peak_terms,
+    loss_terms,
 )
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params, layer_linears
@@ -37,10 +37,19 @@ GIB = 1024 ** 3
 NF4_BLOCK = 64          # weights per absmax (QLoRA, Dettmers et al. 2023, section 3)
 NF4_SECOND_BLOCK = 256  # blocks per second-level constant (double quantisation)
 
-# Optimizer state bytes per trained parameter: AdamW keeps two fp32 moments
-# (Loshchilov & Hutter 2019); SGD one momentum buffer; 8-bit Adam two uint8
-# moments with one fp32 absmax per 2048 values (Dettmers et al. 2022, arXiv:2110.02861).
-OPTIMIZER_BYTES = {"adamw": 2 * FP32, "sgd": FP32, "adam8bit": 2 * (1 + FP32 / 2048)}
+# Optimizer state bytes per trained parameter: AdamW keeps two moments in the
+# parameters' dtype (Loshchilov & Hutter 2019; torch.optim.AdamW allocates
+# them with zeros_like(param)), SGD one momentum buffer; 8-bit Adam two uint8
+# moments with one fp32 absmax per 2048 values (Dettmers et al. 2022,
+# arXiv:2110.02861), paged or not.
+EIGHT_BIT_ADAM_BYTES = 2 * (1 + FP32 / 2048)
+
+
+def optimizer_bytes_per_param(setup: StepSetup) -> float:
+    """State bytes per trained parameter of ``setup.optimizer``."""
+    if setup.optimizer in ("adam8bit", "paged-adam8bit"):
+        return EIGHT_BIT_ADAM_BYTES
+    return (2 if setup.optimizer == "adamw" else 1) * setup.param_bytes
 # QLoRA storage per frozen parameter: a 4-bit code plus double-quantised
 # constants, 0.127 bits per parameter (Dettmers et al. 2023, section 3).
 NF4_BYTES = 0.5 + 1 / NF4_BLOCK + FP32 / (NF4_BLOCK * NF4_SECOND_BLOCK)
@@ -60,6 +69,8 @@ class MemoryBreakdown:
     overhead: int
     phase: str
     detail: dict[str, int] = field(default_factory=dict)
+    paged: int = 0       # paged optimizer states: CUDA unified memory, not the device peak
+    offloaded: int = 0   # activations held in CPU RAM (offload_activations)
 
     @property
     def peak_tensors(self) -> int:
@@ -107,9 +118,9 @@ def _param_bytes(spec: ModelSpec, setup: StepSetup) -> _Params:
             weights = quantised * NF4_BYTES + (total - quantised) * frozen_bytes
         else:
             weights = total * frozen_bytes
-        weights += adapter * FP32 + buffers * frozen_bytes
+        weights += adapter * setup.param_bytes + buffers * frozen_bytes
         biggest = max((r * max(i, o) for i, o in shapes.values()), default=0)
-        cast = 2 * adapter if setup.mixed or setup.precision == "bf16" else 0
+        cast = 2 * adapter if setup.mixed else 0
         return _Params(weights, adapter, biggest, cast, spec.layers * mats * frozen_bytes)
     wbytes = 2 if setup.precision == "bf16" else FP32
     weights = (total + buffers) * wbytes
@@ -142,11 +153,16 @@ def _optimizer_temp(setup: StepSetup, p: _Params, shard: float) -> float:
     loop (the CPU default) holds ``sqrt(v)`` and ``sqrt(v)/c`` of one tensor.
     SGD updates in place.
     """
-    if setup.optimizer != "adamw":
-        return 0.0
-    if setup.kernels == "cuda":
-        return FP32 * p.trained * shard
-    return 2 * FP32 * p.max_tensor
+    if setup.optimizer == "adam8bit":
+        # torchao's AdamW8bit dequantises one tensor's two moments to fp32 for
+        # its update (torchao/optim: single_param_adam); bitsandbytes' paged
+        # kernel updates in place.
+        return 2 * FP32 * p.max_tensor
+    if setup.optimizer != "adamw" or setup.fused_optimizer:
+        return 0.0  # SGD, bitsandbytes and the fused AdamW kernel update in place
+    if setup.kernels == "cuda" and not setup.optimizer_in_backward:
+        return setup.param_bytes * p.trained * shard
+    return 2 * setup.param_bytes * p.max_tensor
 
 
 def _tokens(spec: ModelSpec, setup: StepSetup) -> int:
@@ -160,12 +176,21 @@ def _sharding(setup: StepSetup) -> tuple[float, float, float, float]:
             1 / max(setup.tp, 1))
 
 
+# Offloaded activations: the block being computed (or rebuilt) and the one in
+# flight to or from the host stay on the device (torchtune's OffloadActivations
+# prefetches one layer ahead on a side stream).
+OFFLOAD_BLOCKS_ON_DEVICE = 2
+
+
 def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: float
-                        ) -> dict[str, dict[str, float]]:
-    """What is alive, besides weights and optimizer states, at each candidate peak."""
+                        ) -> tuple[dict[str, dict[str, float]], float]:
+    """What is alive, besides weights and optimizer states, at each candidate peak.
+
+    Also returns the bytes of activations offloaded to CPU RAM.
+    """
     *_, tp = _sharding(setup)
     tokens = _tokens(spec, setup)
-    e, r = dtype_bytes(setup)
+    _, r = dtype_bytes(setup)
     blk = block_terms(spec, setup)
     # Korthikanti et al. eq. 5: with TP, what lies between the column- and
     # row-parallel matmuls is split; norms and residuals are replicated.
@@ -176,43 +201,73 @@ def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: fl
         common["gradients"] = grads  # accumulated over the earlier micro-batches
     final = {"final norm and head input": tokens * sum(final_terms(spec, setup).values())}
     head_cast = _head_cast(spec, setup) * tp
+    on_device = 1.0
+    if setup.offload_activations:
+        on_device = min(spec.layers, OFFLOAD_BLOCKS_ON_DEVICE) / max(spec.layers, 1)
     if setup.checkpointing == "full":
         # Only each block's input is kept; one block is rebuilt in its backward,
         # with its own autocast weight copies (the head's copy stays).
-        saved = {"block inputs (checkpoints)": tokens * spec.layers * spec.hidden * r}
+        kept = tokens * spec.layers * spec.hidden * r
+        saved = {"block inputs (checkpoints)": kept * on_device}
         rebuilt = {"one recomputed block": per_layer,
                    "bf16 weight copies (autocast)":
                        head_cast + (p.cast_copies * tp - head_cast) / max(spec.layers, 1)}
         loss_cast = {"bf16 weight copies (autocast)": head_cast}
     else:
-        saved = {"saved by blocks": spec.layers * per_layer}
+        kept = spec.layers * per_layer
+        saved = {"saved by blocks": kept * on_device}
         rebuilt = {"bf16 weight copies (autocast)": p.cast_copies * tp}
         loss_cast = rebuilt
-    loss = {k: tokens * v * tp for k, v in loss_peak_terms(spec, setup).items()}
-    held = {k: v for k, v in loss.items() if "held" in k}
+    offloaded = kept * (1 - on_device)
+    if setup.offload_activations:
+        saved = {k + " (on device; the rest offloaded)": v for k, v in saved.items()}
+    fwd_terms, bwd_terms, held_terms = loss_terms(spec, setup)
+    loss = {k: tokens * v * tp for k, v in bwd_terms.items()}
+    held = {k: tokens * v * tp for k, v in held_terms.items()}
+    stepped = {}
+    if setup.optimizer_in_backward:
+        # Each gradient is applied and freed as soon as it is complete.
+        stepped = {"one gradient (stepped in backward)": grads,
+                   "optimizer temporaries (one tensor)": _optimizer_temp(setup, p, tp)}
     phases = {
-        "loss backward": {**common, **final, **saved, **loss_cast, **loss},
-        "block backward": {**common, **saved, **rebuilt, **held,
+        "loss backward": {**common, **final, **saved, **loss_cast, **loss, **stepped},
+        "block backward": {**common, **saved, **rebuilt, **held, **stepped,
                            "block backward gradients":
                                tokens * backward_transient(spec, setup, blk) * tp},
     }
-    if p.cast_copies and setup.checkpointing == "full":
-        # Autocast caches every weight's bf16 copy until the forward ends, so
-        # with checkpointed blocks (whose copies backward no longer holds) the
-        # end of the forward, inside the loss, can be the peak: logits, their
-        # fp32 copy and the log-softmax are alive together.
-        v = spec.vocab_size if spec.family == "decoder" else 0
+    if not setup.optimizer_in_backward:
+        # The backward of the first block: the gradients of every other
+        # parameter already exist, the other blocks' activations are freed.
+        first = {"one recomputed block": per_layer} if setup.checkpointing == "full" else \
+            {"first block's saved activations": per_layer}
+        phases["first block backward"] = {
+            **common, **held, **first, **rebuilt_one(rebuilt, setup, spec),
+            "gradients": grads * (1 - 1 / max(spec.layers, 1)),
+            "block backward gradients": tokens * backward_transient(spec, setup, blk) * tp}
+    if spec.family == "decoder":
+        # Autocast caches every weight's bf16 copy until the forward ends, and
+        # the loss's forward tensors are all alive there: with checkpointed
+        # blocks, or a loss that keeps every chunk's logits, this can be the peak.
         phases["forward end"] = {**common, **final, **saved,
                                  "bf16 weight copies (autocast)": p.cast_copies * tp,
-                                 "logits, fp32 copy and log-softmax": tokens * v * (e + 8) * tp}
+                                 **{k: tokens * v * tp for k, v in fwd_terms.items()}}
     if spec.family == "decoder" and not setup.adapters and spec.tie_embeddings:
         # A tied embedding gets a second gradient from its lookup at the very
         # end of backward; it and the sum with the head's gradient coexist with
         # all other gradients (measured in trace mode).
-        vh = spec.vocab_size * spec.hidden * FP32 * tp
+        vh = spec.vocab_size * spec.hidden * setup.param_bytes * tp
         phases["embedding backward"] = {**common, **held, "gradients": grads,
                                         "embedding gradient and sum": 2 * vh}
-    return phases
+    return phases, offloaded
+
+
+def rebuilt_one(rebuilt: dict[str, float], setup: StepSetup, spec: ModelSpec
+                ) -> dict[str, float]:
+    """The autocast weight copies alive in one block's backward."""
+    copies = rebuilt.get("bf16 weight copies (autocast)", 0.0)
+    if setup.checkpointing != "full":
+        copies /= max(spec.layers, 1)   # only this block's copies are still saved
+    return {"bf16 weight copies (autocast)": copies} if copies else {}
 
 
 def _mlp_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: float
@@ -267,26 +322,35 @@ def estimate_memory(spec: ModelSpec, setup: StepSetup, *, context_gib: float = 0
         gathered = p.block_weights / max(spec.layers, 1) * tp
         weights += 2 * (gathered / 2 if setup.mixed else gathered)
         p = replace(p, cast_copies=0.0)
-    opt_bytes = OPTIMIZER_BYTES[setup.optimizer] * p.trained * tp * o_shard
-    grads = (2 if setup.precision == "bf16" and not setup.adapters else FP32) \
-        * p.trained * tp * g_shard
+    opt_bytes = optimizer_bytes_per_param(setup) * p.trained * tp * o_shard
+    paged = 0.0
+    if setup.optimizer == "paged-adam8bit":
+        # Unified memory: evicted to CPU RAM under pressure, so not part of the peak.
+        paged, opt_bytes = opt_bytes, 0.0
+    grads = setup.param_bytes * p.trained * tp * g_shard
+    if setup.optimizer_in_backward:
+        grads = setup.param_bytes * p.max_tensor * tp   # only the gradient being applied
+    offloaded = 0.0
     if spec.family == "mlp":
         phases = _mlp_phases(spec, setup, p, grads)
     else:
-        phases = _transformer_phases(spec, setup, p, grads)
+        phases, offloaded = _transformer_phases(spec, setup, p, grads)
     inputs = {k: v for k, v in phases["loss backward"].items() if k.startswith("inputs")}
-    phases["optimizer step"] = {**inputs, "gradients": grads,
-                                "optimizer temporaries": _optimizer_temp(setup, p, tp * g_shard)}
+    if not setup.optimizer_in_backward:
+        phases["optimizer step"] = {**inputs, "gradients": grads,
+                                    "optimizer temporaries":
+                                        _optimizer_temp(setup, p, tp * g_shard)}
     totals = {name: sum(parts.values()) for name, parts in phases.items()}
     phase = max(totals, key=totals.get)
     parts = phases[phase]
-    at_grads = parts.get("gradients", 0.0)
+    at_grads = parts.get("gradients", 0.0) + parts.get("one gradient (stepped in backward)", 0.0)
     peak_tensors = weights + opt_bytes + totals[phase]
     overhead = context_gib * GIB + FRAGMENTATION * peak_tensors if context_gib else 0.0
     return MemoryBreakdown(weights=int(weights), gradients=int(at_grads),
                            optimizer=int(opt_bytes), activations=int(totals[phase] - at_grads),
                            overhead=int(overhead), phase=phase,
-                           detail={k: int(v) for k, v in parts.items() if v})
+                           detail={k: int(v) for k, v in parts.items() if v},
+                           paged=int(paged), offloaded=int(offloaded))
 
 
 def _head_cast(spec: ModelSpec, setup: StepSetup) -> float:

@@ -10,12 +10,19 @@ Inference", arXiv:2211.05102, section 2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shoestring.plan.activations import FP32
-from shoestring.plan.memory import FRAGMENTATION, GIB, MemoryBreakdown
+from shoestring.plan.memory import FRAGMENTATION, GIB, MemoryBreakdown, estimate_memory
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec, count_params
+
+if TYPE_CHECKING:
+    from shoestring.plan.catalog import Device
+    from shoestring.plan.search import Fit, RateFn
+    from shoestring.plan.workload import Workload
 
 
 def weight_bytes(setup: StepSetup) -> int:
@@ -132,3 +139,70 @@ def serving_time(spec: ModelSpec, setup: StepSetup, *, flops_per_s: float,
     flops = 2 * b * counts.matmul_per_token + 4 * b * spec.layers * spec.hidden * mean_len
     decode = n * max(flops / flops_per_s, (weights + kv_read) / bytes_per_s)
     return ServingTime(prefill, decode)
+
+
+# Memory-bound kernels reach ~80% of peak DRAM bandwidth (planner default;
+# e.g. STREAM-style copies on A100/H100 measure 80-90%).
+BANDWIDTH_EFFICIENCY = 0.8
+
+
+def search_serving(spec: ModelSpec, work: Workload, device: Device, gpus: int, rate: RateFn, *,
+                   precision: str, output_tokens: int) -> Fit:
+    """Serving on ``gpus`` devices: ``gpus / tp`` replicas of ``tp``-way tensor parallelism.
+
+    Every tensor-parallel degree that divides ``gpus`` is tried (the smallest that
+    fits saves all-reduces; more replicas serve more batches at once) and the one
+    that finishes all requests soonest wins.
+    """
+    from dataclasses import replace
+
+    from shoestring.plan.cost import tp_allreduce_seconds
+    from shoestring.plan.search import Fit, _dtype, _fits, _tp_options
+
+    prec = "fp32" if precision == "fp32" or (device.kind == "cpu" and precision == "auto") \
+        else "bf16"
+    half = "bf16" if device.supports_bf16 else "fp16"   # a T4 serves in fp16
+    tps = [t for t in _tp_options(spec, gpus, device) if gpus % t == 0]
+    if not tps:
+        return Fit(False, None, None, reason=f"{gpus} devices do not split this model evenly")
+    best: Fit | None = None
+    smallest: MemoryBreakdown | None = None
+    b = work.global_batch
+    e = 4 if prec == "fp32" else 2
+    for tp in tps:
+        setup = StepSetup(mode="serve", micro_batch=b, seq_len=work.seq_len, precision=prec,
+                          tp=tp, output_tokens=output_tokens,
+                          kernels="cuda" if device.kind == "gpu" else "cpu", half=half)
+        mem = estimate_memory(spec, setup, context_gib=device.context_gib)
+        if smallest is None or mem.total < smallest.total:
+            smallest = mem
+        if not _fits(mem, device):
+            continue
+        thr = rate(device, _dtype(prec))
+        t = serving_time(spec, setup, flops_per_s=thr.flops_per_s * tp,
+                         bytes_per_s=device.bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY * tp)
+        if tp > 1 and spec.family != "mlp":
+            # Megatron-style TP all-reduces twice per layer (attention and MLP
+            # outputs; Shoeybi et al. 2019, section 3) on the critical path of
+            # every prefill and every decoded token.
+            def comm(tokens: int, tp: int = tp) -> float:
+                return 2 * spec.layers * tp_allreduce_seconds(
+                    tokens * spec.hidden * e, tp, device.interconnect, device.interconnect_gbs)
+            t = ServingTime(t.prefill_s + comm(b * work.seq_len),
+                            t.decode_s + output_tokens * comm(b))
+        replicas = gpus // tp
+        batches = math.ceil(work.total_units / b)
+        hours = math.ceil(batches / replicas) * t.total_s / 3600
+        fit = Fit(True, setup, mem, step_s=t.total_s, hours=hours, steps=batches, rate=thr,
+                  notes=((f"{replicas} replica(s) of {tp} device(s); prefill "
+                          f"{t.prefill_s:.3g} s + decode {t.decode_s:.3g} s per batch"),),
+                  latency={**t.latency(b, output_tokens), "replicas": replicas})
+        if best is None or fit.hours < best.hours * (1 - 1e-9):
+            best = fit
+    if best is None:
+        need = smallest.total / GIB if smallest else float("nan")
+        return Fit(False, None, smallest, reason=f"needs {need:.1f} GiB per device "
+                   f"(has {device.memory_gib:g} GiB)")
+    return replace(best, latency={**(best.latency or {}),
+                                  "requests_per_s": best.latency["requests_per_s"]
+                                  * best.latency["replicas"]})

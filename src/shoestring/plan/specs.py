@@ -32,7 +32,9 @@ class ModelSpec(BaseModel):
     max_seq: int = Field(0, ge=0, description="context length the model was built for")
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     mlp: Literal["gelu", "swiglu"] = "gelu"
-    pos: Literal["learned", "rope"] = "learned"
+    pos: Literal["learned", "rope", "alibi"] = Field(
+        "learned", description="learned position table, rotary (RoPE) or ALiBi biases "
+        "(MPT; no parameters, nothing saved)")
     rope_theta: float = 10000.0
     bias: bool = Field(True, description="linear layers (and LayerNorms) carry biases")
     tie_embeddings: bool = Field(True, description="LM head shares the token embedding")

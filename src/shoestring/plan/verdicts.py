@@ -52,7 +52,9 @@ class CardVerdict:
                     f"{how}; {self.needs_bytes / GIB:.1f} GiB)")
         miss = f"needs {self.needs_bytes / GIB:.1f} GiB" if self.needs_bytes else "does not fit"
         extra = ""
-        if f.fits and f.substituted and f.setup is not None:
+        if f.hint:
+            extra = f"; {f.hint}"
+        elif f.fits and f.substituted and f.setup is not None:
             extra = f"; {f.setup.finetune} would fit on {self.best_device}"
         return f"fits on one {self.class_gb} GB card: no ({miss}{extra})"
 

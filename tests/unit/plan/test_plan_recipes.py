@@ -1,0 +1,167 @@
+"""The fine-tuning recipes the planner models (issue 14, item 4): each memory saver
+changes the estimate the way its mechanism says, and the plan answers with them."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from shoestring.plan.api import plan
+from shoestring.plan.catalog import Catalog, default_catalog
+from shoestring.plan.config import resolve_plan_config
+from shoestring.plan.cost import data_parallel_seconds
+from shoestring.plan.efficiency import goodput, recipe_factor, size_factor
+from shoestring.plan.largest import longest_context
+from shoestring.plan.memory import GIB, estimate_memory
+from shoestring.plan.presets import load_preset
+from shoestring.plan.setup import StepSetup
+
+LLAMA = load_preset("llama-3-8b")
+P = 8_030_261_248
+TODAY = date(2026, 1, 2)
+FULL = StepSetup(micro_batch=2, seq_len=2048, checkpointing="full")
+
+
+def _mem(**changes):
+    return estimate_memory(LLAMA, FULL.with_(**changes))
+
+
+def test_pure_bf16_halves_weights_gradients_and_adam_states():
+    mixed, pure = _mem(precision="bf16-mixed"), _mem(precision="bf16")
+    assert pure.optimizer == 4 * P and mixed.optimizer == 8 * P   # AdamW moments in bf16
+    assert pure.weights == pytest.approx(2 * P, rel=1e-3) and mixed.weights == pytest.approx(
+        4 * P, rel=1e-3)
+
+
+def test_optimizer_in_backward_keeps_one_gradient():
+    before = _mem(precision="bf16")
+    after = _mem(precision="bf16", optimizer_in_backward=True)
+    largest = 128256 * 4096 * 2   # the embedding (or head) is the largest tensor
+    assert after.detail["one gradient (stepped in backward)"] == largest
+    assert after.total < before.total - 10 * GIB
+
+
+def test_eight_bit_and_paged_optimizer_states():
+    eight = _mem(precision="bf16", optimizer="adam8bit")
+    paged = _mem(precision="bf16", optimizer="paged-adam8bit")
+    assert 2 * P <= eight.optimizer < 2.01 * P
+    assert paged.optimizer == 0 and paged.paged == eight.optimizer   # in unified memory
+    assert paged.total < eight.total
+
+
+def test_chunked_loss_never_holds_the_full_logits():
+    # In backward and fused, so that the loss, not the optimizer step, is the peak.
+    lean = {"precision": "bf16", "micro_batch": 1, "optimizer_in_backward": True,
+            "fused_optimizer": True}
+    plain = _mem(**lean)
+    chunked = _mem(**lean, loss_chunks=8)
+    logits = 2048 * 128256
+    assert "logits (held by the caller)" in plain.detail
+    assert not any("held" in k for k in chunked.detail)
+    # 14 bytes per logit plain (bf16 held + fp32 log-softmax + two fp32 gradients)
+    assert plain.total - chunked.total > 0.8 * 14 * logits
+
+
+def test_offloaded_activations_leave_two_blocks_on_the_device():
+    lean = {"precision": "bf16", "micro_batch": 8, "optimizer_in_backward": True,
+            "fused_optimizer": True, "loss_chunks": 8}
+    kept = _mem(**lean)
+    off = _mem(**lean, offload_activations=True)
+    checkpoints = 8 * 2048 * 4096 * 2 * 32
+    assert off.offloaded == pytest.approx(checkpoints * 30 / 32, rel=1e-6)
+    assert kept.total - off.total == pytest.approx(off.offloaded, rel=1e-6)
+
+
+def test_lora_dropout_keeps_a_dropped_input_and_mask_per_adapter():
+    base = StepSetup(micro_batch=1, seq_len=1024, finetune="lora", precision="bf16",
+                     lora_targets=("q", "v"))
+    off = estimate_memory(LLAMA, base)
+    on = estimate_memory(LLAMA, base.with_(lora_dropout=0.1))
+    assert on.total - off.total == pytest.approx(32 * 1024 * 2 * 4096 * 3, rel=0.05)
+
+
+def test_efficiency_by_size_and_recipe_and_goodput():
+    assert size_factor(load_preset("gpt2-124m")) == pytest.approx(0.72, abs=0.01)
+    assert size_factor(LLAMA) == 1.0
+    full = recipe_factor(FULL, compiled=True)
+    assert recipe_factor(FULL.with_(finetune="lora"), compiled=True) < full
+    assert recipe_factor(FULL.with_(finetune="qlora"), compiled=True) < \
+        recipe_factor(FULL.with_(finetune="lora"), compiled=True)
+    assert recipe_factor(FULL, compiled=False) < full
+    g = goodput(checkpoint_bytes=96e9, devices=8, eval_fraction=0.02,
+                checkpoint_interval_h=0.5, checkpoint_write_gbs=1.0)
+    assert g.checkpoints == pytest.approx(96 / 1800)       # 96 s of writing every 30 min
+    assert 0.9 < g.factor < 0.95
+
+
+def test_zero3_gathers_every_micro_batch_even_frozen_weights():
+    one = data_parallel_seconds(LLAMA, StepSetup(dp=8, zero_stage=3, grad_accum=1), 32)
+    four = data_parallel_seconds(LLAMA, StepSetup(dp=8, zero_stage=3, grad_accum=4), 32)
+    lora = data_parallel_seconds(LLAMA, StepSetup(dp=8, zero_stage=3, finetune="lora"), 32)
+    ddp_lora = data_parallel_seconds(LLAMA, StepSetup(dp=8, zero_stage=0, finetune="lora"), 32)
+    assert four > 3.9 * one * 0.75 and lora > 100 * ddp_lora
+
+
+def test_48_gb_cards_are_in_the_catalog_with_dated_cited_prices():
+    cat = default_catalog()
+    for name in ("rtx-a6000", "a40", "l40s"):
+        d = cat.get(name)
+        assert 44 <= d.memory_gib <= 48 and d.supports_bf16
+        prices = cat.prices_for(name)
+        assert prices and all(p.source.startswith("https://") and p.date for p in prices)
+
+
+def test_a_full_finetune_on_a_24_gb_card_says_which_batch_would_fit():
+    r = plan(resolve_plan_config({"model": "llama-3-8b", "finetune": "full",
+                                  "optimizer": "paged-adam8bit", "hardware": ("rtx-4090",)}),
+             today=TODAY)
+    (v,) = r.single_device
+    assert not v.fits and "--batch-size" in v.line()
+    batch = int(v.line().split("--batch-size ")[1].split(";")[0])
+    fitted = plan(resolve_plan_config({"model": "llama-3-8b", "finetune": "full",
+                                       "optimizer": "paged-adam8bit", "batch_size": batch,
+                                       "hardware": ("rtx-4090",), "gpus": 1}), today=TODAY)
+    best = fitted.options[0]
+    assert best.fits and not best.fit.substituted
+    assert best.fit.setup.optimizer_in_backward and best.fit.setup.precision == "bf16"
+
+
+def test_lora_of_an_8b_model_fits_on_one_24_gb_card():
+    r = plan(resolve_plan_config({"model": "llama-3-8b", "finetune": "lora"}), today=TODAY)
+    v = next(v for v in r.single_device if v.class_gb == 24)
+    assert v.fits and v.line().startswith("fits on one 24 GB card: yes")
+
+
+def test_largest_micro_batch_and_context_fit_and_one_more_does_not():
+    cfg = resolve_plan_config({"model": "llama-3-8b", "finetune": "qlora", "largest": "context",
+                               "hardware": ("rtx-4090",)})
+    r = plan(cfg, today=TODAY)
+    (largest,) = r.largest
+    assert largest.value > 8192 and largest.fit.fits
+    setup = largest.fit.setup
+    device = default_catalog().get("rtx-4090")
+    assert longest_context(LLAMA, setup, device) == largest.value
+    r = plan(cfg.model_copy(update={"largest": "micro-batch", "seq_len": 2048}), today=TODAY)
+    assert r.largest[0].value >= 1 and r.largest[0].fit.setup.micro_batch == r.largest[0].value
+
+
+def test_max_price_per_hour_leaves_dear_machines_out():
+    r = plan(resolve_plan_config({"model": "gpt2-124m", "tokens": 1e9,
+                                  "max_price_per_hour": 2.0}), today=TODAY)
+    assert r.options and all(o.price_per_hour <= 2.0 for o in r.options)
+
+
+def test_nothing_fits_says_what_it_would_need_with_the_pinned_strategy():
+    cat = Catalog.model_validate({
+        "device": [{"name": "small", "label": "small", "kind": "gpu", "memory_gib": 8,
+                    "bandwidth_gbs": 500, "peak_tflops": {"fp32": 10, "bf16": 50},
+                    "efficiency": 0.4, "source": "test"}],
+        "price": [{"device": "small", "cloud": "c", "instance": "1x", "gpus": 1,
+                   "on_demand": 1.0, "date": TODAY, "source": "test"}]})
+    r = plan(resolve_plan_config({"model": "llama-3-70b", "finetune": "full", "gpus": 1,
+                                  "checkpointing": "full"}), catalog=cat, today=TODAY)
+    assert not any(o.fits for o in r.options)
+    note = next(n for n in r.notes if n.startswith("nothing fits"))
+    assert "GiB per device" in note and "activation checkpointing" in note
+    assert r.memory.total > 8 * GIB and r.trained_params == 70_553_706_496
