@@ -1,0 +1,139 @@
+"""Metering completions: authorize at most N units before generating, charge the n produced.
+
+A completion's units (prompt + completion tokens) are known only when it ends,
+and a streamed one has shown its tokens by then, so billing has two steps:
+
+1. :meth:`CompletionBilling.authorize` before any work: the most the request
+   can use, ``N = prompt + max_tokens`` units (and their price), must fit in
+   the key's monthly quota and the project's monthly budget, counting what the
+   ledger's counters hold and what this process's other unfinished completions
+   may still use (their *holds*). Otherwise 429, and nothing runs.
+2. :meth:`CompletionBilling.charge` at the end: ONE usage event of the ``n``
+   units actually produced goes through the server's :class:`LedgerWriter`,
+   the same group-commit transaction the ``/v2`` path uses (idempotency keys,
+   conditional quota and budget updates and all), and the hold is released.
+   A completion is charged once, whether it ran to the end, hit a stop
+   sequence or lost its client mid-stream.
+
+Where this is exact: with one server process, nothing else spends the key's
+units between the two steps except requests that are themselves held or
+already committed, so the charge always fits. Another replica, or a ``/v2``
+request on the same key, can spend the last units in between; the commit then
+refuses the charge (the counters are never exceeded) and the completion is
+answered 429 (not streamed) or ends with an error event (streamed, its tokens
+already shown and not billed). Quota leases shared through the database would
+close that window; until then it is bounded by ``max_tokens`` per concurrent
+request near the end of a quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+
+from shoestring.serve.auth import Principal
+from shoestring.serve.ledger_writer import LedgerWriter
+from shoestring.serve.metering import (
+    ChargeResult,
+    Outcome,
+    UsageEvent,
+    period_of,
+    seconds_to_next_period,
+)
+from shoestring.serve.metrics import ServerMetrics
+from shoestring.serve.protocol import ProtocolError
+from shoestring.serve.tables import UsageCounterRow
+from shoestring.serve.usage import usd
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Units (and their price) one completion may still use, held against its limits."""
+
+    who: Principal
+    units: int
+    cost_nano_usd: int
+    period: str
+
+
+class CompletionBilling:
+    """See the module docstring. Lives on the event loop; database reads go to ``executor``."""
+
+    def __init__(self, engine: Engine, writer: LedgerWriter, executor: Executor,
+                 now: Callable[[], datetime], key_used: dict[tuple[str, str], int],
+                 metrics: ServerMetrics) -> None:
+        self.engine, self.writer, self.executor = engine, writer, executor
+        self.now, self.key_used, self.metrics = now, key_used, metrics
+        self._held: dict[tuple[str, str], int] = {}  # (scope, period) -> units or nano-USD
+
+    async def authorize(self, who: Principal, units: int) -> Hold:
+        """Hold ``units`` for a completion, or raise 429 naming the limit and what is left."""
+        now = self.now()
+        period = period_of(now)
+        cost = who.plan.cost_nano_usd(units)
+        kscope, pscope = f"key:{who.key.id}", f"project:{who.key.project}"
+        quota, budget = who.quota, who.budget_nano_usd
+        if quota is not None or budget is not None:
+            used = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._counters, [kscope, pscope], period)
+            retry = {"Retry-After": str(seconds_to_next_period(now))}
+            if quota is not None:
+                spent = max(used.get(kscope, 0), self.key_used.get((who.key.id, period), 0))
+                left = quota - spent - self._held.get((kscope, period), 0)
+                if units > left:
+                    raise ProtocolError(429, f"this completion may use up to {units} units "
+                                        f"(prompt + max_tokens) but key {who.key.prefix}… has "
+                                        f"{max(left, 0)} of its monthly quota of {quota} left "
+                                        "(counting completions in progress); lower max_tokens "
+                                        "or wait", retry)
+            if budget is not None:
+                left = budget - used.get(pscope, 0) - self._held.get((pscope, period), 0)
+                if cost > left:
+                    raise ProtocolError(429, f"this completion may cost up to ${usd(cost):.6f} "
+                                        f"but project {who.key.project!r} has "
+                                        f"${usd(max(left, 0)):.6f} of its monthly budget left; "
+                                        "lower max_tokens or wait", retry)
+        hold = Hold(who, units, cost, period)
+        self._add(hold, +1)
+        return hold
+
+    def release(self, hold: Hold) -> None:
+        self._add(hold, -1)
+
+    async def charge(self, hold: Hold, event: UsageEvent) -> ChargeResult:
+        """Commit ``event`` (its units at most the hold's) and release the hold.
+
+        Raises what the ledger raised if the commit failed: then nothing was charged.
+        """
+        try:
+            (result,) = await asyncio.wrap_future(self.writer.submit([event]))
+        finally:
+            self.release(hold)
+        if result.key_used is not None:
+            k = (event.key_id, event.period)
+            self.key_used[k] = max(self.key_used.get(k, 0), result.key_used)
+        if result.outcome is Outcome.charged:
+            self.metrics.usage_units.labels(event.model, event.plan).inc(event.units)
+        return result
+
+    def _add(self, hold: Hold, sign: int) -> None:
+        for scope, amount in ((f"key:{hold.who.key.id}", hold.units),
+                              (f"project:{hold.who.key.project}", hold.cost_nano_usd)):
+            k = (scope, hold.period)
+            left = self._held.get(k, 0) + sign * amount
+            if left:
+                self._held[k] = left
+            else:
+                self._held.pop(k, None)
+
+    def _counters(self, scopes: list[str], period: str) -> dict[str, int]:
+        c = UsageCounterRow
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.scope, c.used).where(c.scope.in_(scopes),
+                                                              c.period == period)).all()
+        return {scope: int(used) for scope, used in rows}
