@@ -256,7 +256,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i)
         cache.finish()
-        x = self.ln_f(x[:, -1:] if last_only else x)
+        x = self.ln_f(cache.last_rows(x) if last_only else x)
         return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
 
 

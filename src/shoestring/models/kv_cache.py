@@ -64,8 +64,14 @@ class KVCache:
         """Forget a slot's sequence (its buffers are overwritten by the next one)."""
         self.lengths[slot] = 0
 
-    def step(self, slots: Sequence[int], tokens: int) -> CacheStep:
-        """A forward pass appending ``tokens`` tokens to each of ``slots`` (one row each)."""
+    def step(self, slots: Sequence[int], tokens: int | Sequence[int]) -> CacheStep:
+        """A forward pass appending ``tokens`` tokens to each of ``slots`` (one row each).
+
+        ``tokens`` may differ per row (prompts of different lengths prefilled together):
+        the input is then right-padded to the longest, and the padding's keys and values,
+        written past each row's end, are never seen (the mask) and are overwritten by the
+        row's next tokens.
+        """
         return CacheStep(self, list(slots), tokens)
 
 
@@ -77,10 +83,12 @@ class CacheStep:
     ``j`` iff ``j <= positions[b, i]``, where ``L`` is the longest row after this step.
     """
 
-    def __init__(self, cache: KVCache, slots: list[int], tokens: int) -> None:
-        if not slots or tokens < 1:
-            raise ValueError("a cache step needs at least one slot and one token")
-        self.cache, self.slots, self.tokens = cache, slots, tokens
+    def __init__(self, cache: KVCache, slots: list[int], tokens: int | Sequence[int]) -> None:
+        counts = [tokens] * len(slots) if isinstance(tokens, int) else list(tokens)
+        if not slots or len(counts) != len(slots) or min(counts) < 1:
+            raise ValueError("a cache step needs at least one slot and one token per slot")
+        self.cache, self.slots, self.counts = cache, slots, counts
+        self.tokens = tokens = max(counts)  # the input's width: rows are right-padded to it
         starts = [cache.lengths[s] for s in slots]
         self.key_len = max(starts) + tokens
         if self.key_len > cache.capacity:
@@ -99,6 +107,13 @@ class CacheStep:
             slice(first, first + len(slots)) if slots == list(range(first, first + len(slots)))
             else torch.tensor(slots, device=device))
         self._index = torch.tensor(slots, device=device)[:, None]
+        self._last = torch.tensor(counts, device=device) - 1
+
+    def last_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, T, C]`` at each row's last real (not padding) token: ``[B, 1, C]``."""
+        if len(set(self.counts)) == 1:
+            return x[:, -1:]
+        return x[torch.arange(x.shape[0], device=x.device), self._last][:, None]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,5 +128,5 @@ class CacheStep:
 
     def finish(self) -> None:
         """Record the new lengths (called by the model once every layer has run)."""
-        for s, start in zip(self.slots, self._starts):
-            self.cache.lengths[s] = start + self.tokens
+        for s, start, n in zip(self.slots, self._starts, self.counts):
+            self.cache.lengths[s] = start + n

@@ -25,7 +25,15 @@ REPLACEMENT = "\ufffd"  # what a decoder shows for bytes that are not (yet) vali
 
 
 class TextStream:
-    """Decodes a growing list of token ids; ``push`` returns the text now safe to show."""
+    """Decodes a growing list of token ids; ``push`` returns the text now safe to show.
+
+    Decoding is incremental, as in Hugging Face text-generation-inference's
+    ``decode_token``: each step decodes only the ids since the last settled
+    point, ``decode(ids[prefix:])`` minus ``decode(ids[prefix:read])`` (a window
+    that starts one piece back, so tokenizers that treat the first token of a
+    text specially, e.g. a leading space, agree with the full decode). A step
+    whose text ends in unfinished UTF-8 settles nothing and waits for the next.
+    """
 
     def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()) -> None:
         if any(not s for s in stop):
@@ -33,8 +41,9 @@ class TextStream:
         self.decode, self.stop = decode, tuple(stop)
         self.ids: list[int] = []
         self.stopped = False
-        self._text = ""
+        self._text = ""  # settled text (complete characters)
         self._sent = 0  # characters of _text already released
+        self._prefix = self._read = 0  # token offsets of the decoding window
 
     @property
     def text(self) -> str:
@@ -46,31 +55,46 @@ class TextStream:
         if self.stopped:
             raise RuntimeError("the text already ended at a stop sequence")
         self.ids.append(int(token))
-        text = self.decode(self.ids)
-        hit = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
-        if hit >= 0:
-            self.stopped = True
-            self._text = text[:max(hit, self._sent)]
+        before = len(self._text)
+        new = self._settle()
+        if not new:
+            return ""
+        self._text += new
+        # Only a stop sequence that ends in the new text can be new; the earliest wins.
+        hits = [i for s in self.stop if (i := self._text.find(s, max(0, before - len(s) + 1)))
+                >= 0]
+        if hits:
+            self._text, self.stopped = self._text[:max(min(hits), self._sent)], True
             return self._release(len(self._text))
-        self._text = text
-        return self._release(len(text) - self._held_back(text))
+        return self._release(len(self._text) - self._held_back())
 
     def finish(self) -> str:
-        """Generation ended: release whatever was held back."""
+        """Generation ended: release whatever was held back, unfinished UTF-8 included."""
+        if not self.stopped and self._read < len(self.ids):
+            head = self.decode(self.ids[self._prefix:self._read])
+            self._text += self.decode(self.ids[self._prefix:])[len(head):]
+            self._prefix = self._read = len(self.ids)
         return self._release(len(self._text))
+
+    def _settle(self) -> str:
+        head = self.decode(self.ids[self._prefix:self._read])
+        window = self.decode(self.ids[self._prefix:])
+        if len(window) <= len(head) or window.endswith(REPLACEMENT):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return window[len(head):]
 
     def _release(self, upto: int) -> str:
         upto = max(upto, self._sent)
         out, self._sent = self._text[self._sent:upto], upto
         return out
 
-    def _held_back(self, text: str) -> int:
-        """Characters at the end of ``text`` that might still change or start a stop."""
-        held = len(text) - len(text.rstrip(REPLACEMENT))
-        body = text[:len(text) - held]
+    def _held_back(self) -> int:
+        """Characters at the end of the text that might still start a stop sequence."""
+        held, text = 0, self._text
         for s in self.stop:
-            for n in range(min(len(s) - 1, len(body)), 0, -1):
-                if body.endswith(s[:n]):
-                    held = max(held, len(text) - len(body) + n)
+            for n in range(min(len(s) - 1, len(text)), held, -1):
+                if text.endswith(s[:n]):
+                    held = n
                     break
         return held

@@ -28,6 +28,8 @@ from shoestring.models.sampling import SamplingParams
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_SEED = 2**63 - 1
+# Every generated token is checked against the stop sequences' prefixes: bound the work.
+MAX_STOP_CHARS = 256
 KNOWN_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "stop", "seed",
                 "n", "best_of", "stream", "stream_options", "echo", "logprobs",
                 "presence_penalty", "frequency_penalty", "logit_bias", "suffix", "user"}
@@ -130,6 +132,8 @@ def _stop(body: dict) -> tuple[str, ...]:
             or len(stops) > MAX_STOP_SEQUENCES:
         raise _bad(f"'stop' must be a non-empty string or a list of 1 to {MAX_STOP_SEQUENCES} "
                    "non-empty strings", "stop")
+    if any(len(x) > MAX_STOP_CHARS for x in stops):
+        raise _bad(f"each stop sequence must be at most {MAX_STOP_CHARS} characters", "stop")
     return tuple(stops)
 
 

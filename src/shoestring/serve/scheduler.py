@@ -7,8 +7,8 @@ thread repeats
 
 1. retire sequences whose client went away (they are billed what they produced);
 2. admit waiting requests, oldest first, while a cache slot is free and the
-   token budget allows: each runs its prompt once (prefill) into its slot and
-   samples its first token;
+   token budget allows: their prompts run once, together (one prefill pass,
+   right-padded), into their slots, and each samples its first token;
 3. decode one token for every running sequence in ONE forward pass (rows at
    different lengths, each with its own positions and mask:
    :class:`shoestring.models.kv_cache.CacheStep`), sample each row with its
@@ -251,10 +251,11 @@ class Scheduler:
             self._decode(out)
 
     def _admit(self, out: list) -> None:
-        while True:
-            with self._cond:
-                if not self._waiting:
-                    return
+        """Take waiting requests, oldest first, while a slot and the token budget allow, and
+        prefill them together (one forward pass, prompts right-padded)."""
+        joining: list[_Running] = []
+        with self._cond:
+            while self._waiting:
                 gen = self._waiting[0]
                 if gen.cancelled:
                     self._waiting.popleft()
@@ -262,11 +263,13 @@ class Scheduler:
                     continue
                 # Oldest first: a long request is not overtaken forever by short ones.
                 if not self._free or self._reserved + gen.job.tokens > self.max_total_tokens:
-                    return
+                    break
                 self._waiting.popleft()
-            self._prefill(gen, out)
+                joining.append(self._place(gen))
+        if joining:
+            self._prefill(joining, out)
 
-    def _prefill(self, gen: Generation, out: list) -> None:
+    def _place(self, gen: Generation) -> _Running:
         job = gen.job
         slot = heapq.heappop(self._free)
         self._reserved += job.tokens
@@ -277,16 +280,25 @@ class Scheduler:
         seq = _Running(gen, slot, TextStream(self.decode, job.stop), g)
         self._running.append(seq)
         self.cache.reset(slot)
+        return seq
+
+    def _prefill(self, seqs: list[_Running], out: list) -> None:
+        prompts = [s.gen.job.prompt for s in seqs]
+        width = max(map(len, prompts))
+        idx = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
         try:
             with self.lock, torch.no_grad():
-                logits, _ = self.model(torch.tensor([job.prompt]), last_only=True,
-                                       cache=self.cache.step([slot], len(job.prompt)))
-            token = next_tokens(logits[:, -1], [job.params], [g], self.vocab_limit)
-        except Exception as exc:  # e.g. out of memory: this request fails, the rest go on
+                logits, _ = self.model(idx, last_only=True, cache=self.cache.step(
+                    [s.slot for s in seqs], [len(p) for p in prompts]))
+            tokens = next_tokens(logits[:, -1], [s.gen.job.params for s in seqs],
+                                 [s.generator for s in seqs], self.vocab_limit).tolist()
+        except Exception as exc:  # e.g. out of memory: these requests fail, the rest go on
             _log.exception("prefill failed")
-            self._finish(seq, "error", out, f"{type(exc).__name__}: {exc}")
+            for seq in seqs:
+                self._finish(seq, "error", out, f"{type(exc).__name__}: {exc}")
             return
-        self._accept(seq, int(token[0]), out)
+        for seq, token in zip(seqs, tokens):
+            self._accept(seq, token, out)
 
     def _decode(self, out: list) -> None:
         seqs = list(self._running)

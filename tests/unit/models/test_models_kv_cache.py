@@ -99,6 +99,24 @@ def test_generate_with_the_cache_gives_the_same_tokens_as_without(model):
                                          use_cache=False))
 
 
+@torch.no_grad()
+def test_prompts_of_different_lengths_prefill_together(model):
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(0, 29, (n,), generator=g).tolist() for n in (5, 2, 7)]
+    cache = KVCache(model.config, slots=3)
+    width = max(map(len, prompts))
+    padded = torch.tensor([p + [0] * (width - len(p)) for p in prompts])  # right-padded
+    logits, _ = model(padded, cache=cache.step([2, 0, 1], [len(p) for p in prompts]),
+                      last_only=True)
+    assert cache.lengths == [2, 7, 5]
+    for row, p in enumerate(prompts):
+        torch.testing.assert_close(logits[row, -1], full_logits(model, p)[-1], **TOL)
+    # The padding written past each row's end is never seen by its next tokens.
+    logits, _ = model(torch.tensor([[3], [4], [5]]), cache=cache.step([2, 0, 1], 1))
+    for row, (p, t) in enumerate(zip(prompts, [3, 4, 5])):
+        torch.testing.assert_close(logits[row, -1], full_logits(model, p + [t])[-1], **TOL)
+
+
 def test_the_cache_refuses_to_overflow_and_to_train():
     model = tiny()
     cache = KVCache(model.config, slots=2, capacity=4)

@@ -41,6 +41,22 @@ def test_a_held_back_prefix_that_does_not_become_a_stop_is_released():
 def test_the_earliest_of_several_stop_sequences_wins_even_inside_one_token():
     shown, ts = stream_of(["one two", " three four"], ["four", "two"])
     assert ts.text == "one " and "".join(shown) == "one "
+    _, overlapping = stream_of(["one two three"], ["two", "ne t"])
+    assert overlapping.text == "o"
+
+
+def test_decoding_is_incremental_and_agrees_with_a_decoder_that_strips_a_leading_space():
+    pieces = [" Hello", " big", " wor", "ld"]
+    calls = []
+
+    def decode(ids: list[int]) -> str:  # like sentencepiece: a text's first space is dropped
+        calls.append(len(ids))
+        return "".join(pieces[i] for i in ids).removeprefix(" ")
+
+    ts = TextStream(decode)
+    shown = [ts.push(i) for i in range(4)] + [ts.finish()]
+    assert "".join(shown) == ts.text == "Hello big world"
+    assert max(calls) <= 2  # windows of a token or two, not the whole text each step
 
 
 def test_unfinished_utf8_is_held_until_its_last_byte():

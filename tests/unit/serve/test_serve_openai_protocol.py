@@ -57,6 +57,7 @@ def test_streaming_options():
     ({"seed": 2**63}, "seed", "64-bit"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "1 to 4"),
     ({"stop": [""]}, "stop", "non-empty"),
+    ({"stop": "x" * 257}, "stop", "at most 256 characters"),
     ({"stream": "yes"}, "stream", "true or false"),
     ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed with"),
     ({"echo": True}, "echo", "not supported"),
