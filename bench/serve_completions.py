@@ -68,8 +68,14 @@ async def one(client, model: str, i: int, max_tokens: int, stream: bool) -> tupl
     return usage.completion_tokens, usage.total_tokens, time.perf_counter() - t0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (proc(5): fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def rounds(url: str, key: str, model: str, n: int, max_tokens: int, stream: bool,
-                 count: int) -> tuple[dict[str, list[dict]], int, int]:
+                 count: int, pid: int) -> tuple[dict[str, list[dict]], int, int]:
     import openai
 
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=300)
@@ -79,21 +85,22 @@ async def rounds(url: str, key: str, model: str, n: int, max_tokens: int, stream
     for r in range(count):
         order = ["sequential", "concurrent"] if r % 2 == 0 else ["concurrent", "sequential"]
         for mode in order:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
             if mode == "sequential":
                 out = [await one(client, model, i, max_tokens, stream) for i in range(n)]
             else:
                 out = await asyncio.gather(*(one(client, model, i, max_tokens, stream)
                                              for i in range(n)))
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
             tokens = sum(o[0] for o in out)
             answered += len(out)
             total_units += sum(o[1] for o in out)
             results[mode].append({"wall": wall, "tokens": tokens, "tok_s": tokens / wall,
+                                  "tok_cpu_s": tokens / max(cpu, 1e-9),
                                   "p50": statistics.median(o[2] for o in out),
                                   "max": max(o[2] for o in out)})
             print(f"  round {r + 1} {mode:10s} {tokens:5d} tokens in {wall:6.2f} s = "
-                  f"{tokens / wall:8.1f} tokens/s", flush=True)
+                  f"{tokens / wall:8.1f} tokens/s (server CPU {cpu:.2f} s)", flush=True)
     await client.close()
     return results, answered, total_units
 
@@ -142,7 +149,8 @@ def main() -> None:
                   f"{'streamed' if args.stream else 'not streamed'}, {args.rounds} rounds, "
                   f"pinned={args.pin}")
             results, answered, client_units = asyncio.run(rounds(
-                url, key, "bard", args.requests, args.max_tokens, args.stream, args.rounds))
+                url, key, "bard", args.requests, args.max_tokens, args.stream, args.rounds,
+                srv.proc.pid))
         finally:
             srv.stop()
         from sqlalchemy import func, select
@@ -152,12 +160,17 @@ def main() -> None:
         with open_serve_db(db).connect() as conn:
             events, units = conn.execute(select(func.count(), func.sum(E.units))).one()
     med = {m: statistics.median(r["tok_s"] for r in rs) for m, rs in results.items()}
-    print(f"\n{'mode':12s} {'tokens/s':>10s} {'p50 request s':>14s} {'slowest s':>10s}")
+    per_cpu = {m: statistics.median(r["tok_cpu_s"] for r in rs) for m, rs in results.items()}
+    print(f"\n{'mode':12s} {'tokens/s':>10s} {'tokens/CPU-s':>13s} {'p50 request s':>14s} "
+          f"{'slowest s':>10s}")
     for m, rs in results.items():
-        print(f"{m:12s} {med[m]:10.1f} {statistics.median(r['p50'] for r in rs):14.2f} "
+        print(f"{m:12s} {med[m]:10.1f} {per_cpu[m]:13.1f} "
+              f"{statistics.median(r['p50'] for r in rs):14.2f} "
               f"{statistics.median(r['max'] for r in rs):10.2f}")
     print(f"\nconcurrent / sequential tokens/s = {med['concurrent'] / med['sequential']:.2f}x "
           "(aim >= 4x)")
+    print(f"concurrent / sequential tokens per server CPU-second = "
+          f"{per_cpu['concurrent'] / per_cpu['sequential']:.2f}x (less sensitive to other load)")
     exact = events == answered and units == client_units
     print(f"metering: {events} usage events for {answered} completions answered, "
           f"{units} units in the ledger vs {client_units} usage.total_tokens received: "

@@ -471,8 +471,17 @@ class _Replay(OpenAIError):
 
 
 async def _drain(out: asyncio.Queue) -> AsyncIterator[bytes]:
-    while (piece := await out.get()) is not None:
-        yield piece
+    """The pump's events until its end (``None``); what queued up meanwhile goes out as one
+    write, so a client that reads slower than tokens come costs fewer sends."""
+    while True:
+        pieces = [await out.get()]
+        while pieces[-1] is not None and not out.empty():
+            pieces.append(out.get_nowait())
+        data = b"".join(p for p in pieces if p is not None)
+        if data:
+            yield data
+        if pieces[-1] is None:
+            return
 
 
 def _sse_error(error: OpenAIError) -> bytes:
