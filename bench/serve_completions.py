@@ -123,19 +123,19 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.rounds, args.steps = 1, min(args.steps, 50)
-    print(f"load average at start: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="ss-completions-") as tmp:
         root = Path(tmp)
         run = args.run or train_run(root / "bard", args.corpus, args.steps)
         db = f"sqlite:///{root / 'ledger.db'}"
-        from shoestring.serve.database import open_serve_db
+        from shoestring.ledger.db import open_ledger
         from shoestring.serve.keys import KeyStore
         from shoestring.serve.plans import load_plans
 
         plans = root / "plans.toml"
         plans.write_text("[bench]\nrequests_per_second = 1e9\nburst = 1000000000\n"
                          "price_per_1000_units_usd = 0.5\n")
-        key, _ = KeyStore(open_serve_db(db), load_plans(plans)).create(project="bench",
+        key, _ = KeyStore(open_ledger(db), load_plans(plans)).create(project="bench",
                                                                         plan="bench")
         server_cpus = {0} if args.pin else None
         if args.pin:
@@ -157,7 +157,7 @@ def main() -> None:
 
         from shoestring.serve.tables import UsageEventRow as E
 
-        with open_serve_db(db).connect() as conn:
+        with open_ledger(db).connect() as conn:
             events, units = conn.execute(select(func.count(), func.sum(E.units))).one()
     med = {m: statistics.median(r["tok_s"] for r in rs) for m, rs in results.items()}
     per_cpu = {m: statistics.median(r["tok_cpu_s"] for r in rs) for m, rs in results.items()}
@@ -175,7 +175,7 @@ def main() -> None:
     print(f"metering: {events} usage events for {answered} completions answered, "
           f"{units} units in the ledger vs {client_units} usage.total_tokens received: "
           f"{'exact' if exact else 'MISMATCH'}")
-    print(f"load average at end: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"load average at end: {Path('/proc/loadavg').read_text().split()[:3]}")
     if not exact:
         sys.exit(1)
 

@@ -16,10 +16,10 @@ import torch
 from sqlalchemy import func, select
 
 from shoestring.data.text_tokenizers import save_tokenizer, train_tokenizer
+from shoestring.ledger.db import open_ledger
 from shoestring.models.artifact import save_model
 from shoestring.models.gpt import GPT, GPTConfig
 from shoestring.models.registry import build_model
-from shoestring.serve.database import open_serve_db
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.plans import load_plans
 from shoestring.serve.process import ServerProcess
@@ -70,7 +70,7 @@ def server(tmp_path_factory):
     plans = root / "plans.toml"
     plans.write_text(PLANS)
     db = f"sqlite:///{root / 'ledger.db'}"
-    store = KeyStore(open_serve_db(db), load_plans(plans))
+    store = KeyStore(open_ledger(db), load_plans(plans))
     keys = {name: store.create(project=name, plan=plan)[0]
             for name, plan in [("main", "bulk"), ("tight", "tight")]}
     srv = ServerProcess(["--db", db, "serve", str(lm_run(root / "bard")),
@@ -87,7 +87,7 @@ def client(server, key: str = "main") -> openai.OpenAI:
 
 def ledger(db: str) -> dict[str, int]:
     """Usage event id -> units."""
-    with open_serve_db(db).connect() as conn:
+    with open_ledger(db).connect() as conn:
         return dict(conn.execute(select(E.id, E.units)).all())
 
 
@@ -234,7 +234,7 @@ def test_the_quota_holds_prompt_plus_max_tokens_before_generating(server):
     with pytest.raises(openai.RateLimitError, match="has 15 of its monthly quota of 40 left"):
         c.completions.create(model="bard", prompt="to be", max_tokens=20)
     last = c.completions.create(model="bard", prompt="to be", max_tokens=10)
-    with open_serve_db(server["db"]).connect() as conn:
+    with open_ledger(server["db"]).connect() as conn:
         spent = conn.execute(select(func.sum(E.units)).where(E.project == "tight")).scalar()
     assert spent == ok.usage.total_tokens + last.usage.total_tokens == 40
 
@@ -250,6 +250,6 @@ def test_an_idempotent_retry_gets_the_same_completion_charged_once(server):
     assert (again.id, again.choices[0].text) == (first.id, first.choices[0].text)
     with pytest.raises(openai.UnprocessableEntityError, match="different request"):
         c.completions.create(model="bard", prompt="to", max_tokens=8, extra_headers=headers)
-    with open_serve_db(server["db"]).connect() as conn:
+    with open_ledger(server["db"]).connect() as conn:
         n = conn.execute(select(func.count()).where(E.idempotency_key == "order-7")).scalar()
     assert n == 1

@@ -36,6 +36,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
+from shoestring.ledger.money import nano_to_usd
 from shoestring.serve.auth import Principal
 from shoestring.serve.ledger_writer import LedgerWriter
 from shoestring.serve.metering import (
@@ -48,7 +49,6 @@ from shoestring.serve.metering import (
 from shoestring.serve.metrics import ServerMetrics
 from shoestring.serve.protocol import ProtocolError
 from shoestring.serve.tables import UsageCounterRow
-from shoestring.serve.usage import usd
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,11 @@ class CompletionBilling:
             if budget is not None:
                 left = budget - used.get(pscope, 0) - self._held.get((pscope, period), 0)
                 if cost > left:
-                    raise ProtocolError(429, f"this completion may cost up to ${usd(cost):.6f} "
-                                        f"but project {who.key.project!r} has "
-                                        f"${usd(max(left, 0)):.6f} of its monthly budget left; "
-                                        "lower max_tokens or wait", retry)
+                    raise ProtocolError(429, "this completion may cost up to "
+                                        f"${nano_to_usd(cost):.6f} but project "
+                                        f"{who.key.project!r} has "
+                                        f"${nano_to_usd(max(left, 0)):.6f} of its monthly "
+                                        "budget left; lower max_tokens or wait", retry)
         hold = Hold(who, units, cost, period)
         self._add(hold, +1)
         return hold

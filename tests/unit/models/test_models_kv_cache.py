@@ -15,6 +15,15 @@ from shoestring.models.kv_cache import KVCache
 # differently (and differently again under AVX2 vs AVX-512 kernels).
 TOL = {"atol": 2e-5, "rtol": 1e-5}
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one intra-op thread; on a loaded machine, much faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 SHAPES = {
     "gpt2 (learned, MHA, tied)": {},
     "llama (rope, GQA, rmsnorm, swiglu, untied)": {

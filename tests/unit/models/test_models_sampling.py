@@ -12,8 +12,9 @@ LOGITS = torch.log(torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]]))  # probabilities
 
 
 def draws(params: SamplingParams, n: int = 3000, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.stack([next_tokens(LOGITS, [params], [g])[0] for _ in range(n)])
+    """``n`` samples: one batch of ``n`` rows, each with its own generator."""
+    gens = [torch.Generator().manual_seed(seed * n + i) for i in range(n)]
+    return next_tokens(LOGITS.expand(n, -1), [params] * n, gens)
 
 
 def test_greedy_top_1_and_a_tiny_nucleus_all_pick_the_argmax():
