@@ -36,6 +36,12 @@ requests_per_second = 100000
 burst = 100000
 monthly_quota_units = 40
 price_per_1000_units_usd = 0.5
+
+[pair]
+requests_per_second = 100000
+burst = 100000
+monthly_quota_units = 60
+price_per_1000_units_usd = 0.5
 """
 TEXT = "to be or not to be, that is the question\nROMEO: what light through yonder window\n"
 CONTEXT = 128
@@ -72,7 +78,7 @@ def server(tmp_path_factory):
     db = f"sqlite:///{root / 'ledger.db'}"
     store = KeyStore(open_ledger(db), load_plans(plans))
     keys = {name: store.create(project=name, plan=plan)[0]
-            for name, plan in [("main", "bulk"), ("tight", "tight")]}
+            for name, plan in [("main", "bulk"), ("tight", "tight"), ("pair", "pair")]}
     srv = ServerProcess(["--db", db, "serve", str(lm_run(root / "bard")),
                          str(mlp_run(root / "iris")), "--port", "0", "--plans", str(plans),
                          "--key-cache-seconds", "0", "--max-running-generations", "8"])
@@ -239,6 +245,30 @@ def test_the_quota_holds_prompt_plus_max_tokens_before_generating(server):
     assert spent == ok.usage.total_tokens + last.usage.total_tokens == 40
 
 
+def test_concurrent_streams_cannot_overdraw_a_quota_they_could_each_fit(server):
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        try:
+            results[i] = stream(client(server, "pair"), prompt="to be", max_tokens=40, seed=i)
+        except openai.RateLimitError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # 45 units each, 60 left: the second is refused before generating, not after streaming.
+    refused = [r for r in results.values() if isinstance(r, openai.RateLimitError)]
+    served = [r for r in results.values() if not isinstance(r, openai.RateLimitError)]
+    assert len(refused) == len(served) == 1
+    assert "completions in progress" in str(refused[0])
+    with open_ledger(server["db"]).connect() as conn:
+        spent = conn.execute(select(func.sum(E.units)).where(E.project == "pair")).scalar()
+    assert spent == served[0][2].total_tokens == 45
+
+
 def test_an_idempotent_retry_gets_the_same_completion_charged_once(server):
     c = client(server)
     headers = {"Idempotency-Key": "order-7"}
@@ -248,8 +278,20 @@ def test_an_idempotent_retry_gets_the_same_completion_charged_once(server):
     assert raw.headers["idempotent-replayed"] == "true"
     again = raw.parse()
     assert (again.id, again.choices[0].text) == (first.id, first.choices[0].text)
+    # The same JSON serialized differently is the same request.
+    respaced = httpx.post(server["url"] + "/v1/completions", headers={
+        **headers, "Authorization": f"Bearer {server['keys']['main']}"},
+        content=b'{ "max_tokens" : 9,\n  "prompt": "to", "model": "bard" }')
+    assert respaced.json()["id"] == first.id
+    streamed, chunks, usage = stream(c, prompt="to", max_tokens=9, extra_headers={
+        "Idempotency-Key": "order-8"})
+    replayed, again_chunks, again_usage = stream(c, prompt="to", max_tokens=9, extra_headers={
+        "Idempotency-Key": "order-8"})
+    assert (replayed, again_usage.total_tokens) == (streamed, usage.total_tokens)
+    assert again_chunks[0].id == chunks[0].id
     with pytest.raises(openai.UnprocessableEntityError, match="different request"):
         c.completions.create(model="bard", prompt="to", max_tokens=8, extra_headers=headers)
     with open_ledger(server["db"]).connect() as conn:
-        n = conn.execute(select(func.count()).where(E.idempotency_key == "order-7")).scalar()
-    assert n == 1
+        n = conn.execute(select(func.count()).where(E.idempotency_key.in_(
+            ["order-7", "order-8"]))).scalar()
+    assert n == 2

@@ -3,13 +3,16 @@
 :meth:`Completions.complete` is a request's whole life, in order: draining?
 (503) → key (401) → body (413) → request fields (400) → model (404; 400 if it
 is not a language model) → plan (403) → prompt tokens and context (400) →
-Idempotency-Key replay → rate limit (429) → quota and budget hold for
-``prompt + max_tokens`` units (429) → queue (503 when full) → generation, in
-the model's continuously batched :class:`~shoestring.serve.scheduler.Scheduler`
-→ ONE usage event of ``prompt + completion`` tokens, committed before the
-answer (not streamed) or before the stream's final chunk and ``data: [DONE]``
-(streamed). A stream whose client leaves is cut at the next step and charged,
-once, for the tokens produced until then.
+quota and budget held for ``prompt + max_tokens`` units (429,
+:mod:`~shoestring.serve.quota_holds`) → the server's metering interface,
+:meth:`Billing.reserve <shoestring.serve.billing.Billing.reserve>`
+(Idempotency-Key replay, rate limit: 429) → queue (503 when full) → generation,
+in the model's continuously batched :class:`~shoestring.serve.scheduler.Scheduler`
+→ ONE usage event of ``prompt + completion`` tokens through
+:meth:`Billing.charge_many <shoestring.serve.billing.Billing.charge_many>`,
+recorded before the answer (not streamed) or before the stream's final chunk
+and ``data: [DONE]`` (streamed). A stream whose client leaves is cut at the
+next step and charged, once, for the tokens produced until then.
 
 Like :mod:`shoestring.serve.service`, nothing here knows about HTTP
 frameworks: it takes headers and a body reader and returns a
@@ -19,7 +22,6 @@ frameworks: it takes headers and a body reader and returns a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -29,10 +31,9 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from shoestring.errors import ShoestringError
-from shoestring.serve.answers import Reply, stored_reply
+from shoestring.serve.answers import Reply
 from shoestring.serve.auth import Principal
-from shoestring.serve.completion_billing import CompletionBilling, Hold
-from shoestring.serve.metering import Outcome, UsageEvent
+from shoestring.serve.billing import Grant, idempotency_key, request_digest
 from shoestring.serve.metrics import BATCH_BUCKETS
 from shoestring.serve.model_store import ServedModel
 from shoestring.serve.openai_protocol import (
@@ -48,6 +49,7 @@ from shoestring.serve.openai_protocol import (
     usage_chunk,
 )
 from shoestring.serve.protocol import ProtocolError
+from shoestring.serve.quota_holds import Hold, QuotaHolds
 from shoestring.serve.ratelimit import retry_after_header
 from shoestring.serve.scheduler import (
     Chunk,
@@ -94,13 +96,11 @@ class _Call:
     req: CompletionRequest
     prompt_tokens: int
     gen: Generation
-    who: Principal | None
+    grant: Grant | None  # None when metering is off (--no-auth)
     hold: Hold | None
     id: str
     created: int
     started: float
-    idempotency_key: str | None = None
-    digest: str | None = None
 
 
 class Completions:
@@ -113,9 +113,9 @@ class Completions:
                                       c.max_waiting_generations)
         self.models = [m for m in service.store.all() if m.generates]
         self.schedulers: dict[tuple[str, str], Scheduler] = {}
-        self.billing = CompletionBilling(service.engine, service.writer, service.db_executor,
-                                         service.now, service._key_used, service.metrics) \
-            if service.writer is not None else None
+        self.billing = service.billing  # None when metering is off (--no-auth)
+        self.holds = QuotaHolds(service.engine, service.db_executor, service.now) \
+            if self.billing is not None else None
         self._settling: set[asyncio.Task] = set()
         self._created = int(service.now().timestamp())
         r = service.metrics.registry
@@ -219,10 +219,10 @@ class Completions:
         svc.metrics.observe(model, status, svc.clock() - t0)
 
     async def _authenticate(self, headers: Mapping[str, str]) -> Principal | None:
-        if self.service.auth is None:
+        if self.billing is None:
             return None
         try:
-            return await self.service.auth.authenticate(headers.get("authorization"))
+            return await self.billing.authenticate(headers)
         except ProtocolError as exc:
             raise _openai(exc) from None
 
@@ -268,38 +268,39 @@ class Completions:
             raise OpenAIError(400, f"{exc}; shorten the prompt or lower max_tokens",
                               param="max_tokens" if room > 0 else "prompt",
                               code="context_length_exceeded") from None
-        idem = digest = None
+        grant = hold = None
         if who is not None:
-            idem = self._idempotency_key(headers)
-            if idem is not None:
-                digest = hashlib.sha256(b"POST /v1/completions\n" + body).hexdigest()
-                stored = await asyncio.get_running_loop().run_in_executor(
-                    svc.db_executor, svc.meter.lookup, who.key.id, idem)
-                if stored is not None:
-                    raise _Replay(self._replay(stored, digest, req))
-            wait = svc.limiter.take(who.key.id, who.plan.requests_per_second, who.plan.burst)
-            if wait > 0:
-                raise OpenAIError(429, f"rate limit of plan {who.plan.name!r} "
-                                  f"({who.plan.requests_per_second:g} requests/s) exceeded",
-                                  code="rate_limit_exceeded",
-                                  headers={"Retry-After": retry_after_header(wait)})
-        hold = None
-        if self.billing is not None and who is not None:
             try:
-                hold = await self.billing.authorize(who, job.tokens)
+                idem = idempotency_key(headers)
             except ProtocolError as exc:
+                raise OpenAIError(400, exc.message, code="invalid_idempotency_key") from None
+            # The parsed body, canonical: a retry serialized differently is the same request.
+            digest = request_digest(f"/v1/completions {model.name}", model.version,
+                                    orjson.loads(body))
+            try:
+                hold = await self.holds.take(who, job.tokens)
+                grant = await self.billing.reserve(who, model.name, model.version, job.tokens,
+                                                   idempotency_key=idem, request_digest=digest,
+                                                   started=t0)
+            except ProtocolError as exc:
+                if hold is not None:
+                    self.holds.release(hold)
                 raise _openai(exc) from None
+            if grant.replay is not None:
+                self.holds.release(hold)
+                raise _Replay(self._replay(grant.replay, req))
         try:
             gen = scheduler.submit(job)
         except Overloaded as exc:
-            if hold is not None:
-                self.billing.release(hold)
+            if grant is not None:
+                self.billing.release(grant)
+                self.holds.release(hold)
             raise OpenAIError(503, exc.message, code="overloaded",
                               headers={"Retry-After": retry_after_header(exc.retry_after_s)}) \
                 from None
-        event_id = os.urandom(16).hex()
-        return _Call(model, req, len(prompt), gen, who, hold, f"cmpl-{event_id}",
-                     int(svc.now().timestamp()), t0, idem, digest)
+        usage_id = grant.usage_id if grant is not None else os.urandom(16).hex()
+        return _Call(model, req, len(prompt), gen, grant, hold, f"cmpl-{usage_id}",
+                     int(svc.now().timestamp()), t0)
 
     def _prompt_ids(self, model: ServedModel, prompt: str | list[int]) -> list[int]:
         if isinstance(prompt, list):
@@ -323,15 +324,6 @@ class Completions:
                               code="invalid_value")
         return ids
 
-    @staticmethod
-    def _idempotency_key(headers: Mapping[str, str]) -> str | None:
-        from shoestring.serve.service import Service
-
-        try:
-            return Service._idempotency_key(headers)
-        except ProtocolError as exc:
-            raise OpenAIError(400, exc.message, code="invalid_idempotency_key") from None
-
     # -- answers ----------------------------------------------------------------------------
 
     async def _answer(self, call: _Call) -> Reply:
@@ -344,13 +336,10 @@ class Completions:
             return Reply(503, OpenAIError(503, f"{why}; the request was not charged, retry it"
                                           ).body(), {"Retry-After": "1"})
         body = self._completion_body(call, done)
-        try:
-            refusal = await self._charge(call, done, body)
-        except _Replay as replay:  # the same request was answered first: its stored answer
-            return replay.answer
-        if refusal is not None:
-            return Reply(refusal.status, refusal.body(), refusal.headers)
-        return Reply(200, body)
+        outcome = await self._charge(call, done, body)
+        if isinstance(outcome, OpenAIError):
+            return Reply(outcome.status, outcome.body(), outcome.headers)
+        return outcome or Reply(200, body)  # or the stored answer of an identical request
 
     async def _pump(self, call: _Call, out: asyncio.Queue) -> None:
         """Streamed: text chunks as they come; the charge; the final chunk, usage, [DONE].
@@ -372,10 +361,12 @@ class Completions:
                 out.put_nowait(_sse_error(OpenAIError(
                     500, f"generation failed ({done.error}); the completion was not charged")))
                 return
-            refusal = await self._charge(call, done, self._completion_body(call, done))
-            if refusal is not None:
-                out.put_nowait(_sse_error(refusal))
+            outcome = await self._charge(call, done, self._completion_body(call, done))
+            if isinstance(outcome, OpenAIError):
+                out.put_nowait(_sse_error(outcome))
                 return
+            # (A Reply: an identical request with this Idempotency-Key was charged first;
+            # this stream, the same completion, is not charged again.)
             out.put_nowait(sse(completion(call.id, call.created, call.req.model, "",
                                           _finish_reason(done), None)))
             if call.req.include_usage:
@@ -393,59 +384,43 @@ class Completions:
                                        usage(call.prompt_tokens, done.completion_tokens)))
 
     def _release(self, call: _Call) -> None:
+        """The completion failed: nothing is charged, its units are free again."""
+        if call.grant is not None and not call.grant.settled:
+            self.billing.release(call.grant)
         if call.hold is not None:
-            self.billing.release(call.hold)
+            self.holds.release(call.hold)
             call.hold = None
 
-    async def _charge(self, call: _Call, done: Done, body: bytes) -> OpenAIError | None:
-        """Commit the usage event; ``None`` if charged (or a replay of an identical request),
-        else what to answer instead. Without a key (``--no-auth``) nothing is charged."""
+    async def _charge(self, call: _Call, done: Done, body: bytes) -> Reply | OpenAIError | None:
+        """Record the usage event. ``None``: charged (answer ``body``); a :class:`Reply`: the
+        stored answer of an identical request that was charged first; an error otherwise.
+        Without a key (``--no-auth``) nothing is charged."""
         self._tokens.labels(call.model.name).inc(done.completion_tokens)
-        if call.hold is None:
+        if call.grant is None:
             return None
-        who, hold = call.who, call.hold
-        call.hold = None
         units = call.prompt_tokens + done.completion_tokens
-        svc = self.service
-        event = UsageEvent(
-            id=call.id.removeprefix("cmpl-"), key_id=who.key.id, project=who.key.project,
-            plan=who.plan.name, model=call.model.name, version=call.model.version, units=units,
-            cost_nano_usd=who.plan.cost_nano_usd(units),
-            latency_ms=(svc.clock() - call.started) * 1000, created_at=svc.now(),
-            key_quota=who.quota, project_budget_nano_usd=who.budget_nano_usd,
-            idempotency_key=call.idempotency_key, request_sha256=call.digest,
-            response_json=body.decode() if call.idempotency_key is not None else None)
         try:
-            result = await self.billing.charge(hold, event)
+            (result,) = await asyncio.wrap_future(
+                self.billing.charge_many([call.grant], [units], [body]))
         except Exception as exc:  # the ledger is unreachable: nothing was charged
             _log.error("completion %s not charged: %s: %s", call.id, type(exc).__name__, exc)
+            self._release(call)
             return OpenAIError(503, "the usage ledger is unavailable; the completion was not "
                                "charged, retry it", code="unavailable",
                                headers={"Retry-After": "1"})
-        if result.outcome is Outcome.charged:
-            return None
-        if result.outcome is Outcome.duplicate:
-            if result.stored is None:
-                return OpenAIError(409, "a request with this Idempotency-Key is in progress",
-                                   code="conflict")
-            if call.req.stream:
-                return None  # the same request, recorded once; this stream is not billed
-            try:
-                raise _Replay(stored_reply(result.stored, call.digest))
-            except ProtocolError as exc:
-                return _openai(exc)
-        what = "monthly quota" if result.outcome is Outcome.quota_exceeded else \
-            "project's monthly budget"
-        return OpenAIError(429, f"the key's {what} was spent by other requests while this "
-                           "completion ran; it was not charged", code="insufficient_quota",
-                           headers={"Retry-After": str(result.retry_after_s)})
+        finally:
+            if call.hold is not None:
+                self.holds.release(call.hold)
+                call.hold = None
+        answer = self.billing.answer(call.grant, units, result, body)
+        if isinstance(answer, ProtocolError):
+            if answer.status == 429:
+                answer.message += "; this completion was not charged"
+            return _openai(answer)
+        return None if answer.body == body else answer
 
-    def _replay(self, stored, digest: str, req: CompletionRequest) -> Reply | EventStream:
+    def _replay(self, reply: Reply, req: CompletionRequest) -> Reply | EventStream:
         """The recorded answer to a repeated Idempotency-Key (streamed if asked so)."""
-        try:
-            reply = stored_reply(stored, digest)
-        except ProtocolError as exc:
-            return Reply(exc.status, _openai(exc).body(), exc.headers)
         if not req.stream:
             return reply
 

@@ -32,6 +32,9 @@ class OpenAIRoutes:
 
     def __init__(self, app, completions: Completions, max_body_bytes: int) -> None:
         self.app, self.completions, self.limit = app, completions, max_body_bytes
+        # Read by the HTTP layer (serve/http.py): its connection rules and /v2 fast path.
+        self.http_rules = getattr(app, "http_rules", None)
+        self.service = getattr(app, "service", None)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -87,22 +90,13 @@ class OpenAIRoutes:
 
     async def _body(self, headers: Headers, receive) -> bytes:
         """The body, refusing more than the limit without reading it all."""
+        from shoestring.serve.app import read_body  # app.py imports this module
+
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of "
                                 f"{self.limit}")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ProtocolError(400, "the client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise ProtocolError(413, f"request body exceeds the limit of {self.limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(receive, self.limit)
 
 
 def _allow(method: str, allowed: str) -> None:

@@ -240,8 +240,11 @@ class Scheduler:
         self._send(out)
 
     def _send(self, out: list[tuple[Generation, Chunk | Done]]) -> None:
-        if out and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(_deliver, out)
+        if out and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(_deliver, out)
+            except RuntimeError:  # the event loop closed (shutdown): nobody is listening
+                pass
 
     def _iteration(self, out: list) -> None:
         for seq in [s for s in self._running if s.gen.cancelled]:

@@ -1,29 +1,21 @@
-"""Metering completions: authorize at most N units before generating, charge the n produced.
+"""Quota and budget held by the completions in progress, so a stream never outruns its limits.
 
-A completion's units (prompt + completion tokens) are known only when it ends,
-and a streamed one has shown its tokens by then, so billing has two steps:
-
-1. :meth:`CompletionBilling.authorize` before any work: the most the request
-   can use, ``N = prompt + max_tokens`` units (and their price), must fit in
-   the key's monthly quota and the project's monthly budget, counting what the
-   ledger's counters hold and what this process's other unfinished completions
-   may still use (their *holds*). Otherwise 429, and nothing runs.
-2. :meth:`CompletionBilling.charge` at the end: ONE usage event of the ``n``
-   units actually produced goes through the server's :class:`LedgerWriter`,
-   the same group-commit transaction the ``/v2`` path uses (idempotency keys,
-   conditional quota and budget updates and all), and the hold is released.
-   A completion is charged once, whether it ran to the end, hit a stop
-   sequence or lost its client mid-stream.
+A streamed completion shows its tokens before it is charged, so the charge at
+its end must not be refused. :meth:`QuotaHolds.take` therefore runs before any
+work, next to :meth:`Billing.reserve <shoestring.serve.billing.Billing.reserve>`:
+the most the request can use, ``N = prompt + max_tokens`` units (and their
+price), must fit in the key's monthly quota and the project's monthly budget,
+counting what the ledger's counters hold and what this process's other
+unfinished completions may still use. Otherwise 429, and nothing runs. The
+hold is released when the completion is charged or fails.
 
 Where this is exact: with one server process, nothing else spends the key's
-units between the two steps except requests that are themselves held or
-already committed, so the charge always fits. Another replica, or a ``/v2``
-request on the same key, can spend the last units in between; the commit then
-refuses the charge (the counters are never exceeded) and the completion is
-answered 429 (not streamed) or ends with an error event (streamed, its tokens
-already shown and not billed). Quota leases shared through the database would
-close that window; until then it is bounded by ``max_tokens`` per concurrent
-request near the end of a quota.
+units between the hold and the charge except requests that are themselves
+held or already committed. Another replica, or a ``/v2`` request on the same
+key, can spend the last units in between; the ledger's commit then refuses the
+charge (the counters are never exceeded). Quota leases in ``Billing.reserve``,
+shared through the database, would close that window and make this module
+unnecessary.
 """
 
 from __future__ import annotations
@@ -38,15 +30,7 @@ from sqlalchemy import Engine, select
 
 from shoestring.ledger.money import nano_to_usd
 from shoestring.serve.auth import Principal
-from shoestring.serve.ledger_writer import LedgerWriter
-from shoestring.serve.metering import (
-    ChargeResult,
-    Outcome,
-    UsageEvent,
-    period_of,
-    seconds_to_next_period,
-)
-from shoestring.serve.metrics import ServerMetrics
+from shoestring.serve.metering import period_of, seconds_to_next_period
 from shoestring.serve.protocol import ProtocolError
 from shoestring.serve.tables import UsageCounterRow
 
@@ -61,17 +45,14 @@ class Hold:
     period: str
 
 
-class CompletionBilling:
+class QuotaHolds:
     """See the module docstring. Lives on the event loop; database reads go to ``executor``."""
 
-    def __init__(self, engine: Engine, writer: LedgerWriter, executor: Executor,
-                 now: Callable[[], datetime], key_used: dict[tuple[str, str], int],
-                 metrics: ServerMetrics) -> None:
-        self.engine, self.writer, self.executor = engine, writer, executor
-        self.now, self.key_used, self.metrics = now, key_used, metrics
+    def __init__(self, engine: Engine, executor: Executor, now: Callable[[], datetime]) -> None:
+        self.engine, self.executor, self.now = engine, executor, now
         self._held: dict[tuple[str, str], int] = {}  # (scope, period) -> units or nano-USD
 
-    async def authorize(self, who: Principal, units: int) -> Hold:
+    async def take(self, who: Principal, units: int) -> Hold:
         """Hold ``units`` for a completion, or raise 429 naming the limit and what is left."""
         now = self.now()
         period = period_of(now)
@@ -83,8 +64,7 @@ class CompletionBilling:
                 self.executor, self._counters, [kscope, pscope], period)
             retry = {"Retry-After": str(seconds_to_next_period(now))}
             if quota is not None:
-                spent = max(used.get(kscope, 0), self.key_used.get((who.key.id, period), 0))
-                left = quota - spent - self._held.get((kscope, period), 0)
+                left = quota - used.get(kscope, 0) - self._held.get((kscope, period), 0)
                 if units > left:
                     raise ProtocolError(429, f"this completion may use up to {units} units "
                                         f"(prompt + max_tokens) but key {who.key.prefix}… has "
@@ -105,22 +85,6 @@ class CompletionBilling:
 
     def release(self, hold: Hold) -> None:
         self._add(hold, -1)
-
-    async def charge(self, hold: Hold, event: UsageEvent) -> ChargeResult:
-        """Commit ``event`` (its units at most the hold's) and release the hold.
-
-        Raises what the ledger raised if the commit failed: then nothing was charged.
-        """
-        try:
-            (result,) = await asyncio.wrap_future(self.writer.submit([event]))
-        finally:
-            self.release(hold)
-        if result.key_used is not None:
-            k = (event.key_id, event.period)
-            self.key_used[k] = max(self.key_used.get(k, 0), result.key_used)
-        if result.outcome is Outcome.charged:
-            self.metrics.usage_units.labels(event.model, event.plan).inc(event.units)
-        return result
 
     def _add(self, hold: Hold, sign: int) -> None:
         for scope, amount in ((f"key:{hold.who.key.id}", hold.units),
