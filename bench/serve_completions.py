@@ -12,8 +12,9 @@ with the official ``openai`` client (``AsyncOpenAI``, keep-alive):
 
 Rounds alternate the two orders. Reports completion tokens/s of each (median
 over rounds), the ratio, per-request latency, the CPU time the server and the
-client used (on a machine shared with other jobs the wall-clock ratio is noisy;
-tokens per server CPU-second is not), and checks the ledger: usage events ==
+client used and how long the server's threads waited for a CPU (on a machine
+shared with other jobs the wall-clock ratio is noisy; tokens per server
+CPU-second is not), and checks the ledger: usage events ==
 requests answered and ledger units == the sum of ``usage.total_tokens`` the
 client received.
 
@@ -76,6 +77,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's threads were ready to run but waited for a CPU (the second
+    field of /proc/PID/task/TID/schedstat, in ns): what other jobs on the machine cost it."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return total / 1e9
+
+
 async def rounds(url: str, key: str, model: str, n: int, max_tokens: int, stream: bool,
                  count: int, pid: int) -> tuple[dict[str, list[dict]], int, int]:
     import openai
@@ -88,13 +101,15 @@ async def rounds(url: str, key: str, model: str, n: int, max_tokens: int, stream
         order = ["sequential", "concurrent"] if r % 2 == 0 else ["concurrent", "sequential"]
         for mode in order:
             t0, cpu0, client0 = time.perf_counter(), cpu_seconds(pid), time.process_time()
+            wait0 = runqueue_wait(pid)
             if mode == "sequential":
                 out = [await one(client, model, i, max_tokens, stream) for i in range(n)]
             else:
                 out = await asyncio.gather(*(one(client, model, i, max_tokens, stream)
                                              for i in range(n)))
             wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
-            client = time.process_time() - client0
+            client_cpu = time.process_time() - client0
+            waited = runqueue_wait(pid) - wait0
             tokens = sum(o[0] for o in out)
             answered += len(out)
             total_units += sum(o[1] for o in out)
@@ -103,7 +118,8 @@ async def rounds(url: str, key: str, model: str, n: int, max_tokens: int, stream
                                   "p50": statistics.median(o[2] for o in out),
                                   "max": max(o[2] for o in out)})
             print(f"  round {r + 1} {mode:10s} {tokens:5d} tokens in {wall:6.2f} s = "
-                  f"{tokens / wall:8.1f} tokens/s (CPU: server {cpu:.2f} s, client {client:.2f} s)",
+                  f"{tokens / wall:8.1f} tokens/s (CPU: server {cpu:.2f} s, "
+                  f"client {client_cpu:.2f} s; server waited {waited:.2f} s for a CPU)",
                   flush=True)
     await client.close()
     return results, answered, total_units
@@ -119,7 +135,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="training steps of gpt-nano")
     p.add_argument("--corpus", type=Path, default=CORPUS,
                    help="text to train on (default: the excerpt shipped in the package)")
-    p.add_argument("--run", type=Path, default=None, help="serve this run instead of training")
+    p.add_argument("--run", type=Path, default=None,
+                   help="serve this run folder; trained into it first if it holds no model")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction,
                    default=(os.cpu_count() or 1) >= 2,
                    help="server on CPU 0, this client on CPU 1")
@@ -130,7 +147,9 @@ def main() -> None:
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="ss-completions-") as tmp:
         root = Path(tmp)
-        run = args.run or train_run(root / "bard", args.corpus, args.steps)
+        run = args.run or root / "bard"
+        if not (run / "model.json").exists():
+            train_run(run, args.corpus, args.steps)
         db = f"sqlite:///{root / 'ledger.db'}"
         from shoestring.ledger.db import open_ledger
         from shoestring.serve.keys import KeyStore
