@@ -13,13 +13,15 @@ import httpx
 import openai
 import pytest
 import torch
+from cards import card_for
 from sqlalchemy import func, select
 
-from shoestring.data.text_tokenizers import save_tokenizer, train_tokenizer
 from shoestring.ledger.db import open_ledger
-from shoestring.models.artifact import save_model
+from shoestring.models.card import TokenizerCard
 from shoestring.models.gpt import GPT, GPTConfig
 from shoestring.models.registry import build_model
+from shoestring.models.run_folder import save_run
+from shoestring.models.tokenizers import train_tokenizer
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.plans import load_plans
 from shoestring.serve.process import ServerProcess
@@ -53,20 +55,16 @@ def lm_run(out: Path) -> Path:
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=CONTEXT,
                           vocab_size=tok.vocab_size))
-    save_model(out, model, {"architecture": {"family": "gpt", "name": "gpt",
-                                             "params": model.config.to_dict()},
-                            "task": "language_modeling", "input_shape": [CONTEXT],
-                            "num_outputs": tok.vocab_size})
-    save_tokenizer(tok, out / "tokenizer.json")
+    arch = {"family": "gpt", "name": "gpt", "params": model.config.to_dict()}
+    save_run(out, model, card_for(arch, task="language_modeling",
+                                  tokenizer=TokenizerCard(kind="char")), tokenizer=tok)
     return out
 
 
 def mlp_run(out: Path) -> Path:
     arch = {"family": "mlp", "name": "mlp", "params": {
         "in_features": 4, "hidden": [8], "out_features": 2, "dropout": 0.0, "activation": "relu"}}
-    save_model(out, build_model(arch), {
-        "architecture": arch, "task": "classification", "input_shape": [4], "num_outputs": 2,
-        "preprocessing": {}, "class_names": ["a", "b"], "output": "softmax"})
+    save_run(out, build_model(arch), card_for(arch, class_names=["a", "b"]))
     return out
 
 

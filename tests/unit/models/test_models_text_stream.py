@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoestring.data.text_tokenizers import ByteTokenizer
+from shoestring.models.tokenizers import ByteTokenizer
 from shoestring.models.text_stream import TextStream
 
 WORDS = ["Hel", "lo", " wor", "ld", "\n", "\n", "Bye"]
