@@ -3,10 +3,10 @@
 :meth:`Completions.complete` is a request's whole life, in order: draining?
 (503) → key (401) → body (413) → request fields (400) → model (404; 400 if it
 is not a language model) → plan (403) → prompt tokens and context (400) →
-quota and budget held for ``prompt + max_tokens`` units (429,
-:mod:`~shoestring.serve.quota_holds`) → the server's metering interface,
-:meth:`Billing.reserve <shoestring.serve.billing.Billing.reserve>`
-(Idempotency-Key replay, rate limit: 429) → queue (503 when full) → generation,
+the server's metering interface, :meth:`Billing.reserve
+<shoestring.serve.billing.Billing.reserve>` (Idempotency-Key replay; rate
+limit, quota and budget held for ``prompt + max_tokens`` units: 429) → queue
+(503 when full) → generation,
 in the model's continuously batched :class:`~shoestring.serve.scheduler.Scheduler`
 → ONE usage event of ``prompt + completion`` tokens through
 :meth:`Billing.charge_many <shoestring.serve.billing.Billing.charge_many>`,
@@ -49,7 +49,6 @@ from shoestring.serve.openai_protocol import (
     usage_chunk,
 )
 from shoestring.serve.protocol import ProtocolError
-from shoestring.serve.quota_holds import Hold, QuotaHolds
 from shoestring.serve.ratelimit import retry_after_header
 from shoestring.serve.scheduler import (
     Chunk,
@@ -90,14 +89,13 @@ class EventStream:
 
 @dataclass
 class _Call:
-    """One admitted completion request, from its hold to its charge."""
+    """One admitted completion request, from its reservation to its charge."""
 
     model: ServedModel
     req: CompletionRequest
     prompt_tokens: int
     gen: Generation
     grant: Grant | None  # None when metering is off (--no-auth)
-    hold: Hold | None
     id: str
     created: int
     started: float
@@ -114,8 +112,6 @@ class Completions:
         self.models = [m for m in service.store.all() if m.generates]
         self.schedulers: dict[tuple[str, str], Scheduler] = {}
         self.billing = service.billing  # None when metering is off (--no-auth)
-        self.holds = QuotaHolds(service.engine, service.db_executor, service.now) \
-            if self.billing is not None else None
         self._settling: set[asyncio.Task] = set()
         self._created = int(service.now().timestamp())
         r = service.metrics.registry
@@ -192,7 +188,7 @@ class Completions:
                 status = None  # the pump ends the request's accounting
                 return EventStream(_drain(out), call.gen.cancel)
             # A task of its own: if this request's task is cancelled, the completion is
-            # still charged (or its hold released) exactly once.
+            # still charged (or its reservation released) exactly once.
             reply = await asyncio.shield(self._track(self._answer(call)))
             status = reply.status
             return reply
@@ -268,7 +264,7 @@ class Completions:
             raise OpenAIError(400, f"{exc}; shorten the prompt or lower max_tokens",
                               param="max_tokens" if room > 0 else "prompt",
                               code="context_length_exceeded") from None
-        grant = hold = None
+        grant = None
         if who is not None:
             try:
                 idem = idempotency_key(headers)
@@ -278,28 +274,30 @@ class Completions:
             digest = request_digest(f"/v1/completions {model.name}", model.version,
                                     orjson.loads(body))
             try:
-                hold = await self.holds.take(who, job.tokens)
+                # Holds prompt + max_tokens of the key's quota and the project's budget (from
+                # this replica's lease), so the charge at the end cannot be refused: a stream
+                # never shows tokens it could not bill.
                 grant = await self.billing.reserve(who, model.name, model.version, job.tokens,
                                                    idempotency_key=idem, request_digest=digest,
                                                    started=t0)
             except ProtocolError as exc:
-                if hold is not None:
-                    self.holds.release(hold)
+                if exc.status == 429 and ("quota" in exc.message or "budget" in exc.message):
+                    exc.message += (f" for this completion, which may use up to {job.tokens} "
+                                    f"units (prompt {len(prompt)} + max_tokens {max_tokens}); "
+                                    "a lower max_tokens may fit")
                 raise _openai(exc) from None
             if grant.replay is not None:
-                self.holds.release(hold)
                 raise _Replay(self._replay(grant.replay, req))
         try:
             gen = scheduler.submit(job)
         except Overloaded as exc:
             if grant is not None:
                 self.billing.release(grant)
-                self.holds.release(hold)
             raise OpenAIError(503, exc.message, code="overloaded",
                               headers={"Retry-After": retry_after_header(exc.retry_after_s)}) \
                 from None
         usage_id = grant.usage_id if grant is not None else os.urandom(16).hex()
-        return _Call(model, req, len(prompt), gen, grant, hold, f"cmpl-{usage_id}",
+        return _Call(model, req, len(prompt), gen, grant, f"cmpl-{usage_id}",
                      int(svc.now().timestamp()), t0)
 
     def _prompt_ids(self, model: ServedModel, prompt: str | list[int]) -> list[int]:
@@ -387,9 +385,6 @@ class Completions:
         """The completion failed: nothing is charged, its units are free again."""
         if call.grant is not None and not call.grant.settled:
             self.billing.release(call.grant)
-        if call.hold is not None:
-            self.holds.release(call.hold)
-            call.hold = None
 
     async def _charge(self, call: _Call, done: Done, body: bytes) -> Reply | OpenAIError | None:
         """Record the usage event. ``None``: charged (answer ``body``); a :class:`Reply`: the
@@ -408,14 +403,9 @@ class Completions:
             return OpenAIError(503, "the usage ledger is unavailable; the completion was not "
                                "charged, retry it", code="unavailable",
                                headers={"Retry-After": "1"})
-        finally:
-            if call.hold is not None:
-                self.holds.release(call.hold)
-                call.hold = None
+        # Charged: the units held beyond those used are free again. Not charged: all are.
         answer = self.billing.answer(call.grant, units, result, body)
         if isinstance(answer, ProtocolError):
-            if answer.status == 429:
-                answer.message += "; this completion was not charged"
             return _openai(answer)
         return None if answer.body == body else answer
 
