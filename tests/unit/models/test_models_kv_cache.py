@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_threads import one_thread  # noqa: F401 (an autouse fixture)
 
 from shoestring.errors import ShoestringError
 from shoestring.models.generate import generate
@@ -14,15 +15,6 @@ from shoestring.models.kv_cache import KVCache
 # Tight, but not bitwise: the cached path multiplies smaller matrices, whose sums round
 # differently (and differently again under AVX2 vs AVX-512 kernels).
 TOL = {"atol": 2e-5, "rtol": 1e-5}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread; on a loaded machine, much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SHAPES = {
     "gpt2 (learned, MHA, tied)": {},

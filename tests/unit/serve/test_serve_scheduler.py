@@ -8,21 +8,13 @@ import threading
 
 import pytest
 import torch
+from torch_threads import one_thread  # noqa: F401 (an autouse fixture)
 
 from shoestring.models.generate import iter_tokens
 from shoestring.models.gpt import GPT, GPTConfig
 from shoestring.models.sampling import SamplingParams
 from shoestring.serve.scheduler import Chunk, Done, Job, Overloaded, Scheduler, \
     SchedulerLimits, TooLarge
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread; on a loaded machine, much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 VOCAB = 26
 
