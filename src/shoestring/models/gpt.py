@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from torch.utils.checkpoint import checkpoint
 
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.models.layers import Block, make_norm, rope_tables
+
+if TYPE_CHECKING:
+    from shoestring.models.kv_cache import CacheStep
 
 # GPT-2's initialiser range (nanoGPT ``_init_weights``; HF ``initializer_range``).
 INIT_STD = 0.02
@@ -199,14 +203,23 @@ class GPT(nn.Module):
                 {"params": rest, "weight_decay": 0.0}]
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``last_only`` computes logits of the last position only (generation's need)."""
+                last_only: bool = False, cache: CacheStep | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``last_only`` computes logits of the last position only (generation's need).
+
+        With ``cache`` (a :class:`~shoestring.models.kv_cache.CacheStep`), ``idx`` holds
+        only the new tokens of each cached sequence: incremental decoding, no targets.
+        """
         c = self.config
         t = idx.shape[1]
         if t > c.block_size:
             raise ShoestringError(f"sequence of {t} tokens is longer than block_size "
                                   f"{c.block_size}", hint="crop the input to the last "
                                   "block_size tokens, or train with a larger block_size")
+        if cache is not None:
+            if targets is not None:
+                raise ValueError("a cached forward pass is for inference; it takes no targets")
+            return self._forward_cached(idx, cache, last_only), None
         x = self.wte(idx)
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(t, device=idx.device))
@@ -228,6 +241,23 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
                                    targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+    def _forward_cached(self, idx: torch.Tensor, cache: CacheStep, last_only: bool
+                        ) -> torch.Tensor:
+        """Logits of new tokens at each row's own positions, reading and filling ``cache``."""
+        pos = cache.positions  # [B, T]
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(pos)
+        x = self.drop(x)
+        rope = None
+        if self.config.pos == "rope":  # each row's own rows of the tables: [B, 1, T, hd]
+            rope = (self.rope_cos[pos][:, None], self.rope_sin[pos][:, None])
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, cache, i)
+        cache.finish()
+        x = self.ln_f(cache.last_rows(x) if last_only else x)
+        return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
 
 
 def build_gpt(**params) -> GPT:

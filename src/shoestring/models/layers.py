@@ -7,9 +7,14 @@ reference, named where it is defined.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from shoestring.models.kv_cache import CacheStep
 
 # (cos, sin) tables of rotary embeddings, each [positions, head_dim].
 Rope = tuple[torch.Tensor, torch.Tensor]
@@ -38,9 +43,15 @@ def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor,
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``[B, heads, T, head_dim]`` by the first ``T`` rows of the tables."""
-    t = x.shape[-2]
-    cos, sin = cos[:t].to(x.dtype), sin[:t].to(x.dtype)
+    """Rotate ``x`` ``[B, heads, T, head_dim]`` by the first ``T`` rows of the tables.
+
+    Tables of shape ``[B, 1, T, head_dim]`` (each row's own positions, as a KV cache's
+    decoding step needs) are used as they are.
+    """
+    if cos.dim() == 2:
+        t = x.shape[-2]
+        cos, sin = cos[:t], sin[:t]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
@@ -78,7 +89,10 @@ class CausalSelfAttention(nn.Module):
             self.c_attn.bias.register_hook(
                 lambda g: _zero_slice(g, q_dim, q_dim + k_dim))
 
-    def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rope | None = None,
+                cache: CacheStep | None = None, layer: int = 0) -> torch.Tensor:
+        """With ``cache``, ``x`` holds only new tokens; keys and values of earlier ones come
+        from the cache (see :mod:`shoestring.models.kv_cache`)."""
         b, t, _ = x.shape
         hd, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
         q, k, v = self.c_attn(x).split((nh * hd, nkv * hd, nkv * hd), dim=2)
@@ -87,9 +101,14 @@ class CausalSelfAttention(nn.Module):
         v = v.view(b, t, nkv, hd).transpose(1, 2)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=nkv != nh)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask,
+                                               enable_gqa=nkv != nh)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=nkv != nh)
         y = y.transpose(1, 2).contiguous().view(b, t, nh * hd)
         return self.resid_dropout(self.c_proj(y))
 
@@ -130,6 +149,7 @@ class Block(nn.Module):
         self.ln_2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = MLP(cfg.n_embd, cfg.hidden_size, cfg.mlp, cfg.bias, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), rope)
+    def forward(self, x: torch.Tensor, rope: Rope | None = None,
+                cache: CacheStep | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, layer)
         return x + self.mlp(self.ln_2(x))

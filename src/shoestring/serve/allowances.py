@@ -47,6 +47,7 @@ class _Held:
     granted_at: float = 0.0
     spent_since: int = 0        # spent since the last grant, for the next block's size
     denied_until: float = 0.0   # nothing was left: answer 429 locally until then
+    denied_room: int = 0        # ...to requests needing more than the database had left
 
 
 class Exhausted(Exception):
@@ -98,8 +99,11 @@ class Allowances:
                 held.available -= n
                 held.spent_since += n
                 return
-            if held is not None and held.denied_until > now:
-                raise Exhausted(held.available)
+            # Requests vary in size (a completion holds prompt + max_tokens): only those
+            # larger than what the database had left are refused without asking again.
+            if held is not None and held.denied_until > now and \
+                    n - held.available > held.denied_room:
+                raise Exhausted(held.available + held.denied_room)
             pending = self._granting.get(k)
             if pending is not None:  # another request is leasing for this counter: share it
                 await asyncio.shield(pending)
@@ -123,7 +127,7 @@ class Allowances:
                 n)
         self.grants += 1
         if granted == 0:
-            held.denied_until = self.wall() + 1.0
+            held.denied_until, held.denied_room = self.wall() + 1.0, room
             raise Exhausted(room + held.available)
         held.available += granted
         held.granted_at, held.spent_since = now, 0

@@ -9,6 +9,9 @@ Routes (KServe's REST form of the protocol, plus ``/metrics``)::
     POST /v2/models/{name}[/versions/{v}]/infer
     GET  /metrics                              Prometheus text format
 
+plus OpenAI's ``POST /v1/completions`` and ``GET /v1/models`` for language models
+(:mod:`shoestring.serve.openai_app`, errors in OpenAI's shape there).
+
 Every error, including the framework's own 404/405/422, is ``{"error": "…"}``.
 
 :func:`serving_app` is what runs: the FastAPI app behind a small ASGI layer that
@@ -33,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import shoestring
 from shoestring.serve.http import HttpRules
+from shoestring.serve.openai_app import OpenAIRoutes
 from shoestring.serve.protocol import DATATYPES, ProtocolError, error_body
 from shoestring.serve.service import Reply, Service
 
@@ -241,6 +245,8 @@ class InferFastPath:
         await send({"type": "http.response.body", "body": reply.body})
 
 
-def serving_app(service: Service) -> InferFastPath:
-    """The ASGI app ``shoestring serve`` runs (see the module docstring)."""
-    return InferFastPath(build_app(service), service)
+def serving_app(service: Service) -> OpenAIRoutes:
+    """The ASGI app ``shoestring serve`` runs (see the module docstring), with the
+    OpenAI-compatible ``/v1`` routes in front (:mod:`shoestring.serve.openai_app`)."""
+    return OpenAIRoutes(InferFastPath(build_app(service), service), service.completions,
+                        service.config.max_body_bytes)

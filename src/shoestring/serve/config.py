@@ -59,6 +59,14 @@ class ServeConfig(BaseModel):
     threads: int = Field(1, ge=1, description="torch CPU threads for inference")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="tokens a language model "
                                 "writes per prompt (greedy)")
+    max_running_generations: int = Field(16, ge=1, le=1024, description="sequences a "
+                                         "language model decodes together in /v1/completions "
+                                         "(its KV-cache slots, allocated at start)")
+    max_generation_tokens: int | None = Field(None, ge=1, description="prompt + max_tokens "
+                                              "summed over running generations (default: "
+                                              "max-running-generations x the context)")
+    max_waiting_generations: int = Field(256, ge=0, description="completions queued for a "
+                                         "running slot before 503")
     durable: bool = Field(True, description="fsync the usage log (and a SQLite ledger) at each "
                           "group commit, so charged requests survive a power cut (False: they "
                           "survive a crash of the server only)")

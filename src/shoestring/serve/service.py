@@ -33,6 +33,7 @@ from shoestring.serve.answers import BatchAnswers, Reply, Ticket
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.batching import Batcher, Shed
 from shoestring.serve.billing import Billing, idempotency_key, request_digest
+from shoestring.serve.completions import Completions
 from shoestring.serve.config import ServeConfig
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.ledger_sql import LedgerSql
@@ -91,6 +92,7 @@ class Service:
                               clock), self.db_executor, clock=clock, now=now)
             self.billing.on_charged = self.metrics.charged
         self.batchers = {(m.name, m.version): self._batcher(m) for m in self.store.all()}
+        self.completions = Completions(self)  # /v1: OpenAI-compatible, language models only
         self.inflight = 0
         self.ready = False
         self.draining = False
@@ -128,6 +130,7 @@ class Service:
             self._open_metering()
         for b in self.batchers.values():
             b.start()
+        self.completions.start()
         # Move everything loaded so far (torch, models, libraries: millions of objects) out
         # of the collector's reach: full collections then scan only new objects, which
         # removes 100+ ms pauses from the latency tail (Python docs, gc.freeze).
@@ -159,6 +162,7 @@ class Service:
         """Finish queued batches, record queued usage, give leases back, release the
         database."""
         self.ready = False
+        await self.completions.stop()  # before the ledger closes: streams cut are charged
         for b in self.batchers.values():
             await b.stop()
         self.inference.shutdown(wait=True)

@@ -135,3 +135,14 @@ def test_generate_is_part_of_the_shoestring_command():
     from shoestring.cli.main import build_cli
 
     assert "generate" in build_cli().commands
+
+
+def test_generate_text_ends_before_a_stop_sequence(run_dir):
+    full = generate_text(run_dir, "to be", max_new_tokens=12, seed=3, top_p=0.9)
+    stop = full.completion[4:6]
+    cut = generate_text(run_dir, "to be", max_new_tokens=12, seed=3, top_p=0.9, stop=[stop])
+    assert cut.finish_reason == "stop" and full.finish_reason == "length"
+    assert cut.completion == full.completion[:full.completion.find(stop)]
+    assert cut.new_tokens == len(cut.completion) + len(stop)  # char tokens: one per character
+    with pytest.raises(ShoestringError, match="stop takes 1 to 4 non-empty"):
+        generate_text(run_dir, "to be", stop=["a", "b", "c", "d", "e"])
