@@ -84,6 +84,10 @@ def validate(config: CompressConfig) -> list:
                     f"teacher '{config.teacher}' is a {teacher.task.value} model with "
                     f"{teacher.outputs.size} outputs, the run a {card.task.value} model with "
                     f"{card.outputs.size}: a teacher must solve the same task")
+            elif (teacher.inputs, teacher.preprocessing) != (card.inputs, card.preprocessing):
+                problems.append(f"teacher '{config.teacher}' takes other inputs than the run "
+                                "(shape, dtype or preprocessing differ): train both on the "
+                                "same data")
         except ShoestringError as exc:
             problems.append(f"teacher: {exc.message}")
         if not any(isinstance(m, Distill) for chain in chains for m in chain):
@@ -120,7 +124,7 @@ def compress(config: CompressConfig, *, ledger: Any = "auto", progress: Progress
         progress.status(f"loading run '{config.run}' and its data")
         workload = load_workload(config.run, config.metric, workspace)
         with CompressRow(ledger, config, workload, environ, workspace, clock) as row:
-            session = Session(config, workload, progress, row.ledger, dict(environ))
+            session = Session(config, workload, tmp / "work", progress)
             result = _run(config, session, chains, tmp, row.id, clock)
             row.finish(result, clock() - started)
             return result
@@ -144,11 +148,10 @@ def _run(config: CompressConfig, s: Session, chains, tmp: Path, run_id: str | No
             c.name = "+".join(c.methods)
         built += stage
     # Each candidate as the run folder it would be; its size on disk is its weights file.
-    tokenizer = w.parent.tokenizer() if w.card.tokenizer is not None else None
     folders = {}
     for c in built[1:]:
         folders[c.name] = save_run(tmp / "candidates" / c.name, c.module, c.card,
-                                   tokenizer=tokenizer)
+                                   tokenizer=s.tokenizer)
     rows = []
     progress = s.reporter
     progress.start(len(built), "measuring candidates")
@@ -199,7 +202,7 @@ def _write(config, s: Session, tmp: Path, table, built, chosen, folders, run_id)
         lineage = Lineage(stage="compress", parent_run=w.run_id,
                           parent_dir=str(config.run.resolve()))
         save_run(tmp, c.module, c.card.model_copy(update={"lineage": lineage}),
-                 tokenizer=w.parent.tokenizer() if w.card.tokenizer is not None else None)
+                 tokenizer=s.tokenizer)
         if w.parent.folder.config.exists():  # eval and plan read the data and model from it
             sh.copyfile(w.parent.folder.config, out.config)
         row = next(r for r in table["candidates"] if r["chosen"])
@@ -210,6 +213,7 @@ def _write(config, s: Session, tmp: Path, table, built, chosen, folders, run_id)
         out.write_json(out.summary, summary)
         out.write_json(out.run_info, {"id": run_id, "name": config.out.name})
     sh.rmtree(tmp / "candidates", ignore_errors=True)
+    sh.rmtree(tmp / "work", ignore_errors=True)
     (tmp / COMPRESS_DIR).mkdir(exist_ok=True)
     out.write_json(tmp / COMPRESS_DIR / CANDIDATES, table)
     out.write_json(tmp / COMPRESS_DIR / CONFIG_JSON, config.model_dump(mode="json"))

@@ -5,7 +5,8 @@ every export method applied to it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoestring.compress import onnx_quant as oq
 from shoestring.compress.config import CompressConfig
@@ -47,10 +48,15 @@ class SilentProgress:
 class Session:
     config: CompressConfig
     workload: Workload
+    workdir: Path                          # temporary: candidates and fine-tune runs
     reporter: Progress = field(default_factory=SilentProgress)
-    ledger: object | None = None           # RunLedger for the training runs of fine-tunes
-    environ: dict | None = None
     _graphs: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The parent's tokenizer (text runs), saved beside every candidate."""
+        w = self.workload
+        return w.parent.tokenizer() if w.card.tokenizer is not None else None
 
     @property
     def higher_is_better(self) -> bool:

@@ -44,6 +44,7 @@ _REGISTRY: dict[str, Transform] = {}
 BUILTIN: dict[str, str] = {
     "cast": "shoestring.models.transforms:cast",
     "onnx": "shoestring.models.onnx_module:onnx",
+    "prune": "shoestring.models.pruned:prune",
 }
 
 
