@@ -26,6 +26,7 @@ import torch
 from shoestring.compress.config import (
     METRICS,
     CompressConfig,
+    RESHAPING,
     Distill,
     check,
     parse_methods,
@@ -64,6 +65,13 @@ class CompressResult:
         return self.out_dir / COMPRESS_DIR / CANDIDATES
 
 
+def training_hooks_available() -> bool:
+    """Whether :func:`shoestring.train.train` takes ``hooks`` and ``init_from``."""
+    import importlib.util
+
+    return importlib.util.find_spec("shoestring.train.hooks") is not None
+
+
 def validate(config: CompressConfig) -> list:
     """Every problem with the config, the run, the teacher and the methods, at once; the
     method chains when there is none."""
@@ -76,6 +84,13 @@ def validate(config: CompressConfig) -> list:
         card = None
     chains, method_problems = parse_methods(config.methods, family or "")
     problems += method_problems
+    if not training_hooks_available():
+        trains = [c for c in chains if isinstance(c[0], RESHAPING)]
+        if config.methods is None:  # defaults: leave them out rather than fail
+            chains = [c for c in chains if c not in trains]
+        elif trains:
+            problems.append("prune and distill train through the training engine's hooks, "
+                            "which this version of Shoestring does not have yet")
     if config.teacher is not None and card is not None:
         try:
             teacher = read_card(config.teacher)
@@ -140,13 +155,16 @@ def _run(config: CompressConfig, s: Session, chains, tmp: Path, run_id: str | No
     w = s.workload
     parent = Candidate("float32", w.parent.model, w.card)
     built = [parent]
+    done: dict[tuple, list] = {(): [parent]}  # chain prefix → its candidates, built once
     for chain in chains:
-        stage = [parent]
-        for method in chain:
-            stage = [out for c in stage for out in build(method, c, s)]
-        for c in stage:
+        for i in range(1, len(chain) + 1):
+            if chain[:i] not in done:
+                done[chain[:i]] = [out for c in done[chain[:i - 1]]
+                                   for out in build(chain[i - 1], c, s)]
+        for c in done[chain]:
             c.name = "+".join(c.methods)
-        built += stage
+            if c not in built:
+                built.append(c)
     # Each candidate as the run folder it would be; its size on disk is its weights file.
     folders = {}
     for c in built[1:]:

@@ -11,7 +11,7 @@ its default config through :data:`METHODS`; ``a+b`` chains two methods
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,6 +94,7 @@ class Distill(_Method):
 
 
 Method = OnnxFloat32 | DynamicInt8 | StaticInt8 | WeightOnly | Prune | Distill
+MethodSpec = Annotated[Method, Field(discriminator="name")]
 
 # Command-line names → default configs. ``weight-only-int4`` is weight-only at 4 bits.
 METHODS: dict[str, Method] = {
@@ -146,8 +147,9 @@ class CompressConfig(BaseModel):
     target: Literal["cpu", "cuda"] = Field("cpu", description="where the model will serve")
     batch_sizes: tuple[int, ...] = Field((1, 32), description="batch sizes to time")
     threads: int = Field(1, ge=1, description="inference threads (the server's --threads)")
-    methods: tuple[str, ...] | None = Field(None, description="method names; a+b chains "
-                                            "(default: a set per task)")
+    methods: tuple[str | MethodSpec | tuple[MethodSpec, ...], ...] | None = Field(
+        None, description="method names (a+b chains them), method configs, or tuples of "
+        "configs (chains); default: a set per task")
     teacher: Path | None = Field(None, description="distillation teacher run (default: RUN "
                                  "itself); with it, RUN's architecture is the student")
     measure_seconds: float = Field(0.6, gt=0, description="timing per candidate and batch "
@@ -157,27 +159,44 @@ class CompressConfig(BaseModel):
     seed: int = 0
 
 
-def parse_methods(names: tuple[str, ...] | None, family: str) -> tuple[list[tuple[Method, ...]],
-                                                                      list[str]]:
-    """``("prune+dynamic-int8", …)`` → chains of method configs, and the problems found."""
-    if names is None:
-        names = DEFAULT_METHODS["language_modeling" if family == "gpt" else "examples"]
-    chains, problems = [], []
-    if not names:
-        problems.append("the method list is empty")
-    for name in names:
-        parts = [p.strip() for p in name.split("+")]
+def _chain(item, problems: list[str]) -> tuple[Method, ...] | None:
+    if isinstance(item, str):
+        parts = [p.strip() for p in item.split("+")]
         unknown = [p for p in parts if p not in METHODS]
         if unknown:
-            problems.append(f"unknown method {', '.join(map(repr, unknown))} in {name!r}")
+            problems.append(f"unknown method {', '.join(map(repr, unknown))} in {item!r} "
+                            f"(known: {', '.join(METHODS)})")
+            return None
+        return tuple(METHODS[p] for p in parts)
+    return tuple(item) if isinstance(item, tuple) else (item,)
+
+
+def chain_name(chain: tuple[Method, ...]) -> str:
+    return "+".join(m.name for m in chain)
+
+
+def parse_methods(items, family: str) -> tuple[list[tuple[Method, ...]], list[str]]:
+    """Method names (``"prune+dynamic-int8"``), configs, or tuples of configs → chains of
+    method configs, and the problems found."""
+    if items is None:
+        items = DEFAULT_METHODS["language_modeling" if family == "gpt" else "examples"]
+    chains, problems = [], []
+    if not items:
+        problems.append("the method list is empty")
+    for item in items:
+        chain = _chain(item, problems)
+        if chain is None:
             continue
-        chain = tuple(METHODS[p] for p in parts)
-        if any(isinstance(m, RESHAPING) for m in chain[1:]):
-            problems.append(f"{name!r}: prune and distill change the float model, so they "
-                            "come first in a chain (e.g. prune+dynamic-int8)")
-        elif sum(not isinstance(m, RESHAPING) for m in chain) > 1:
-            problems.append(f"{name!r}: at most one export method (onnx-fp32, dynamic-int8, "
-                            "static-int8, weight-only-*) per chain")
+        if not chain:
+            problems.append("an empty chain of methods")
+        elif any(isinstance(m, RESHAPING) for m in chain[1:]):
+            problems.append(f"{chain_name(chain)!r}: prune and distill change the float model, "
+                            "so they come first in a chain (e.g. prune+dynamic-int8)")
+        elif sum(not isinstance(m, RESHAPING) for m in chain) > 1 or \
+                sum(isinstance(m, RESHAPING) for m in chain) > 1:
+            problems.append(f"{chain_name(chain)!r}: at most one of prune/distill and one export "
+                            "method (onnx-fp32, dynamic-int8, static-int8, weight-only-*) per "
+                            "chain")
         else:
             chains.append(chain)
     return chains, problems

@@ -148,7 +148,7 @@ def distill_candidate(method: Distill, c: Candidate, s: Session) -> Candidate:
     if overrides is None:  # RUN is the student: start from its weights
         from shoestring.models.run_folder import save_run
 
-        init = save_run(s.workdir / "distill-start", c.module, c.card, tokenizer=s.tokenizer).path
+        init = save_run(s.new_workdir("distill-start"), c.module, c.card, tokenizer=s.tokenizer).path
     result = train(config, init_from=init, hooks=distill_hooks(teacher, method, w.card.task),
                    ledger=None, handle_signals=False, workspace=w.workspace, kind="distill")
     run = load_run(result.out_dir)

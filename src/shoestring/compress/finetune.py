@@ -32,7 +32,7 @@ def training_config(s: Session, *, steps: int, lr: float, label: str,
         "schedule": "constant", "warmup_steps": 0, "eval_every": 0, "checkpoint_every": 0,
         "max_time": None, "max_cost": None, "plan_first": False, "nproc": 1,
         "device": "cpu", "compile": False})
-    update: dict[str, Any] = {"train": train, "out": s.workdir / label, "name": label,
+    update: dict[str, Any] = {"train": train, "out": s.new_workdir(label), "name": label,
                               "resume": False}
     if model is not None:
         update["model"] = base.model.model_copy(update=model)
@@ -43,7 +43,7 @@ def finetune(c: Candidate, s: Session, *, steps: int, lr: float, label: str) -> 
     """``c`` trained ``steps`` more steps on the parent's training data."""
     from shoestring.train.api import train
 
-    start = save_run(s.workdir / f"{label}-start", c.module, c.card, tokenizer=s.tokenizer)
+    start = save_run(s.new_workdir(f"{label}-start"), c.module, c.card, tokenizer=s.tokenizer)
     t0 = time.perf_counter()
     result = train(training_config(s, steps=steps, lr=lr, label=label), init_from=start.path,
                    ledger=None, handle_signals=False, workspace=s.workload.workspace,

@@ -78,11 +78,25 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, tokens: bool) -> byt
             program = torch.onnx.export(model, (example,), dynamo=True, verbose=False,
                                         input_names=[INPUT], output_names=[OUTPUT],
                                         dynamic_shapes=(dims,), optimize=True)
-            return program.model_proto.SerializeToString()
+            return _strip(program.model_proto).SerializeToString()
     except Exception as exc:  # the exporter raises many error types
         raise ShoestringError(f"cannot export the model to ONNX: {str(exc).splitlines()[0]}",
                               hint="leave the ONNX methods out (--methods prune or distill) "
                               "and report the model family") from None
+
+
+# Node metadata worth its bytes: the module path (the sensitivity pass names layers by it).
+KEEP_METADATA = ("pkg.torch.onnx.name_scopes",)
+
+
+def _strip(proto):
+    """Drop the exporter's per-node stack traces and FX dumps: for a small model they
+    outweigh the int8 weights, and a served graph does not need them."""
+    for node in proto.graph.node:
+        kept = [p for p in node.metadata_props if p.key in KEEP_METADATA]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return proto
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,12 @@ def _module_path(meta: dict[str, str]) -> str:
     return scopes[-2].removeprefix("model.") if len(scopes) >= 2 else ""
 
 
+def _names(exclude: Iterable[str]) -> list[str]:
+    """Node names to exclude, including the MatMul a quantizer splits a Gemm into (it
+    names it ``<gemm>_MatMul`` and matches the exclusion list after the split)."""
+    return [n for name in exclude for n in (name, f"{name}_MatMul")]
+
+
 def _roundtrip(data: bytes, fn) -> bytes:
     with tempfile.TemporaryDirectory(prefix="shoestring-quant-") as d:
         src, dst = Path(d) / "in.onnx", Path(d) / "out.onnx"
@@ -136,7 +156,7 @@ def quantize_dynamic(data: bytes, *, exclude: Iterable[str] = (), per_channel: b
 
     return _roundtrip(data, lambda src, dst: q(
         src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
-        nodes_to_exclude=list(exclude), op_types_to_quantize=["MatMul", "Gemm"]))
+        nodes_to_exclude=_names(exclude), op_types_to_quantize=["MatMul", "Gemm"]))
 
 
 def quantize_static(data: bytes, batches: list[torch.Tensor], *, exclude: Iterable[str] = (),
@@ -158,7 +178,7 @@ def quantize_static(data: bytes, batches: list[torch.Tensor], *, exclude: Iterab
     return _roundtrip(data, lambda src, dst: q(
         src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=method, nodes_to_exclude=list(exclude),
+        calibrate_method=method, nodes_to_exclude=_names(exclude),
         op_types_to_quantize=list(WEIGHT_OPS)))
 
 
@@ -171,6 +191,6 @@ def quantize_weight_only(data: bytes, *, bits: int, block_size: int,
     proto = onnx.load_from_string(data)
     with _quiet():
         quant = MatMulNBitsQuantizer(proto, bits=bits, block_size=block_size,
-                                     is_symmetric=True, nodes_to_exclude=list(exclude))
+                                     is_symmetric=True, nodes_to_exclude=_names(exclude))
         quant.process()
     return quant.model.model.SerializeToString()

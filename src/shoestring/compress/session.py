@@ -51,6 +51,7 @@ class Session:
     workdir: Path                          # temporary: candidates and fine-tune runs
     reporter: Progress = field(default_factory=SilentProgress)
     _graphs: dict[int, bytes] = field(default_factory=dict)
+    _folders: int = 0
 
     @property
     def tokenizer(self) -> Any:
@@ -61,6 +62,11 @@ class Session:
     @property
     def higher_is_better(self) -> bool:
         return self.workload.higher_is_better
+
+    def new_workdir(self, label: str) -> Path:
+        """A fresh folder under the session's temporary folder."""
+        self._folders += 1
+        return self.workdir / f"{self._folders:02d}-{label}"
 
     def progress(self, message: str) -> None:
         self.reporter.status(message)
