@@ -26,7 +26,6 @@ import torch
 from shoestring.compress.config import (
     METRICS,
     CompressConfig,
-    RESHAPING,
     Distill,
     check,
     parse_methods,
@@ -65,13 +64,6 @@ class CompressResult:
         return self.out_dir / COMPRESS_DIR / CANDIDATES
 
 
-def training_hooks_available() -> bool:
-    """Whether :func:`shoestring.train.train` takes ``hooks`` and ``init_from``."""
-    import importlib.util
-
-    return importlib.util.find_spec("shoestring.train.hooks") is not None
-
-
 def validate(config: CompressConfig) -> list:
     """Every problem with the config, the run, the teacher and the methods, at once; the
     method chains when there is none."""
@@ -84,13 +76,6 @@ def validate(config: CompressConfig) -> list:
         card = None
     chains, method_problems = parse_methods(config.methods, family or "")
     problems += method_problems
-    if not training_hooks_available():
-        trains = [c for c in chains if isinstance(c[0], RESHAPING)]
-        if config.methods is None:  # defaults: leave them out rather than fail
-            chains = [c for c in chains if c not in trains]
-        elif trains:
-            problems.append("prune and distill train through the training engine's hooks, "
-                            "which this version of Shoestring does not have yet")
     if config.teacher is not None and card is not None:
         try:
             teacher = read_card(config.teacher)

@@ -162,8 +162,12 @@ def quantize_dynamic(data: bytes, *, exclude: Iterable[str] = (), per_channel: b
 def quantize_static(data: bytes, batches: list[torch.Tensor], *, exclude: Iterable[str] = (),
                     per_channel: bool = True, calibrate: str = "minmax") -> bytes:
     """Static int8 in QDQ format with activation ranges from ``batches``."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+    )
     from onnxruntime.quantization import quantize_static as q
 
     class Reader(CalibrationDataReader):

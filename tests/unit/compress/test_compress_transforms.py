@@ -94,3 +94,20 @@ def test_the_session_follows_the_torch_thread_count(graph):
         assert module.session() is not first
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_gpt_loses_mlp_neurons_only_and_rebuilds_from_its_card():
+    from shoestring.models.gpt import GPT, GPTConfig
+    from shoestring.models.pruned import prune
+
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=20)
+    torch.manual_seed(0)
+    gpt = GPT(cfg).eval()
+    pruned = prune_module(gpt, 0.5, torch.randint(0, 20, (2, 16)), "gpt")
+    shapes = changed_shapes(gpt.state_dict(), pruned.state_dict())
+    assert shapes and all(".mlp." in name for name in shapes)
+    assert shapes["blocks.0.mlp.c_fc.weight"] == [64, 32]  # 128 hidden neurons → 64
+    rebuilt = prune(GPT(cfg), {"shapes": shapes})
+    rebuilt.load_state_dict(pruned.state_dict())
+    idx = torch.randint(0, 20, (1, 10))
+    torch.testing.assert_close(rebuilt.eval()(idx)[0], pruned(idx)[0])
