@@ -161,7 +161,7 @@ def _extensions():
     """Commands contributed by other capabilities (each module is optional)."""
     import importlib
 
-    for name in ("plan", "data", "serve", "generate"):
+    for name in ("plan", "data", "serve", "generate", "compress"):
         try:
             mod = importlib.import_module(f"shoestring.cli.{name}_cmd")
         except ModuleNotFoundError as exc:

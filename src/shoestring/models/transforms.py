@@ -43,6 +43,8 @@ _REGISTRY: dict[str, Transform] = {}
 # kind → "module:function" of a built-in transform, imported on first use.
 BUILTIN: dict[str, str] = {
     "cast": "shoestring.models.transforms:cast",
+    "onnx": "shoestring.models.onnx_module:onnx",
+    "prune": "shoestring.models.pruned:prune",
 }
 
 
