@@ -35,11 +35,23 @@ def _unauthorized(message: str) -> ProtocolError:
 
 
 class Authenticator:
+    """Checks ``Authorization: Bearer KEY`` against the key store, with a cache.
+
+    A cached lookup is used for ``cache_seconds``; once it is older than
+    ``REFRESH_AT`` of that, the next request starts one lookup in the
+    background and keeps using the cached answer meanwhile, so a busy key
+    never waits for the database, and concurrent misses of one key share one
+    lookup. A revoked key still stops working within ``cache_seconds``.
+    """
+
+    REFRESH_AT = 0.75
+
     def __init__(self, keys: KeyStore, plans: dict[str, Plan], executor: Executor,
                  cache_seconds: float, clock: Callable[[], float]) -> None:
         self.keys, self.plans, self.executor = keys, plans, executor
         self.cache_seconds, self.clock = cache_seconds, clock
         self._cache: dict[str, tuple[float, KeyInfo | None, Principal | None]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
 
     def cached(self, header: str | None) -> Principal | None:
         """The principal from the cache without waiting; None if the key must be looked up.
@@ -48,27 +60,51 @@ class Authenticator:
         """
         digest = self._digest(header)
         hit = self._cache.get(digest)
-        if hit is None or hit[0] <= self.clock():
+        if hit is None:
             return None
+        left = hit[0] - self.clock()
+        if left <= 0:
+            return None
+        if left < (1 - self.REFRESH_AT) * self.cache_seconds and digest not in self._loading:
+            self._start_lookup(digest, header)  # refresh ahead; this request uses the cache
         return self._verdict(hit[1], hit[2])
 
     async def authenticate(self, header: str | None) -> Principal:
         digest = self._digest(header)
-        now = self.clock()
         hit = self._cache.get(digest)
-        if hit is None or hit[0] <= now:
-            secret = header.partition(" ")[2].strip()
-            info, budget = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._load, secret)
-            plan = None if info is None else self.plans.get(info.plan)
-            who = Principal(info, plan, budget) if plan is not None else None
-            if self.cache_seconds > 0:
-                if len(self._cache) > 100_000:  # bounded: unknown keys cannot grow it forever
-                    self._cache.clear()
-                self._cache[digest] = (now + self.cache_seconds, info, who)
+        if hit is None or hit[0] <= self.clock():
+            pending = self._loading.get(digest) or self._start_lookup(digest, header)
+            try:
+                info, who = self._principal(*await asyncio.shield(pending))
+            except Exception as exc:  # the database is away: refuse for now, retryably
+                raise ProtocolError(503, "API keys cannot be checked right now; retry shortly",
+                                    {"Retry-After": "1"}) from exc
         else:
             _, info, who = hit
         return self._verdict(info, who)
+
+    def _principal(self, info: KeyInfo | None, budget: int | None
+                   ) -> tuple[KeyInfo | None, Principal | None]:
+        plan = None if info is None else self.plans.get(info.plan)
+        return info, (Principal(info, plan, budget) if plan is not None else None)
+
+    def _start_lookup(self, digest: str, header: str) -> asyncio.Future:
+        """One lookup of a key at a time; its result fills the cache."""
+        secret = header.partition(" ")[2].strip()
+        started = self.clock()
+        fut = asyncio.get_running_loop().run_in_executor(self.executor, self._load, secret)
+        self._loading[digest] = fut
+
+        def loaded(f: asyncio.Future) -> None:
+            del self._loading[digest]
+            if f.cancelled() or f.exception() is not None or self.cache_seconds <= 0:
+                return
+            if len(self._cache) > 100_000:  # bounded: unknown keys cannot grow it forever
+                self._cache.clear()
+            self._cache[digest] = (started + self.cache_seconds, *self._principal(*f.result()))
+
+        fut.add_done_callback(loaded)
+        return fut
 
     @staticmethod
     def _digest(header: str | None) -> str:
