@@ -29,7 +29,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +41,10 @@ Outputs = dict[str, np.ndarray]
 @dataclass(frozen=True)
 class Deferred:
     """Answers that depend on work still running elsewhere (e.g. a ledger commit): when
-    ``future`` completes, ``then(its result)`` gives one answer (or exception) per request;
-    if it failed, ``otherwise(the exception)`` does."""
+    ``future`` (a future of the event loop) completes, ``then(its result)`` gives one
+    answer (or exception) per request; if it failed, ``otherwise(the exception)`` does."""
 
-    future: Future
+    future: asyncio.Future
     then: Callable[[Any], list[Any]]
     otherwise: Callable[[BaseException], list[Any]]
 
@@ -162,6 +162,10 @@ class Batcher:
         self._recent: deque[tuple[int, float]] = deque(maxlen=256)
         self._since_fit = 0
         self.fit = LinearFit(0.0, 0.0)
+        # The warm-up's own fit (best of repeats, before serving) decides what runs inline:
+        # batch times measured while serving include waits for the CPU on a busy machine,
+        # which say nothing about what the model costs.
+        self.warm_fit = LinearFit(0.0, 0.0)
         self.batch_limit = max_batch
         self.inline_batches = 0
 
@@ -181,6 +185,7 @@ class Batcher:
                 self.predict(x)
                 best = min(best, time.perf_counter() - t0)
             self._warm.append((n, best))
+        self.warm_fit = fit_linear(self._warm)
         self._refit()
 
     def start(self) -> None:
@@ -252,7 +257,7 @@ class Batcher:
                         self._timer = self._loop.call_later(left, self._on_timer)
                     return
             batch, rows = self._take()
-            if self.inline_s > 0 and self.fit(rows) <= self.inline_s:
+            if self.inline_s > 0 and self.warm_fit(rows) <= self.inline_s:
                 self._run_inline(batch, rows)
                 continue  # requests queued meanwhile (none: the loop was busy) or the rest
             self._run_on_executor(batch, rows)
@@ -304,14 +309,10 @@ class Batcher:
             _settle(batch, results)
             return
         self._pending += 1  # settle later (e.g. after a ledger commit); batching goes on
-        loop = self._loop
+        results.future.add_done_callback(lambda f: self._settle_deferred(batch, results, f))
 
-        def committed(f: Future) -> None:  # on the thread that completed the work
-            loop.call_soon_threadsafe(self._settle_deferred, batch, results, f)
-
-        results.future.add_done_callback(committed)
-
-    def _settle_deferred(self, batch: list[_Item], deferred: Deferred, f: Future) -> None:
+    def _settle_deferred(self, batch: list[_Item], deferred: Deferred,
+                         f: asyncio.Future) -> None:
         self._pending -= 1
         exc = f.exception()
         _settle(batch, deferred.otherwise(exc) if exc is not None else deferred.then(f.result()))
