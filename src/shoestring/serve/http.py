@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import httptools
-from starlette.datastructures import Headers
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shoestring.serve.answers import Reply
@@ -87,7 +86,7 @@ class _FastCycle:
 
     message_event = _NoEvent()
 
-    def __init__(self, name: str, version: str | None, headers: Headers, keep_alive: bool,
+    def __init__(self, name: str, version: str | None, headers: dict[str, str], keep_alive: bool,
                  started: float) -> None:
         self.name, self.version, self.headers = name, version, headers
         self.keep_alive, self.started = keep_alive, started
@@ -208,7 +207,8 @@ class ServingProtocol(HttpToolsProtocol):
             super().on_headers_complete()
             return
         service = self.service
-        headers = Headers(raw=self.headers)
+        # Names arrive lowercased (uvicorn's on_header); a dict makes each lookup O(1).
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
         version = self.parser.get_http_version()
         cycle = _FastCycle(match[1].decode(), match[2].decode() if match[2] else None, headers,
                            version != "1.0" and self.parser.should_keep_alive(),
