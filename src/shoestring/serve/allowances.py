@@ -88,6 +88,24 @@ class Allowances:
 
     # -- quota and budget units -------------------------------------------------------------
 
+    def take_now(self, scope: str, period: str, n: int) -> bool:
+        """Take ``n`` units from what is held, if enough is (no waiting, no database)."""
+        held = self._units.get((scope, period))
+        if held is not None and held.available >= n and held.valid_until > self.wall():
+            held.available -= n
+            held.spent_since += n
+            return True
+        return False
+
+    def token_now(self, key_id: str) -> bool:
+        """Take a held rate-limit token, if one is (no waiting, no database)."""
+        held = self._tokens.get(key_id)
+        if held is not None and held.available >= 1 and held.valid_until > self.wall():
+            held.available -= 1
+            held.spent_since += 1
+            return True
+        return False
+
     async def take(self, scope: str, period: str, n: int, limit: int) -> None:
         """Take ``n`` units of a limited counter, leasing more if needed; raises
         :class:`Exhausted` when the limit has no room for them."""

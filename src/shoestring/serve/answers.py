@@ -18,7 +18,7 @@ import numpy as np
 
 from shoestring.serve.auth import Principal
 from shoestring.serve.batching import Deferred
-from shoestring.serve.metering import Stored, seconds_to_next_period
+from shoestring.serve.metering import Outcome, Stored, seconds_to_next_period
 from shoestring.serve.model_store import ServedModel
 from shoestring.serve.protocol import OutputTensor, ProtocolError, encode_response
 
@@ -101,8 +101,15 @@ class BatchAnswers:
     def _settle(self, tickets: list[Ticket], answers: list, billed: list[int],
                 results: list) -> list:
         out: list = [Reply(200, a) for a in answers]
+        charged: dict[str, int] = {}
         for j, res in zip(billed, results):
-            out[j] = self.billing.answer(tickets[j].grant, tickets[j].rows, res, answers[j])
+            t = tickets[j]
+            out[j] = self.billing.answer(t.grant, t.rows, res, answers[j])
+            if res.outcome is Outcome.charged:  # not a replayed duplicate, not a failure
+                plan = t.grant.who.plan.name
+                charged[plan] = charged.get(plan, 0) + t.rows
+        for plan, units in charged.items():  # one metric update per batch and plan
+            self.billing.on_charged(self.model.name, plan, units)
         return out
 
 

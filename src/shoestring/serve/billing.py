@@ -29,7 +29,8 @@ same four steps, and nothing else touches keys, quotas or the ledger::
   concurrent retry won, or 503 if the usage log or ledger failed (the request
   then not charged). Only answer 200 after it returns.
 * ``charge_many`` is the same for a batch, callable from any thread; it returns
-  a :class:`concurrent.futures.Future` of one :class:`ChargeResult` per grant.
+  a future of the event loop with one :class:`ChargeResult` per grant, which
+  :meth:`Billing.answer` turns into the reply (on the event loop).
 
 Quotas and budgets are held in ``reserve``, so a charge never finds them spent:
 they cannot be exceeded, across replicas too. ``request_digest`` identifies
@@ -42,12 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,6 +135,7 @@ class Billing:
         self.writer: LedgerWriter | None = None
         self.allowances: Allowances | None = None
         self._costs: dict[tuple[Plan, int], int] = {}
+        self._period_minute, self._period_name = -1, ""
         self.on_charged: Callable[[str, str, int], None] = lambda model, plan, units: None
 
     def attach(self, sql: LedgerSql, writer: LedgerWriter, allowances: Allowances) -> None:
@@ -158,7 +161,7 @@ class Billing:
         if not who.plan.allows(model):
             raise ProtocolError(403, f"plan {who.plan.name!r} does not include model {model!r}")
         now = self.now()
-        grant = Grant(who, model, version, units, period_of(now), _usage_id(),
+        grant = Grant(who, model, version, units, self._period(now), _usage_id(),
                       idempotency_key, request_digest, legacy_digests,
                       self.clock() if started is None else started, self.cost(who.plan, units))
         try:
@@ -179,31 +182,41 @@ class Billing:
         return grant
 
     async def _hold(self, grant: Grant, now: datetime) -> None:
-        who, plan = grant.who, grant.who.plan
-        wait = await self.allowances.token(who.key.id, plan.requests_per_second, plan.burst)
-        if wait > 0:
-            raise ProtocolError(429, f"rate limit of plan {plan.name!r} "
-                                f"({plan.requests_per_second:g} requests/s) exceeded",
-                                {"Retry-After": retry_after_header(wait)})
+        who, plan, held = grant.who, grant.who.plan, self.allowances
+        if not held.token_now(who.key.id):  # the common case needs no await
+            wait = await held.token(who.key.id, plan.requests_per_second, plan.burst)
+            if wait > 0:
+                raise ProtocolError(429, f"rate limit of plan {plan.name!r} "
+                                    f"({plan.requests_per_second:g} requests/s) exceeded",
+                                    {"Retry-After": retry_after_header(wait)})
         quota = who.quota
         if quota is not None:
-            try:
-                await self.allowances.take(key_scope(who.key.id), grant.period, grant.units,
-                                           quota)
-            except Exhausted:
-                raise quota_error(who, quota, now) from None
+            scope = key_scope(who.key.id)
+            if not held.take_now(scope, grant.period, grant.units):
+                try:
+                    await held.take(scope, grant.period, grant.units, quota)
+                except Exhausted:
+                    raise quota_error(who, quota, now) from None
             grant.key_leased = True
         budget = who.budget_nano_usd
         if budget is not None:
+            scope = project_scope(who.key.project)
             try:
-                await self.allowances.take(project_scope(who.key.project), grant.period,
-                                           grant.cost_nano_usd, budget)
+                if not held.take_now(scope, grant.period, grant.cost_nano_usd):
+                    await held.take(scope, grant.period, grant.cost_nano_usd, budget)
             except Exhausted:
                 self.release(grant)
                 raise ProtocolError(429, f"the monthly budget of project {who.key.project!r} "
                                     "is spent", {"Retry-After": str(
                                         seconds_to_next_period(now))}) from None
             grant.project_leased = True
+
+    def _period(self, now: datetime) -> str:
+        """The billing month of ``now``, recomputed once a minute (it is on every request)."""
+        minute = int(now.timestamp()) // 60
+        if minute != self._period_minute:
+            self._period_minute, self._period_name = minute, period_of(now)
+        return self._period_name
 
     def cost(self, plan: Plan, units: int) -> int:
         """The exact price of ``units`` in nano-dollars (cached: Decimal arithmetic is slow)."""
@@ -231,30 +244,40 @@ class Billing:
     # -- charging ---------------------------------------------------------------------------
 
     def charge_many(self, grants: list[Grant], units: list[int], bodies: list[bytes | None]
-                    ) -> Future:
-        """Record a batch's usage; a future of one :class:`ChargeResult` per grant."""
+                    ) -> asyncio.Future:
+        """Record a batch's usage. Callable from any thread; returns a future of the event
+        loop with one :class:`ChargeResult` per grant (pass each to :meth:`answer`)."""
         now, t = self.now(), self.clock()
         stamp = iso_utc(now)
-        events = [self._event(g, n, b, (t - g.started) * 1000, now, stamp) for g, n, b in
-                  zip(grants, units, bodies)]
-        return self.writer.submit(events)
+        items: list[list | UsageEvent] = []
+        for g, n, body in zip(grants, units, bodies):
+            latency_ms = (t - g.started) * 1000
+            if g.idempotency_key is None:  # a log record: no object, serialized once
+                who = g.who
+                items.append([g.usage_id, who.key.id, who.key.project, who.plan.name, g.model,
+                              g.version, n, self.cost(who.plan, n), latency_ms, stamp,
+                              g.period, g.key_leased, g.project_leased])
+            else:
+                items.append(self._event(g, n, body, latency_ms, now, stamp))
+        return self.writer.submit(items)
 
     async def charge(self, grant: Grant, units: int, body: bytes) -> Reply:
-        fut = self.charge_many([grant], [units], [body])
-        (result,) = await asyncio.wrap_future(fut)
+        (result,) = await self.charge_many([grant], [units], [body])
         out = self.answer(grant, units, result, body)
-        return out if isinstance(out, Reply) else Reply(out.status, _error_json(out.message),
-                                                        out.headers)
+        if isinstance(out, Reply):
+            if out.status == 200:
+                self.on_charged(grant.model, grant.who.plan.name, units)
+            return out
+        return Reply(out.status, _error_json(out.message), out.headers)
 
     def answer(self, grant: Grant, units: int, result: ChargeResult,
                body: bytes) -> Reply | ProtocolError:
         """What to send once the charge is known (called on the event loop)."""
         if result.outcome is Outcome.charged:
-            # Held more than was used (a completion that stopped early): the rest is free.
-            self._give_back(grant, grant.units - units,
-                            grant.cost_nano_usd - self.cost(grant.who.plan, units))
+            if units != grant.units:  # held more than was used (stopped early): free the rest
+                self._give_back(grant, grant.units - units,
+                                grant.cost_nano_usd - self.cost(grant.who.plan, units))
             grant.settled = True
-            self.on_charged(grant.model, grant.who.plan.name, units)
             return Reply(200, body)
         self.release(grant)
         if result.outcome is Outcome.duplicate:
@@ -280,10 +303,16 @@ class Billing:
             created_iso=stamp)
 
 
+# Usage ids: the process's start time and 48 random bits, then a counter (36 characters,
+# the column's width). Unique across replicas and restarts, made without a system call
+# (os.urandom per request cost microseconds on a busy VM), and increasing within a process,
+# so new rows land at the end of the primary-key index instead of at random pages.
+_ID_PREFIX = f"{int(time.time()) & 0xFFFFFFFF:08x}{os.urandom(6).hex()}"
+_ID_COUNTER = itertools.count()
+
+
 def _usage_id() -> str:
-    # Time first, then 64 random bits: unique, and new rows land at the end of the
-    # primary-key index instead of at random pages.
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def ledger_unavailable() -> ProtocolError:

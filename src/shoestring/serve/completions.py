@@ -34,6 +34,7 @@ from shoestring.errors import ShoestringError
 from shoestring.serve.answers import Reply
 from shoestring.serve.auth import Principal
 from shoestring.serve.billing import Grant, idempotency_key, request_digest
+from shoestring.serve.metering import Outcome
 from shoestring.serve.metrics import BATCH_BUCKETS
 from shoestring.serve.model_store import ServedModel
 from shoestring.serve.openai_protocol import (
@@ -395,8 +396,7 @@ class Completions:
             return None
         units = call.prompt_tokens + done.completion_tokens
         try:
-            (result,) = await asyncio.wrap_future(
-                self.billing.charge_many([call.grant], [units], [body]))
+            (result,) = await self.billing.charge_many([call.grant], [units], [body])
         except Exception as exc:  # the ledger is unreachable: nothing was charged
             _log.error("completion %s not charged: %s: %s", call.id, type(exc).__name__, exc)
             self._release(call)
@@ -407,6 +407,8 @@ class Completions:
         answer = self.billing.answer(call.grant, units, result, body)
         if isinstance(answer, ProtocolError):
             return _openai(answer)
+        if result.outcome is Outcome.charged:
+            self.billing.on_charged(call.model.name, call.grant.who.plan.name, units)
         return None if answer.body == body else answer
 
     def _replay(self, reply: Reply, req: CompletionRequest) -> Reply | EventStream:

@@ -1,30 +1,32 @@
 """Group commit on a writer thread: many batches' usage made durable together.
 
-The thread that finished a batch hands its usage events over with
+The thread that finished a batch hands its usage over with
 :meth:`LedgerWriter.submit` and goes back to work, so a sync of the disk (or a
 database round trip) never stalls the next forward pass. The writer takes
 everything queued and, for the whole group at once:
 
-* appends the events without an Idempotency-Key to the replica's usage log
-  with one write and one ``fdatasync`` (:class:`~shoestring.serve.usage_log.
-  UsageLog`), from which the reconciler copies them into the SQL ledger;
+* appends the records of requests without an Idempotency-Key to the replica's
+  usage log as one record, with one write and one ``fdatasync``
+  (:class:`~shoestring.serve.usage_log.UsageLog`); the reconciler copies them
+  into the SQL ledger later;
 * records the events with an Idempotency-Key in the SQL ledger in one
   transaction, because a retry may arrive at another replica and must find
   the first answer there (:meth:`LedgerSql.commit_keyed`).
 
-Then it completes each batch's future, and only then are the requests
-answered: a 200 is always durable. Under load one group covers several
-batches (group commit, Gray & Reuter, *Transaction Processing*, 1993,
-section 9.4.7).
+Then it completes every submitted future with one call into the event loop,
+and only then are the requests answered: a 200 is always durable. Under load
+one group covers several batches (group commit, Gray & Reuter, *Transaction
+Processing*, 1993, section 9.4.7). The thread holds the GIL only to join
+bytes and hand results back: serialization happens where the batch ran, and
+the write and the sync release the GIL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 
 import orjson
 
@@ -34,25 +36,33 @@ from shoestring.serve.usage_log import UsageLog
 
 _STOP = object()
 _log = logging.getLogger("shoestring.serve")
+CHARGED = ChargeResult(Outcome.charged)
 UNRECORDED = ChargeResult(Outcome.unrecorded)
 
 
 class LedgerWriter:
-    def __init__(self, log: UsageLog, sql: LedgerSql, *, max_events: int = 4096,
-                 on_logged: Callable[[], None] = lambda: None) -> None:
-        self.log, self.sql, self.max_events, self.on_logged = log, sql, max_events, on_logged
+    def __init__(self, log: UsageLog, sql: LedgerSql, *, max_events: int = 8192) -> None:
+        self.log, self.sql, self.max_events = log, sql, max_events
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.groups = 0
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._thread = threading.Thread(target=self._run, name="shoestring-ledger", daemon=True)
         self._thread.start()
 
-    def submit(self, events: list[UsageEvent]) -> Future:
-        """A future of one :class:`ChargeResult` per event, set once they are durable."""
-        fut: Future = Future()
-        self._q.put((events, fut))
+    def submit(self, records: list[list | UsageEvent]) -> asyncio.Future:
+        """Make usage durable: each item a usage-log record (a list, see
+        :meth:`UsageEvent.record`) or, for a request with an Idempotency-Key, a
+        :class:`UsageEvent`. Callable from any thread; returns a future of the event loop
+        with one :class:`ChargeResult` per item, in order."""
+        fut = asyncio.Future(loop=self._loop)
+        plain = [r for r in records if type(r) is list]
+        keyed = [r for r in records if type(r) is not list]
+        self._q.put((orjson.dumps(plain) if plain else b"", len(plain), keyed, fut,
+                     records if keyed and plain else None))
         return fut
 
     def close(self, timeout: float = 30.0) -> None:
@@ -67,7 +77,7 @@ class LedgerWriter:
             first = self._q.get()
             if first is _STOP:
                 return
-            items, stop, n = [first], False, len(first[0])
+            items, stop, n = [first], False, first[1] + len(first[2])
             while n < self.max_events:
                 try:
                     nxt = self._q.get_nowait()
@@ -77,31 +87,45 @@ class LedgerWriter:
                     stop = True
                     break
                 items.append(nxt)
-                n += len(nxt[0])
+                n += nxt[1] + len(nxt[2])
             self._commit(items)
             if stop:
                 return
 
-    def _commit(self, items: list[tuple[list[UsageEvent], Future]]) -> None:
-        events = [e for evs, _ in items for e in evs]
-        results: dict[str, ChargeResult] = {}
-        plain = [e for e in events if e.idempotency_key is None]
-        keyed = [e for e in events if e.idempotency_key is not None]
-        if plain:
+    def _commit(self, items: list[tuple]) -> None:
+        logged = True
+        payloads = [p for p, n, _, _, _ in items if n]
+        if payloads:
+            # One log record for the group: the batches' JSON arrays joined into one.
+            group = b"[" + b",".join(p[1:-1] for p in payloads) + b"]"
             try:
-                self.log.append([orjson.dumps(e.record()) for e in plain])
+                self.log.append(group)
             except Exception as exc:  # the disk failed: nobody is charged, nobody gets a 200
+                logged = False
                 _log.error("usage log append failed (%d requests answered 503): %s: %s",
-                           len(plain), type(exc).__name__, exc)
-            else:
-                results.update((e.id, ChargeResult(Outcome.charged)) for e in plain)
-                self.on_logged()
+                           sum(n for _, n, _, _, _ in items), type(exc).__name__, exc)
+        keyed = [e for _, _, evs, _, _ in items for e in evs]
+        keyed_results: dict[str, ChargeResult] = {}
         if keyed:
             try:
-                results.update(zip((e.id for e in keyed), self.sql.commit_keyed(keyed)))
+                keyed_results = dict(zip((e.id for e in keyed), self.sql.commit_keyed(keyed)))
             except Exception as exc:  # the database failed: the same
                 _log.error("usage ledger commit failed (%d requests answered 503): %s: %s",
                            len(keyed), type(exc).__name__, exc)
         self.groups += 1
-        for evs, fut in items:
-            fut.set_result([results.get(e.id, UNRECORDED) for e in evs])
+        plain = CHARGED if logged else UNRECORDED
+        done = []
+        for _, n, evs, fut, mixed in items:
+            if mixed is None:  # all plain, or all keyed
+                results = [plain] * n + [keyed_results.get(e.id, UNRECORDED) for e in evs]
+            else:
+                results = [plain if type(r) is list else keyed_results.get(r.id, UNRECORDED)
+                           for r in mixed]
+            done.append((fut, results))
+        self._loop.call_soon_threadsafe(_complete, done)
+
+
+def _complete(done: list[tuple[asyncio.Future, list[ChargeResult]]]) -> None:
+    for fut, results in done:
+        if not fut.done():
+            fut.set_result(results)

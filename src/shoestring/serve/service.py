@@ -145,13 +145,17 @@ class Service:
         sql = LedgerSql(self.engine, self.usage_log.replica)
         loop = asyncio.get_running_loop()
         allowances = Allowances(sql, self.db_executor, ttl_s=c.lease_seconds)
+        # The log is the durable record; the reconciler's copy need not sync SQLite itself
+        # (a copy lost in a power cut is copied again from the log, checkpoint and all).
+        self._copy_engine = open_ledger(c.db, durable=False)
         self.reconciler = Reconciler(
-            self.usage_log, sql, ttl_s=c.lease_seconds,
+            self.usage_log, LedgerSql(self._copy_engine, self.usage_log.replica),
+            ttl_s=c.lease_seconds,
             on_renewed=lambda until: loop.call_soon_threadsafe(allowances.renewed, until))
         self.reconciler.recover()
         self.writer = LedgerWriter(self.usage_log, sql)
         self.billing.attach(sql, self.writer, allowances)
-        self.writer.start()
+        self.writer.start(loop)
         self.reconciler.start()
 
     def sync_ledger(self, timeout_s: float = 60.0) -> bool:
@@ -176,6 +180,7 @@ class Service:
                            "recorded at the next start: %s", self.usage_log.directory, exc)
         if self.usage_log is not None:
             self.usage_log.close()
+            self._copy_engine.dispose()
         self.db_executor.shutdown(wait=True)
         if self.engine is not None:
             self.engine.dispose()

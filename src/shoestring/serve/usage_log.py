@@ -16,10 +16,11 @@ Layout of ``directory`` (one per replica; two servers cannot share one):
 * ``usage-00000001.log``, … — segments, appended in order; a new one at each
   start and past ``segment_bytes``; deleted once reconciled.
 
-A record is ``len (u32 LE) | crc32 (u32 LE) | payload`` with the payload a
-JSON array (:data:`FIELDS`). A record cut short by a crash, or one whose CRC
-does not match, ends the segment: it was never made durable, so its request
-was never answered.
+A record is ``len (u32 LE) | crc32 (u32 LE) | payload``, one per group
+commit, with the payload a JSON array of usage records (each an array of
+:data:`FIELDS`). A record cut short by a crash, or one whose CRC does not
+match, ends the segment: it was never made durable, so its requests were
+never answered.
 """
 
 from __future__ import annotations
@@ -110,15 +111,16 @@ class UsageLog:
         _sync_dir(self.directory)  # the new file's name is durable too
         self.durable_position = Position(self._seq, 0)
 
-    def append(self, payloads: list[bytes]) -> Position:
-        """Append records in one write (and one sync); the durable end position.
+    def append(self, payload: bytes) -> Position:
+        """Append one record (a JSON array of usage records) with one write and one sync;
+        the durable end position.
 
         On failure the segment is cut back to where it was, so a record whose
-        request was answered 503 can never be replayed as a charge.
+        requests were answered 503 can never be replayed as a charge.
         """
         if self._size >= self.segment_bytes:
             self._open_next()
-        data = b"".join(HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        data = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             written = 0
             while written < len(data):
@@ -142,8 +144,9 @@ class UsageLog:
 
 
 def read_records(path: Path, offset: int = 0, end: int | None = None
-                 ) -> Iterator[tuple[int, list]]:
-    """(end offset, fields) of each whole, intact record from ``offset`` (up to ``end``)."""
+                 ) -> Iterator[tuple[int, list[list]]]:
+    """(end offset, usage records) of each whole, intact log record from ``offset`` (up to
+    ``end``)."""
     with open(path, "rb") as f:
         f.seek(offset)
         data = f.read() if end is None else f.read(max(0, end - offset))
@@ -155,7 +158,10 @@ def read_records(path: Path, offset: int = 0, end: int | None = None
         if len(payload) < length or zlib.crc32(payload) != crc:
             return  # torn by a crash: never durable, never answered
         pos = start + length
-        yield offset + pos, orjson.loads(payload)
+        records = orjson.loads(payload)
+        # A log written before group records (one usage record per log record, whose
+        # first field is the id, a string) is still read after an upgrade.
+        yield offset + pos, records if records and type(records[0]) is list else [records]
 
 
 def _sync_dir(directory: Path) -> None:

@@ -135,10 +135,10 @@ def test_usage_replay_records_a_stopped_servers_log(cli, tmp_path, db_url):
     from shoestring.serve.usage_log import UsageLog
 
     log = UsageLog(tmp_path / "log")
-    log.append([orjson.dumps(UsageEvent(
+    log.append(orjson.dumps([UsageEvent(
         id=f"e{i}", key_id="k", project="acme", plan="pro", model="m", version="1", units=2,
         cost_nano_usd=1000, latency_ms=1.0, created_at=datetime(2026, 5, 2, tzinfo=timezone.utc)
-    ).record()) for i in range(3)])
+    ).record() for i in range(3)]))
     r = cli("usage-replay", "--usage-log", str(tmp_path / "log"), ok=False)
     assert r.exit_code == 1 and "in use by another server" in r.output  # still running
     log.close()  # the server stopped (or was killed)

@@ -145,17 +145,30 @@ def test_the_usage_log_is_private_locked_and_ignores_torn_records(tmp_path, may_
     with pytest.raises(ShoestringError, match="in use by another server"):
         UsageLog(tmp_path / "log")
     evs = [event(may_2026) for _ in range(3)]
-    end = log.append([orjson.dumps(e.record()) for e in evs])
+    end = log.append(orjson.dumps([e.record() for e in evs]))
     (segment,) = log.segments()
     assert stat.S_IMODE(segment.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "log").stat().st_mode) == 0o700
     with open(segment, "ab") as f:  # a crash in the middle of the next write
         f.write(b"\x40\x00\x00\x00garbage")
-    got = list(read_records(segment))
-    assert [fields[0] for _, fields in got] == [e.id for e in evs]
-    assert got[-1][0] == end.offset
+    (got,) = list(read_records(segment))  # one group commit, one record
+    assert [fields[0] for fields in got[1]] == [e.id for e in evs]
+    assert got[0] == end.offset
     log.close()
     UsageLog(tmp_path / "log").close()  # the lock is released with the log
+
+
+def test_a_log_of_one_usage_record_per_log_record_is_still_read(tmp_path, may_2026):
+    """Logs written before group records (one event each) replay after an upgrade."""
+    log = UsageLog(tmp_path / "log")
+    evs = [event(may_2026) for _ in range(2)]
+    for e in evs:  # the earlier layout: each payload is one event's fields
+        log.append(orjson.dumps(e.record()))
+    log.append(orjson.dumps([e.record() for e in evs]))  # then a group
+    (segment,) = log.segments()
+    got = [fields[0] for _, group in read_records(segment) for fields in group]
+    assert got == [e.id for e in evs] * 2
+    log.close()
 
 
 def test_a_crash_after_logging_is_recorded_once_at_the_next_start(tmp_path, engine, may_2026):
@@ -164,11 +177,11 @@ def test_a_crash_after_logging_is_recorded_once_at_the_next_start(tmp_path, engi
     sql = LedgerSql(engine, log.replica)
     assert sql.grant("key:k1", "2026-05", 100, 10, 10, now=0, ttl_s=1e9)[0] == 10
     first = [event(may_2026, key_leased=True) for _ in range(4)]
-    log.append([orjson.dumps(e.record()) for e in first])
+    log.append(orjson.dumps([e.record() for e in first]))
     rec = Reconciler(log, sql)
     assert rec.recover() == 4  # recorded while serving would go the same way
     second = [event(may_2026, key_leased=True) for _ in range(3)]
-    log.append([orjson.dumps(e.record()) for e in second])
+    log.append(orjson.dumps([e.record() for e in second]))
     log.close()  # killed: the reconciler never saw these three
     again = UsageLog(tmp_path / "log")
     assert again.replica == log.replica
@@ -190,7 +203,7 @@ def test_the_reconciler_thread_records_while_serving(tmp_path, engine, may_2026)
     rec.recover()
     rec.start()
     for _ in range(5):
-        log.append([orjson.dumps(event(may_2026).record()) for _ in range(100)])
+        log.append(orjson.dumps([event(may_2026).record() for _ in range(100)]))
     assert rec.flush(10)
     assert count_events(engine) == 500
     rec.close()
