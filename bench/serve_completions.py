@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_harness import Proc, shoestring_cmd  # noqa: E402
+from serve_harness import Proc, shoestring_cmd
 
 PROMPTS = ["ROMEO:", "JULIET:", "KING HENRY:", "First Citizen:", "HAMLET:", "To be, or",
            "O, ", "What light", "MACBETH:", "My lord,", "Now is the", "Good morrow",

@@ -1,18 +1,24 @@
-"""Shared by the serving benchmarks: start servers, sweep load, find rps at p99 <= target.
+"""Shared by the serving benchmarks: start pinned servers, load them with an independent
+client, find requests/s at p99 <= target.
 
-The load generator (shoestring.serve.loadgen) is closed-loop: at concurrency c
-it keeps c requests in flight. A server's capacity at a latency target is the
-highest throughput of 200s among the concurrency levels whose p99 stays at or
-under the target. Variants are measured level by level, alternating their
-order, so machine noise hits all of them alike.
+Servers run on ``server_cpus``, the load generator (bench/serve_client.py:
+aiohttp, keep-alive, closed loop, one process per client CPU) on
+``client_cpus``, so the two do not share a core. At concurrency c, c requests
+are in flight. A server's capacity at a latency target is the highest
+throughput of 200s among the concurrency levels whose p99 stays at or under
+the target. Variants are measured level by level, alternating their order, so
+machine noise hits all of them alike. Each run also reads the server's CPU
+time (utime + stime of all its threads, from /proc), so its CPU cost per
+request is known even when the client, not the server, is the bottleneck.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 import os
 import queue
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,26 +27,51 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoestring.serve.loadgen import Request, run_closed_loop, summarize
+HERE = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def cpu_set(spec: str | None) -> set[int] | None:
+    """'0' or '1-3' or '1,3' → a set of CPUs (None: do not pin)."""
+    if not spec:
+        return None
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
-def pin(pid: int, cpus: set[int] | None) -> None:
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(pid, cpus)
+
+def pinned(cmd: list[str], cpus: set[int] | None) -> list[str]:
+    """``cmd`` run under ``taskset -c CPUS`` (unchanged when not pinning or without taskset)."""
+    if not cpus or shutil.which("taskset") is None:
+        return cmd
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 class Proc:
     """A server child process that prints '… at http://HOST:PORT' when ready."""
 
     def __init__(self, cmd: list[str], cpus: set[int] | None = None) -> None:
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
-        pin(self.proc.pid, cpus)
+        self.proc = subprocess.Popen(pinned(cmd, cpus), stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True
                          ).start()
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=0.5)
@@ -49,20 +80,20 @@ class Proc:
                     break
                 continue
             if " at http://" in line:
-                url = line.split(" at http://", 1)[1].split()[0]
-                self.host, port = url.rsplit(":", 1)
-                self.port = int(port)
+                self.url = "http://" + line.split(" at http://", 1)[1].split()[0]
                 return
         self.stop()
         raise RuntimeError(f"server did not start: {' '.join(cmd)}")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM (a Shoestring server drains and records its usage), then wait."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        return self.proc.returncode
 
 
 def shoestring_cmd(*args: str) -> list[str]:
@@ -74,48 +105,99 @@ def shoestring_cmd(*args: str) -> list[str]:
 class Variant:
     name: str
     proc: Proc
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[str, ...] = ()
     runs: dict[int, list[dict]] = field(default_factory=dict)
     ok_total: int = 0  # every 200 it answered, warm-ups included
 
 
-def measure(v: Variant, concurrency: int, seconds: float, path: str, body: bytes) -> dict:
-    req = Request(path, body, v.headers)
-    warm = asyncio.run(run_closed_loop(v.proc.host, v.proc.port, lambda i: req, concurrency,
-                                       duration_s=min(0.5, seconds / 4)))  # warm connections
-    v.ok_total += sum(r.status == 200 for r in warm)
-    t0 = time.perf_counter()
-    res = asyncio.run(run_closed_loop(v.proc.host, v.proc.port, lambda i: req, concurrency,
-                                      duration_s=seconds))
-    s = summarize(res, time.perf_counter() - t0)
-    v.ok_total += s["ok"]
+def run_clients(url: str, body_file: Path, headers: tuple[str, ...], concurrency: int,
+                seconds: float, client_cpus: set[int] | None) -> dict:
+    """One closed-loop run split over one client process per client CPU; merged results."""
+    procs = max(1, min(len(client_cpus or {0}), concurrency))
+    shares = [concurrency // procs + (i < concurrency % procs) for i in range(procs)]
+    cpus = sorted(client_cpus) if client_cpus else [None] * procs
+    children = []
+    for i, share in enumerate(shares):
+        cmd = [sys.executable, str(HERE / "serve_client.py"), url, str(body_file),
+               "--concurrency", str(share), "--seconds", str(seconds)]
+        for h in headers:
+            cmd += ["--header", h]
+        pin = {cpus[i % len(cpus)]} if cpus[0] is not None else None
+        children.append(subprocess.Popen(pinned(cmd, pin), stdout=subprocess.PIPE, text=True))
+    parts = []
+    for child in children:
+        out, _ = child.communicate(timeout=seconds + 120)
+        parts.append(json.loads(out.strip().splitlines()[-1]))
+    lat = sorted(x for p in parts for x in p["latencies_ms"])
+    wall = max(p["wall_s"] for p in parts)
+    statuses: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+
+    ok = sum(p["ok"] for p in parts)
+    client_cpus_used = len({cpus[i % len(cpus)] for i in range(procs)})
+    return {"requests": len(lat), "ok": ok, "ok_all": sum(p["ok_all"] for p in parts),
+            # Near 100%: the load generator, not the server, limits the throughput.
+            "client_busy": sum(p["client_cpu_s"] for p in parts) / (wall * client_cpus_used),
+            "ok_per_s": ok / wall, "statuses": statuses,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "mean_ms": sum(lat) / len(lat) if lat else float("nan"), "wall_s": wall}
+
+
+def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: Path,
+            client_cpus: set[int] | None) -> dict:
+    user0, sys0 = cpu_seconds(v.proc.proc.pid)
+    s = run_clients(v.proc.url + path, body_file, v.headers, concurrency, seconds, client_cpus)
+    # The client's warm-up (0.5 s) is inside the CPU interval but not in the counts: count
+    # the server's CPU per request over the whole run, warm-up requests estimated at the
+    # measured rate.
+    user1, sys1 = cpu_seconds(v.proc.proc.pid)
+    served = s["requests"] * (seconds + 0.5) / seconds
+    s["server_cpu_us"] = 1e6 * (user1 - user0 + sys1 - sys0) / served if served else math.nan
+    s["server_sys_us"] = 1e6 * (sys1 - sys0) / served if served else math.nan
+    # Near 100%: the server is the bottleneck; well below it, the client is.
+    s["server_busy"] = (user1 - user0 + sys1 - sys0) / (seconds + 0.5)
+    v.ok_total += s["ok_all"]
     v.runs.setdefault(concurrency, []).append(s)
     return s
 
 
 def sweep(variants: list[Variant], levels: list[int], seconds: float, rounds: int, path: str,
-          body: bytes, cpus: set[int] | None, log=print) -> None:
-    pin(os.getpid(), cpus)
+          body_file: Path, client_cpus: set[int] | None, log=print) -> None:
     for r in range(rounds):
         for i, c in enumerate(levels):
             order = variants if (i + r) % 2 == 0 else variants[::-1]
             for v in order:
-                s = measure(v, c, seconds, path, body)
-                log(f"  round {r + 1} c={c:<3} {v.name:<28} {s['ok_per_s']:8.0f} ok/s  "
-                    f"p50 {s['p50_ms']:6.1f} ms  p99 {s['p99_ms']:6.1f} ms  "
-                    f"non-200 {s['requests'] - s['ok']}")
+                s = measure(v, c, seconds, path, body_file, client_cpus)
+                bad = s["requests"] - s["ok"]
+                log(f"  round {r + 1} c={c:<3} {v.name:<34} {s['ok_per_s']:8.0f} ok/s  "
+                    f"p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms  "
+                    f"server {s['server_cpu_us']:5.0f} µs CPU/req "
+                    f"({s['server_sys_us']:4.0f} system)  busy: server "
+                    f"{100 * s['server_busy']:3.0f}% client {100 * s['client_busy']:3.0f}%"
+                    + (f"  non-200 {bad} {s['statuses']}" if bad else ""))
+
+
+def median_of(v: Variant, c: int, key: str) -> float:
+    return statistics.median(r[key] for r in v.runs[c])
 
 
 def capacity(v: Variant, target_ms: float) -> tuple[float, int | None]:
     """Best median ok/s over levels whose median p99 <= target (and which level)."""
-    # Medians over rounds: one noisy interval on a shared machine does not decide.
     best, at = 0.0, None
-    for c, runs in sorted(v.runs.items()):
-        p99 = statistics.median(r["p99_ms"] for r in runs)
-        rps = statistics.median(r["ok_per_s"] for r in runs)
-        if p99 <= target_ms and rps > best:
-            best, at = rps, c
+    for c in sorted(v.runs):
+        if median_of(v, c, "p99_ms") <= target_ms and median_of(v, c, "ok_per_s") > best:
+            best, at = median_of(v, c, "ok_per_s"), c
     return best, at
+
+
+def saturation(v: Variant) -> float:
+    """Best median ok/s at any level."""
+    return max(median_of(v, c, "ok_per_s") for c in v.runs)
 
 
 def seed_mlp_run(root: Path, in_features: int, hidden: tuple[int, ...] = (128, 64)) -> Path:

@@ -2,9 +2,10 @@
 
 What a team writes first: a pydantic request model, the model loaded once, and
 an ``async`` handler that runs the forward pass inline (for a model this small
-that beats a thread pool, which the ``--sync`` variant uses instead). The same
-run folder, preprocessing and softmax as the Shoestring server, no batching, no
-keys, no metering.
+that beats a thread pool, which the ``--sync`` variant uses instead), served by
+uvicorn with uvloop and httptools (``uvicorn[standard]``; ``shoestring serve``
+uses the same). The same run folder, preprocessing and softmax as the
+Shoestring server, no batching, no keys, no metering.
 
 Usage: python bench/serve_plain_app.py RUN_DIR [--sync]   (prints "… at http://HOST:PORT")
 """
@@ -68,11 +69,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)  # as the Shoestring server's default
     app = build(args.run_dir, args.sync)
-    sock = socket.socket()
+    # IPPROTO_TCP, so asyncio would set TCP_NODELAY too; uvloop sets it anyway.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     print(f"Serving plain at http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(
-        sockets=[sock])
+    # The event loop and parser `shoestring serve` uses, as `uvicorn[standard]` would pick.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop",
+                                  http="httptools")).run(sockets=[sock])
 
 
 if __name__ == "__main__":
