@@ -26,29 +26,55 @@ def open_server(run_dir: Path, tmp_path: Path, *extra: str) -> ServerProcess:
                           "--port", "0", "--no-auth", *extra])
 
 
+def fastest_half_median(times: list[float]) -> float:
+    """The median of the fastest half: what the server costs, without the waits a
+    busy machine adds to some requests (a Nagle stall delays every one of them)."""
+    return statistics.median(sorted(times)[:len(times) // 2])
+
+
+def timed_request(conn: http.client.HTTPConnection) -> float:
+    t0 = time.perf_counter()
+    conn.request("POST", PATH, BODY, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200
+    return time.perf_counter() - t0
+
+
 # asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP and uvloop always does:
 # the asyncio loop shows whether the server sets it itself.
 @pytest.mark.parametrize("loop", ["asyncio", "auto"])
 def test_keep_alive_requests_are_not_held_back_by_nagle(digits_run_dir, tmp_path, loop):
-    """20 sequential requests on one keep-alive connection: median well under Nagle's 40 ms."""
+    """20 sequential requests on one keep-alive connection: well under Nagle's 40 ms.
+
+    Nagle's algorithm with delayed ACKs holds every response on a kept-alive
+    connection for ~40 ms, while a new connection per request does not stall.
+    On a loaded machine some requests wait for a CPU, so the bound is on the
+    median of the fastest half, under 10 ms or, if the machine is so slow that
+    a fresh connection per request (measured in between, same server) is
+    slower than that, twice that baseline, never above 30 ms: a stall fails.
+    """
     with open_server(digits_run_dir, tmp_path, "--event-loop", loop) as srv:
         conn = http.client.HTTPConnection(*srv.host_port, timeout=30)
         conn.request("GET", "/v2/health/ready")  # connect and warm up outside the timing
         conn.getresponse().read()
-        sock, times = conn.sock, []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            conn.request("POST", PATH, BODY, {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            resp.read()
-            times.append(time.perf_counter() - t0)
-            assert resp.status == 200
+        sock, kept, fresh = conn.sock, [], []
+        for i in range(20):
+            kept.append(timed_request(conn))
+            if i % 2 == 0:
+                other = http.client.HTTPConnection(*srv.host_port, timeout=30)
+                fresh.append(timed_request(other))
+                other.close()
         assert conn.sock is sock  # every request used the one connection
         conn.close()
-    median_ms = statistics.median(times) * 1000
-    print(f"\nkeep-alive ({loop} loop): median {median_ms:.2f} ms, max "
-          f"{max(times) * 1000:.2f} ms over 20 requests")
-    assert median_ms < 10, f"median {median_ms:.1f} ms: responses wait for delayed ACKs"
+    kept_ms, fresh_ms = fastest_half_median(kept) * 1000, fastest_half_median(fresh) * 1000
+    bound_ms = min(30.0, max(10.0, 2 * fresh_ms))
+    print(f"\nkeep-alive ({loop} loop): fastest-half median {kept_ms:.2f} ms (median "
+          f"{statistics.median(kept) * 1000:.2f}, max {max(kept) * 1000:.2f}) over 20 requests;"
+          f" a new connection each: {fresh_ms:.2f} ms")
+    assert kept_ms < bound_ms, (
+        f"keep-alive requests take {kept_ms:.1f} ms (bound {bound_ms:.0f} ms, fresh "
+        f"connections {fresh_ms:.1f} ms): responses wait for delayed ACKs")
 
 
 def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict, bytes]:
