@@ -166,7 +166,7 @@ def main() -> None:
         srv = Proc(shoestring_cmd("--db", db, "serve", str(run), "--name", "bard", "--port", "0",
                                   "--plans", str(plans), "--max-running-generations",
                                   str(max(16, args.requests))), server_cpus)
-        url = f"http://{srv.host}:{srv.port}"
+        url = srv.url
         try:
             print(f"{args.requests} requests x max_tokens {args.max_tokens}, temperature 0.8, "
                   f"{'streamed' if args.stream else 'not streamed'}, {args.rounds} rounds, "
