@@ -122,7 +122,10 @@ class LedgerWriter:
                 results = [plain if type(r) is list else keyed_results.get(r.id, UNRECORDED)
                            for r in mixed]
             done.append((fut, results))
-        self._loop.call_soon_threadsafe(_complete, done)
+        try:
+            self._loop.call_soon_threadsafe(_complete, done)
+        except RuntimeError:  # the loop is closed: nobody is waiting for these answers
+            _log.warning("usage of %d batches recorded after the server stopped", len(done))
 
 
 def _complete(done: list[tuple[asyncio.Future, list[ChargeResult]]]) -> None:
