@@ -3,7 +3,7 @@
 Issue 16 item 1. scikit-learn's bundled tables (iris, wine, breast cancer,
 digits, diabetes) are written to CSV, as a user would have them. For each
 hold-out seed both sides get the very same split: the one
-``shoestring train --data csv:T.csv --target target --seed S`` makes
+``shoestring train --data csv:T.csv --label target --seed S`` makes
 (``load_dataset`` with that seed). Shoestring trains with its defaults only
 (source, target column, seed, run folder); scikit-learn fits
 ``StandardScaler`` + ``LogisticRegression`` (classification) or ``Ridge``

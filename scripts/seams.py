@@ -76,9 +76,10 @@ def measure(root: Path = ROOT) -> dict:
              {"architecture", "input_shape"} <= {k.value for k in n.keys
                                                  if isinstance(k, ast.Constant)}]
     m["hand-built model.json dicts"] = len(cards)
-    handlers = [n for _, t in trees for n in ast.walk(t) if isinstance(n, ast.ExceptHandler)
-                and "ValidationError" in ast.unparse(n.type or ast.Constant(""))]
-    m["ValidationError -> ConfigError formatters (except sites)"] = len(handlers)
+    formatters = [n for _, t in trees for n in ast.walk(t) if isinstance(n, ast.Call)
+                  and isinstance(n.func, ast.Attribute) and n.func.attr == "errors"
+                  and not n.args]
+    m["ValidationError formatters (code reading exc.errors())"] = len(formatters)
     cli = [(p, t) for p, t in trees if "cli" in p.parts]
     gens = [n for _, t in cli for n in ast.walk(t) if isinstance(n, ast.FunctionDef)
             and "model_fields" in ast.unparse(n)

@@ -134,3 +134,4 @@ class Dataset:
     feature_names: tuple[str, ...] | None = None
     val: TensorDataset | None = None
     test_split: str = "test"
+    notes: tuple[str, ...] = ()  # what loading left out or decided, for the run's log

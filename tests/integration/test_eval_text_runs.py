@@ -49,9 +49,9 @@ def test_encoder_from_jsonl_evaluates_with_its_own_label_field(isolated_env):
     write_docs(isolated_env / "other.jsonl", n=60, label="kind", text="words")
     r = CliRunner().invoke(build_cli(), ["eval", str(run.out_dir), "--data", "jsonl:other.jsonl",
                                          "--json"], catch_exceptions=False)
-    assert r.exit_code == 1 and "--label-field" in r.output
+    assert r.exit_code == 1 and "--label" in r.output
     r = CliRunner().invoke(build_cli(), ["eval", str(run.out_dir), "--data", "jsonl:other.jsonl",
-                                         "--label-field", "kind", "--text-field", "words",
+                                         "--label", "kind", "--text-field", "words",
                                          "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["examples"] > 0

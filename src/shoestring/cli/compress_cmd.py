@@ -10,8 +10,9 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import EXIT_ERROR, guarded
+from shoestring.cli.command import EXIT_ERROR, Command
+from shoestring.cli.context import cli_context
+from shoestring.cli.flags import config_flags
 
 HELP = """Make RUN smaller and faster without losing more than --max-drop of its metric.
 
@@ -50,16 +51,12 @@ def _methods_help() -> str:
     return "\n".join(lines)
 
 
-class _Help(click.Command):
+class _Help(Command):
     """Builds the method list only when --help is asked for (it imports the configs)."""
 
     def get_help(self, ctx: click.Context) -> str:
         self.help = HELP.format(methods=_methods_help())
         return super().get_help(ctx)
-
-
-def _csv(value: str | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 class RichProgress:
@@ -138,61 +135,39 @@ def render(table: dict, console) -> None:
     console.print(t)
 
 
-@click.command("compress", cls=_Help, help=HELP)
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="The new run folder (must not exist).")
-@click.option("--max-drop", type=float, default=0.5, show_default=True,
-              help="Largest metric loss allowed (accuracy points, or percent of a loss).")
-@click.option("--metric", type=click.Choice(["test_accuracy", "test_loss", "test_mse",
-                                             "val_loss"]),
-              help="Metric to guard (default: the run's headline metric).")
-@click.option("--target", type=click.Choice(["cpu", "cuda"]), default="cpu",
-              show_default=True, help="Where the model will serve.")
-@click.option("--batch-sizes", default="1,32", show_default=True,
-              help="Batch sizes to time, comma-separated (the first decides 'fastest').")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="Inference threads: the server's --threads.")
-@click.option("--methods", default=None,
-              help="Methods to try, comma-separated (see above; default: a set per task).")
-@click.option("--teacher", type=click.Path(path_type=Path), default=None,
-              help="Distillation teacher run (default: RUN itself; with it RUN is the student).")
-@click.option("--measure-seconds", type=float, default=0.6, show_default=True,
-              help="Timing per candidate and batch size.")
-@click.option("--json", "as_json", is_flag=True, help="Print the candidates table as JSON.")
-@click.pass_context
-def compress_command(ctx: click.Context, run: Path, out: Path, max_drop: float,
-                     metric: str | None, target: str, batch_sizes: str, threads: int,
-                     methods: str | None, teacher: Path | None, measure_seconds: float,
-                     as_json: bool) -> None:
-    c = ctx.find_object(CliContext) or CliContext()
+def _compress_command() -> click.Command:
+    from shoestring.compress.config import CompressConfig
 
-    def go():
-        from pydantic import ValidationError
+    # Every CompressConfig field is a flag (RUN is the argument; --out is required).
+    flags = config_flags(CompressConfig, skip={"run", "out"})
 
-        from shoestring.compress import CompressConfig, compress
-        from shoestring.errors import ConfigError
+    @click.pass_context
+    def compress_command(ctx: click.Context, run: Path, out: Path, as_json: bool,
+                         **params) -> None:
+        from shoestring.compress import compress
+        from shoestring.compress.config import resolve_compress_config
 
-        try:
-            sizes = tuple(int(b) for b in _csv(batch_sizes) or ())
-        except ValueError:
-            raise ConfigError([f"--batch-sizes must be integers, got {batch_sizes!r}"]) from None
-        try:
-            config = CompressConfig(run=run, out=out, max_drop=max_drop, metric=metric,
-                                    target=target, batch_sizes=sizes, threads=threads,
-                                    methods=_csv(methods), teacher=teacher,
-                                    measure_seconds=measure_seconds)
-        except ValidationError as exc:
-            raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                               for e in exc.errors()]) from None
+        c = cli_context(ctx)
+        config = resolve_compress_config({"run": run, "out": out, **flags.values(params)})
         ledger = c.ledger()
         try:
-            return compress(config, ledger=ledger, workspace=c.workspace,
-                            progress=None if as_json else RichProgress(c.err))
+            result = compress(config, ledger=ledger, workspace=c.workspace,
+                              progress=None if as_json else RichProgress(c.err))
         finally:
             ledger.close()
+        _show(ctx, c, result, as_json)
 
-    result = guarded(c.err, c.debug, go)
+    params = [click.Argument(["run"], type=click.Path(path_type=Path)),
+              click.Option(["--out"], type=click.Path(path_type=Path), required=True,
+                           help="The new run folder (must not exist)."),
+              *flags.params,
+              click.Option(["--json", "as_json"], is_flag=True,
+                           help="Print the candidates table as JSON.")]
+    return _Help("compress", callback=compress_command, params=params, help=HELP,
+                 short_help="Make a run smaller and faster within an accuracy budget.")
+
+
+def _show(ctx: click.Context, c, result, as_json: bool) -> None:
     if as_json:
         c.out.print_json(json.dumps(result.table))
     else:
@@ -211,4 +186,4 @@ def compress_command(ctx: click.Context, run: Path, out: Path, max_drop: float,
 
 def register(group: click.Group) -> None:
     """Add ``compress`` to the ``shoestring`` command group."""
-    group.add_command(compress_command, "compress")
+    group.add_command(_compress_command(), "compress")

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 from rich.console import Console
 
 
@@ -26,7 +27,22 @@ class CliContext:
 
         return resolve_db_url(self.db, os.environ, self.workspace)
 
-    def ledger(self):
+    def ledger(self, *, create: bool = True):
+        """The run ledger; ``create=False`` (read-only commands) never makes an empty one."""
         from shoestring.ledger.runs import RunLedger
 
-        return RunLedger(self.db_url())
+        return RunLedger(self.db_url(), create=create)
+
+    def engine(self, *, create: bool = True):
+        """An engine on the ledger (serving tables, usage, keys)."""
+        from shoestring.ledger.db import open_ledger
+
+        return open_ledger(self.db_url(), create=create)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]Warning:[/] {message}", highlight=False)
+
+
+def cli_context(ctx: click.Context) -> CliContext:
+    """The command's shared context (created on first use)."""
+    return ctx.ensure_object(CliContext)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
 
 import click
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command, Group
+from shoestring.cli.context import CliContext, cli_context
+from shoestring.cli.flags import Flags, Renamed, config_flags
 
 PREPARE_HELP = """Validate, deduplicate, scan for PII, split and pack SOURCE into --out DIR.
 
@@ -30,69 +28,14 @@ Examples:
 """
 
 
-def _inner(annotation: Any) -> Any:
-    """``int | None`` → ``int``."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    return args[0] if union and len(args) == 1 else annotation
+# --target named the label column in release 0.1; --target now only means METRIC=VALUE.
+RENAMED = [Renamed("--target", "label_field", "--label")]
 
 
-def _option(name: str, info) -> click.Option:
-    flag = "--" + name.replace("_", "-")
-    ann = _inner(info.annotation)
-    help_text = info.description or ""
-    if ann is bool:
-        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None,
-                            help=f"{help_text} (default: {info.default})")
-    if typing.get_origin(ann) is Literal:
-        typ = click.Choice([str(a) for a in typing.get_args(ann)])
-    elif typing.get_origin(ann) is list:
-        typ = click.STRING
-        help_text += " (comma-separated)"
-    elif typing.get_origin(ann) is dict:
-        return click.Option(["--range", name], multiple=True, metavar="COL=LO:HI",
-                            help=help_text)
-    else:
-        typ = {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path)}.get(
-            ann, click.STRING)
-    decls = [flag, name] + (["--target"] if name == "label_field" else [])
-    default = info.default if info.default is not None and \
-        not callable(getattr(info, "default_factory", None)) else None
-    shown = f" (default: {default})" if default not in (None, "") and \
-        not isinstance(default, list) else ""
-    return click.Option(decls, type=typ, default=None, help=help_text + shown)
-
-
-def _config_options(model, skip: set[str]) -> list[click.Option]:
-    return [_option(n, i) for n, i in model.model_fields.items() if n not in skip]
-
-
-def _ranges(values: tuple[str, ...]) -> dict[str, list[float]] | None:
-    if not values:
-        return None
-    out = {}
-    for v in values:
-        col, _, span = v.partition("=")
-        lo, _, hi = span.partition(":")
-        try:
-            out[col.strip()] = [float(lo), float(hi)]
-        except ValueError:
-            raise click.BadParameter(f"{v!r} is not COL=LOW:HIGH", param_hint="--range") from None
-    return out
-
-
-def _values(params: dict[str, Any], model) -> dict[str, Any]:
-    out = {}
-    for name, value in params.items():
-        if value is None or value == ():
-            continue
-        ann = _inner(model.model_fields[name].annotation)
-        if typing.get_origin(ann) is list:
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        elif typing.get_origin(ann) is dict:
-            value = _ranges(value)
-        out[name] = value
-    return out
+def _detect_flags(model) -> Flags:
+    return config_flags(model, skip={"source", "out", "train", "test"}, renamed=RENAMED,
+                        aliases={"label_field": ["--label", "--label-field"],
+                                 "ranges": ["--range"]})
 
 
 def _print_report(c: CliContext, report: dict, as_json: bool) -> None:
@@ -108,21 +51,19 @@ def _print_report(c: CliContext, report: dict, as_json: bool) -> None:
 def prepare_command() -> click.Command:
     from shoestring.data.prepare.config import PrepareConfig
 
+    flags = _detect_flags(PrepareConfig)
+
     @click.pass_context
     def callback(ctx: click.Context, source: str, out: Path, config: Path | None,
                  as_json: bool, **params) -> None:
-        c: CliContext = ctx.find_object(CliContext) or CliContext()
+        from shoestring.data.prepare import prepare, resolve_prepare_config
+        from shoestring.train.config import read_toml
 
-        def go():
-            from shoestring.data.prepare import prepare, resolve_prepare_config
-            from shoestring.train.config import read_toml
-
-            base = read_toml(config) if config is not None else {}
-            values = {**base, **_values(params, PrepareConfig), "source": source, "out": out}
-            cfg = resolve_prepare_config(values)
-            return prepare(cfg, log=lambda m: c.err.print(m, highlight=False))
-
-        result = guarded(c.err, c.debug, go)
+        c = cli_context(ctx)
+        base = read_toml(config) if config is not None else {}
+        values = {**base, **flags.values(params), "source": source, "out": out}
+        result = prepare(resolve_prepare_config(values),
+                         log=lambda m: c.err.print(m, highlight=False))
         if result.reused:
             c.err.print(f"Reused '{result.out}': same inputs and options as before "
                         "(pass --force to recompute).", highlight=False)
@@ -138,25 +79,19 @@ def prepare_command() -> click.Command:
         click.Option(["--config", "config"], type=click.Path(path_type=Path),
                      help="TOML file with prepare fields (flags override it)."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the report as JSON."),
-    ] + _config_options(PrepareConfig, {"source", "out"})
-    return click.Command("prepare", callback=callback, params=params, help=PREPARE_HELP,
-                         short_help="Validate, deduplicate, anonymize, split and pack data.",
-                         context_settings={"max_content_width": 100})
+        *flags.params]
+    return Command("prepare", callback=callback, params=params, help=PREPARE_HELP,
+                   short_help="Validate, deduplicate, anonymize, split and pack data.")
 
 
 def report_command() -> click.Command:
     @click.pass_context
     def callback(ctx: click.Context, directory: Path, as_json: bool) -> None:
-        c: CliContext = ctx.find_object(CliContext) or CliContext()
+        from shoestring.data.prepare import load_report
 
-        def go():
-            from shoestring.data.prepare import load_report
+        _print_report(cli_context(ctx), load_report(directory), as_json)
 
-            return load_report(directory)
-
-        _print_report(c, guarded(c.err, c.debug, go), as_json)
-
-    return click.Command("report", callback=callback, params=[
+    return Command("report", callback=callback, params=[
         click.Argument(["directory"], type=click.Path(path_type=Path)),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the report as JSON.")],
         help="Show the report of a prepared folder.")
@@ -165,19 +100,16 @@ def report_command() -> click.Command:
 def leakage_command() -> click.Command:
     from shoestring.data.prepare.config import LeakageConfig
 
+    flags = _detect_flags(LeakageConfig)
+
     @click.pass_context
     def callback(ctx: click.Context, train: str, test: str, as_json: bool, **params) -> None:
-        c: CliContext = ctx.find_object(CliContext) or CliContext()
+        from shoestring.data.prepare.config import resolve_leakage_config
+        from shoestring.data.prepare.leakage import find_leakage
 
-        def go():
-            from shoestring.data.prepare.config import resolve_leakage_config
-            from shoestring.data.prepare.leakage import find_leakage
-
-            cfg = resolve_leakage_config({**_values(params, LeakageConfig), "train": train,
-                                          "test": test})
-            return find_leakage(cfg)
-
-        result = guarded(c.err, c.debug, go)
+        c = cli_context(ctx)
+        cfg = resolve_leakage_config({**flags.values(params), "train": train, "test": test})
+        result = find_leakage(cfg)
         if as_json:
             c.out.print_json(json.dumps(result))
             return
@@ -186,8 +118,8 @@ def leakage_command() -> click.Command:
     params: list[click.Parameter] = [
         click.Argument(["train"]), click.Argument(["test"]),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the result as JSON."),
-    ] + _config_options(LeakageConfig, {"train", "test"})
-    return click.Command(
+        *flags.params]
+    return Command(
         "leakage", callback=callback, params=params,
         help="Report TEST records that also appear in TRAIN, exactly or nearly.\n\n"
         "\b\nExample:\n  shoestring data leakage idx:/usr/share/datasets/fashion-mnist#train "
@@ -212,7 +144,7 @@ def _print_leakage(c: CliContext, r: dict) -> None:
 
 
 def register(group: click.Group) -> None:
-    data = click.Group("data", help="Prepare data: validate, deduplicate, anonymize, split "
+    data = Group("data", help="Prepare data: validate, deduplicate, anonymize, split "
                        "without leakage, pack; report; find train/test leakage.")
     for make in (prepare_command, report_command, leakage_command):
         data.add_command(make())

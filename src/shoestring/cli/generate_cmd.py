@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command
+from shoestring.cli.context import cli_context
 
 
-@click.command("generate")
+@click.command("generate", cls=Command)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--prompt", default="\n", show_default="a newline",
               help="Text to continue.")
@@ -36,16 +36,12 @@ def generate_command(ctx: click.Context, run_dir: Path, prompt: str, max_new_tok
                      temperature: float, top_k: int, top_p: float | None,
                      stop: tuple[str, ...], seed: int, as_json: bool) -> None:
     """Continue PROMPT with the GPT language model of run folder RUN_DIR."""
-    c = ctx.find_object(CliContext) or CliContext()
+    from shoestring.models.generate import generate_text
 
-    def go():
-        from shoestring.models.generate import generate_text
-
-        return generate_text(run_dir, prompt, max_new_tokens=max_new_tokens,
-                             temperature=temperature, top_k=top_k or None, seed=seed,
-                             top_p=top_p, stop=stop)
-
-    result = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    result = generate_text(run_dir, prompt, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_k=top_k or None, seed=seed,
+                           top_p=top_p, stop=stop)
     if as_json:
         c.out.print_json(json.dumps({"prompt": result.prompt, "completion": result.completion,
                                      "prompt_tokens": result.prompt_tokens,

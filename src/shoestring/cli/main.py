@@ -1,75 +1,61 @@
 """The ``shoestring`` command: a thin layer over the Python API.
 
-Each command parses its arguments, builds a typed config, calls one library
-function and renders the result. Errors become ``Error:``/``Hint:`` lines and
-a non-zero exit here, and only here.
+Each command parses its arguments into a typed config (flags generated from
+it by :mod:`shoestring.cli.flags`), calls one library function and renders
+the result. Errors become ``Error:``/``Hint:`` lines and a non-zero exit in
+one place, :mod:`shoestring.cli.command`, and only there. Plain click.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Optional
 
 import click
-import typer
 from rich.table import Table
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command, Group
+from shoestring.cli.context import cli_context
 
-app = typer.Typer(
-    name="shoestring",
-    help="Shoestring: plan, prepare data, train, compress, audit and serve models on the least "
-    "compute money, with every stage's cost measured.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+HELP = ("Shoestring: plan, prepare data, train, compress, audit and serve models on the least "
+        "compute money, with every stage's cost measured.")
 
 
-def ctx_of(ctx: typer.Context | click.Context) -> CliContext:
-    return ctx.ensure_object(CliContext)
+@click.group("shoestring", cls=Group, help=HELP, no_args_is_help=True)
+def cli() -> None:
+    pass
 
 
-@app.callback()
-def main(
-    ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-    db: Optional[str] = typer.Option(
-        None, "--db", help="Ledger database URL (default: $SHOESTRING_DB, else "
-        "sqlite:///./.shoestring/ledger.db)."),
-) -> None:
-    ctx.obj = CliContext(debug=debug, db=db)
-
-
-@app.command("eval")
-def eval_cmd(
-    ctx: typer.Context,
-    run_dir: Path = typer.Argument(..., help="A run folder written by 'shoestring train'."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the run's)."),
-    split: str = typer.Option("test", help="Which split to score: test (for a language "
-                              "model: the held-out end of its corpus) or train."),
-    target: Optional[str] = typer.Option(
-        None, "--target", "--label-field", help="Label column (csv:) or field (jsonl:) of "
-        "--data (default: the run's own)."),
-    text_field: Optional[str] = typer.Option(
-        None, "--text-field", help="JSONL text field of --data (default: the run's own)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+@cli.command("eval", cls=Command)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", default=None, help="Data source (default: the run's).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which split to score: test (for a language model: the held-out end of its "
+              "corpus) or train.")
+@click.option("--label", default=None, help="Label column (csv:, parquet:) or field (jsonl:) of "
+              "--data (default: the one the run's card records).")
+@click.option("--text-field", default=None,
+              help="JSONL text field of --data (default: the run's own).")
+@click.option("--target", "old_target", default=None, hidden=True)
+@click.option("--label-field", "old_label_field", default=None, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def eval_cmd(ctx, run_dir, data, split, label, text_field, old_target, old_label_field,
+             as_json) -> None:
     """Score a trained run on its held-out split (or on other data).
 
     Classifiers and regressors report their metric beside the baseline of a
     model that ignores its inputs; language models report loss and perplexity.
     """
-    c = ctx_of(ctx)
+    from shoestring.train.evaluate_run import evaluate_run
 
-    def go():
-        from shoestring.train.evaluate_run import evaluate_run
-
-        return evaluate_run(run_dir, data, split=split, target=target, text_field=text_field)
-
-    result = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    for old, value in (("--target", old_target), ("--label-field", old_label_field)):
+        if value is not None:
+            c.warn(f"{old} is deprecated for eval; use --label")
+            label = label or value
+    result = evaluate_run(run_dir, data, split=split, target=label, text_field=text_field)
     if as_json:
         c.out.print_json(json.dumps(result))
         return
@@ -81,22 +67,18 @@ def eval_cmd(
     c.out.print(table)
 
 
-@app.command("runs")
-def runs_cmd(
-    ctx: typer.Context,
-    limit: int = typer.Option(20, help="How many of the latest runs to show."),
-    status: Optional[str] = typer.Option(None, help="Only runs with this status."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+@cli.command("runs", cls=Command)
+@click.option("--limit", type=int, default=20, show_default=True,
+              help="How many of the latest runs to show.")
+@click.option("--status", default=None, help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def runs_cmd(ctx, limit, status, as_json) -> None:
     """List recorded runs (finished, failed, interrupted or killed) from the ledger."""
-    c = ctx_of(ctx)
+    from shoestring.ledger.queries import list_runs
 
-    def go():
-        from shoestring.ledger.queries import list_runs
-
-        return list_runs(c.db_url(), limit=limit, status=status)
-
-    rows = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    rows = list_runs(c.db_url(), limit=limit, status=status)
     if as_json:
         c.out.print_json(json.dumps(rows))
         return
@@ -113,27 +95,23 @@ def runs_cmd(
         c.out.print("No runs yet: try 'shoestring quickstart'.")
 
 
-@app.command("quickstart")
-def quickstart_cmd(
-    ctx: typer.Context,
-    out: Path = typer.Option(Path("runs"), help="Folder for the run folders."),
-    lm_steps: int = typer.Option(300, min=0, help="Steps of the gpt-nano language-model "
-                                 "example (0 skips it)."),
-) -> None:
+@cli.command("quickstart", cls=Command)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder for the run folders.")
+@click.option("--lm-steps", type=click.IntRange(min=0), default=300, show_default=True,
+              help="Steps of the gpt-nano language-model example (0 skips it).")
+@click.pass_context
+def quickstart_cmd(ctx, out, lm_steps) -> None:
     """Run the whole path on the embedded data and show what each stage cost."""
-    c = ctx_of(ctx)
     from shoestring.cli.progress import RichReporter
+    from shoestring.quickstart import quickstart
 
-    def go():
-        from shoestring.quickstart import quickstart
-
-        ledger = c.ledger()
-        try:
-            return quickstart(out, ledger=ledger, reporter=RichReporter(c.out), lm_steps=lm_steps)
-        finally:
-            ledger.close()
-
-    result = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    ledger = c.ledger()
+    try:
+        result = quickstart(out, ledger=ledger, reporter=RichReporter(c.out), lm_steps=lm_steps)
+    finally:
+        ledger.close()
     table = Table(title="Shoestring quickstart")
     for col in ("stage", "what", "result", "seconds", "cost $", "files"):
         table.add_column(col)
@@ -145,30 +123,16 @@ def quickstart_cmd(
                 "(see 'shoestring runs').")
 
 
+# Commands contributed by the capabilities; each module has register(group).
+EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress")
+
+
 def build_cli() -> click.Group:
-    """The full command tree: Typer commands plus the generated ``train``."""
-    from shoestring.cli.train import train_command
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    group.add_command(train_command(), "train")
-    for register in _extensions():
-        register(group)
-    return group
-
-
-def _extensions():
-    """Commands contributed by other capabilities (each module is optional)."""
-    import importlib
-
-    for name in ("plan", "data", "serve", "generate", "compress"):
-        try:
-            mod = importlib.import_module(f"shoestring.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"shoestring.cli.{name}_cmd":
-                raise
-            continue
-        yield mod.register
+    """The full command tree."""
+    for name in EXTENSIONS:
+        module = f"shoestring.cli.{name}_cmd" if name != "train" else "shoestring.cli.train"
+        importlib.import_module(module).register(cli)
+    return cli
 
 
 def run() -> None:

@@ -9,8 +9,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command
+from shoestring.cli.context import CliContext, cli_context
+from shoestring.cli.flags import Renamed, config_flags
+from shoestring.plan.config import CHECKPOINTING_0_1
 
 HELP = """Plan a training, fine-tuning or serving job: does it fit, where, how long, what cost.
 
@@ -27,10 +29,6 @@ Examples:
 """
 
 GIB = 1024 ** 3
-
-
-def _csv(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 def _gib(n: float | None) -> str:
@@ -209,95 +207,36 @@ def _render_trace(c: CliContext, t: dict[str, Any]) -> None:
     c.out.print(f"[dim]Trace took {t['trace']['seconds']:.1f} s (no real memory allocated)[/]")
 
 
+# Release 0.1's plan flags, now named as `shoestring train` names them.
+RENAMED = [
+    Renamed("--micro-batch", "micro_batch_size", "--micro-batch-size", type=click.INT),
+    Renamed("--gpus", "nproc", "--nproc", type=click.INT),
+    Renamed("--checkpointing", "activation_checkpointing",
+            "--activation-checkpointing / --no-activation-checkpointing (unset: auto)",
+            type=click.Choice(["auto", "none", "full"]), convert=CHECKPOINTING_0_1.get),
+]
+
+
 def _plan_command() -> click.Command:
-    @click.command("plan", help=HELP)
-    @click.argument("model")
-    @click.option("--tokens", type=float, help="Training tokens (e.g. 1e9).")
-    @click.option("--samples", type=int, help="Training sequences (or MLP samples).")
-    @click.option("--epochs", type=float, help="Passes over --samples.")
-    @click.option("--seq-len", type=int, help="Tokens per sequence.")
-    @click.option("--batch-size", type=int, help="Global batch (sequences per optimizer step).")
-    @click.option("--micro-batch", type=int, help="Fix the per-device micro-batch.")
-    @click.option("--gpus", type=int, help="Fix the device count.")
-    @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]))
-    @click.option("--lora-rank", type=int)
-    @click.option("--lora-alpha", type=float, help="LoRA scale α (no effect on memory/time).")
-    @click.option("--lora-dropout", type=float,
-                  help="Dropout on the adapters' input (>0 keeps a dropped copy per adapter).")
-    @click.option("--lora-targets", help="Comma list: q,k,v,o,gate,up,down (or fc,proj).")
-    @click.option("--serve", is_flag=True, help="Plan inference serving instead of training.")
-    @click.option("--requests", type=int, help="Requests to serve.")
-    @click.option("--context", type=int, help="Prompt tokens per request.")
-    @click.option("--output-tokens", type=int, help="Generated tokens per request.")
-    @click.option("--serve-batch", type=int, help="Requests decoded together.")
-    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16-mixed", "bf16-true"]),
-                  help="bf16-true: pure bf16 weights, gradients and optimizer states.")
-    @click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adam8bit",
-                                                    "paged-adam8bit"]))
-    @click.option("--optimizer-in-backward/--no-optimizer-in-backward", default=None,
-                  help="Step each parameter as its gradient is ready (searched by default).")
-    @click.option("--loss-chunks", type=int,
-                  help="Cross-entropy chunks, never materialising all logits (default 8).")
-    @click.option("--offload-activations/--no-offload-activations", default=None,
-                  help="Keep saved activations in CPU RAM (searched by default).")
-    @click.option("--compile", is_flag=True, default=None,
-                  help="Plan a torch.compile'd step (train --compile).")
-    @click.option("--fused-optimizer", is_flag=True, default=None,
-                  help="AdamW(fused=True): no optimizer temporaries.")
-    @click.option("--inter-node-gbs", type=float,
-                  help="GB/s per device between machines (6.25; 25 for 200 Gb/s per GPU).")
-    @click.option("--checkpointing", type=click.Choice(["auto", "none", "full"]),
-                  help="Activation checkpointing.")
-    @click.option("--zero", type=click.Choice(["auto", "0", "1", "2", "3"]),
-                  help="ZeRO / FSDP sharding stage.")
-    @click.option("--hardware", help="Comma list of catalog devices to consider.")
-    @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
-                  help="Extra hardware/price catalog TOML (repeatable).")
-    @click.option("--spot/--no-spot", default=None, help="Also price spot instances.")
-    @click.option("--setup-minutes", type=float,
-                  help="Billed minutes per job to start machines and load the model (5).")
-    @click.option("--checkpoint-interval", "checkpoint_interval_min", type=float,
-                  help="Minutes between checkpoints (spot preemption cost).")
-    @click.option("--preemptions-per-hour", type=float)
-    @click.option("--eval-fraction", type=float,
-                  help="Evaluation time as a fraction of training time (0.02).")
-    @click.option("--checkpoint-write-gbs", type=float,
-                  help="GB/s checkpoints are written at (1.0).")
-    @click.option("--max-price-per-hour", type=float,
-                  help="USD: leave out options whose machines cost more per hour.")
-    @click.option("--largest", type=click.Choice(["micro-batch", "context"]),
-                  help="Also find the largest micro-batch or context one device holds.")
-    @click.option("--tie-tolerance", type=float,
-                  help="Options within this fraction of the cheapest rank fastest first (0.02).")
-    @click.option("--budget", type=float, help="USD: show the fastest option within it.")
-    @click.option("--deadline", "deadline_hours", type=float,
-                  help="Hours: show the cheapest option within it.")
-    @click.option("--max-hours", type=float, help="Leave out options slower than this.")
-    @click.option("--top", type=int, help="Options to show.")
-    @click.option("--trace", is_flag=True, default=None,
-                  help="Also run one real step on fake tensors and compare.")
-    @click.option("--calibrate", is_flag=True, help="Time real steps here first; store them.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+    from shoestring.plan.config import PlanConfig
+
+    flags = config_flags(PlanConfig, skip={"model"}, renamed=RENAMED, old_values={
+        "precision": {"bf16-mixed": "bf16"}}, aliases={
+            "checkpoint_interval_min": ["--checkpoint-interval"],
+            "deadline_hours": ["--deadline"]})
+
     @click.pass_context
     def plan_cmd(ctx: click.Context, model: str, calibrate: bool, as_json: bool,
-                 catalogs: tuple[str, ...], lora_targets: str | None, hardware: str | None,
-                 **flags: Any) -> None:
-        c = ctx.find_object(CliContext) or CliContext()
+                 **params: Any) -> None:
+        from shoestring.plan.api import calibrate_and_store, plan_with_ledger
+        from shoestring.plan.config import resolve_plan_config
 
-        def go():
-            from shoestring.plan.api import calibrate_and_store, plan_with_ledger
-            from shoestring.plan.config import resolve_plan_config
-
-            cfg = resolve_plan_config({"model": model, **flags, "catalog": catalogs or None,
-                                       "lora_targets": _csv(lora_targets),
-                                       "hardware": _csv(hardware)})
-            probes = calibrate_and_store(cfg, c.db_url()) if calibrate else []
-            result = plan_with_ledger(cfg, c.db_url()).to_dict()  # "config": the resolved one
-            if probes:
-                result["calibration"] = probes
-            return cfg, result
-
-        cfg, result = guarded(c.err, c.debug, go)
+        c = cli_context(ctx)
+        cfg = resolve_plan_config({"model": model, **flags.values(params)})
+        probes = calibrate_and_store(cfg, c.db_url()) if calibrate else []
+        result = plan_with_ledger(cfg, c.db_url()).to_dict()  # "config": the resolved one
+        if probes:
+            result["calibration"] = probes
         if as_json:
             c.out.print_json(json.dumps(result, default=str))
             return
@@ -308,7 +247,13 @@ def _plan_command() -> click.Command:
                         highlight=False)
         _render(c, result, cfg.top)
 
-    return plan_cmd
+    params = [click.Argument(["model"]), *flags.params,
+              click.Option(["--calibrate"], is_flag=True,
+                           help="Time real steps here first; store them in the ledger."),
+              click.Option(["--json", "as_json"], is_flag=True,
+                           help="Print JSON instead of tables.")]
+    return Command("plan", callback=plan_cmd, params=params, help=HELP,
+                   short_help="Plan a job: does it fit, where, how long, what cost.")
 
 
 def register(group: click.Group) -> None:

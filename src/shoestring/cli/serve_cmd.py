@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-import types
-import typing
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command, Group
+from shoestring.cli.context import CliContext, cli_context
+from shoestring.cli.flags import config_flags
 
 SERVE_HELP = """Serve run folders over the Open Inference Protocol v2 (KServe REST).
 
@@ -31,41 +29,12 @@ Examples:
   shoestring --db postgresql://u:p@db/shoestring serve runs/digits --host 0.0.0.0
 """
 
-# Fields of ServeConfig that are not generated flags (positional or shared).
+# Fields of ServeConfig that are not generated flags (positional, or the shared --db).
 _NOT_FLAGS = {"models", "db"}
 
 
 def _c(ctx: click.Context) -> CliContext:
-    return ctx.find_object(CliContext) or ctx.ensure_object(CliContext)
-
-
-def _inner(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _config_options() -> list[click.Option]:
-    """One flag per ServeConfig field: the config stays the single source of truth."""
-    from shoestring.serve.config import ServeConfig
-
-    opts = []
-    for name, info in ServeConfig.model_fields.items():
-        if name in _NOT_FLAGS:
-            continue
-        flag = name.replace("_", "-")
-        kind = _inner(info.annotation)
-        if kind is bool:
-            opts.append(click.Option([f"--{flag}/--no-{flag}", name], default=None,
-                                     help=f"{info.description} (default: {info.default})"))
-        else:
-            ptype = click.Choice(typing.get_args(kind)) if typing.get_origin(kind) is \
-                typing.Literal else {int: int, float: float, str: str}.get(
-                    kind, click.Path(path_type=Path))
-            opts.append(click.Option([f"--{flag}", name], type=ptype, default=None,
-                                     help=f"{info.description} (default: {info.default})"))
-    return opts
+    return cli_context(ctx)
 
 
 def _split_name(value: str) -> tuple[str, str | None]:
@@ -74,69 +43,63 @@ def _split_name(value: str) -> tuple[str, str | None]:
 
 
 def serve_command() -> click.Command:
+    from shoestring.serve.config import ServeConfig
+
+    flags = config_flags(ServeConfig, skip=_NOT_FLAGS)
+
     @click.pass_context
     def callback(ctx: click.Context, run_dirs: tuple[Path, ...], names: tuple[str, ...],
-                 db: str | None, **flags) -> None:
+                 **params) -> None:
+        from shoestring.errors import ShoestringError
+        from shoestring.serve.config import resolve_serve_config
+        from shoestring.serve.server import run_server
+
         c = _c(ctx)
+        if len(names) > len(run_dirs):
+            raise ShoestringError(f"{len(names)} --name given for {len(run_dirs)} RUN_DIR(s)",
+                                  hint="give at most one --name per RUN_DIR, in order")
+        models = []
+        for i, run_dir in enumerate(run_dirs):
+            name, version = _split_name(names[i]) if i < len(names) else (None, None)
+            models.append({"run_dir": run_dir, "name": name, "version": version})
+        cfg = resolve_serve_config({"models": models, "db": c.db_url(), **flags.values(params)})
 
-        def go():
-            from shoestring.serve.config import resolve_serve_config
-            from shoestring.serve.server import run_server
+        def announce(url: str) -> None:
+            names_ = ", ".join(m.name or Path(m.run_dir).resolve().name for m in cfg.models)
+            click.echo(f"Serving {names_} at {url} (ledger {cfg.summary()['db']}; "
+                       f"{'keys required' if cfg.auth else 'open, not metered'})", err=False)
+            sys.stdout.flush()
 
-            if len(names) > len(run_dirs):
-                from shoestring.errors import ShoestringError
-
-                raise ShoestringError(f"{len(names)} --name given for {len(run_dirs)} RUN_DIR(s)",
-                                      hint="give at most one --name per RUN_DIR, in order")
-            models = []
-            for i, run_dir in enumerate(run_dirs):
-                name, version = _split_name(names[i]) if i < len(names) else (None, None)
-                models.append({"run_dir": run_dir, "name": name, "version": version})
-            values = {k: v for k, v in flags.items() if v is not None}
-            cfg = resolve_serve_config({"models": models, "db": db or c.db_url(), **values})
-
-            def announce(url: str) -> None:
-                names_ = ", ".join(m.name or Path(m.run_dir).resolve().name for m in cfg.models)
-                click.echo(f"Serving {names_} at {url} (ledger {cfg.summary()['db']}; "
-                           f"{'keys required' if cfg.auth else 'open, not metered'})",
-                           err=False)
-                sys.stdout.flush()
-
-            run_server(cfg, announce=announce)
-
-        guarded(c.err, c.debug, go)
+        run_server(cfg, announce=announce)
 
     params = [click.Argument(["run_dirs"], nargs=-1, required=True,
                              type=click.Path(path_type=Path)),
               click.Option(["--name", "names"], multiple=True,
                            help="NAME[:VERSION] of each RUN_DIR, in order"),
-              click.Option(["--db"], default=None, help="usage ledger URL (default: the global "
-                           "--db, $SHOESTRING_DB, else the workspace SQLite file)"),
-              *_config_options()]
-    return click.Command("serve", callback=callback, params=params, help=SERVE_HELP,
-                         short_help="Serve models with API keys, batching and metering.")
+              *flags.params]
+    return Command("serve", callback=callback, params=params, help=SERVE_HELP,
+                   short_help="Serve models with API keys, batching and metering.")
 
 
 # -- keys and projects ------------------------------------------------------------------------
 
-def _key_store(c: CliContext, plans: Path | None):
-    from shoestring.ledger.db import open_ledger
+def _key_store(c: CliContext, plans: Path | None, *, create: bool = True):
     from shoestring.serve.keys import KeyStore
     from shoestring.serve.plans import load_plans
 
-    return KeyStore(open_ledger(c.db_url()), load_plans(plans))
+    return KeyStore(c.engine(create=create), load_plans(plans))
 
 
 _PLANS = click.option("--plans", type=click.Path(path_type=Path), default=None,
                       help="plans TOML (default: the shipped free/pro/enterprise)")
 
 
-@click.group("keys", help="Create, list and revoke API keys (stored as SHA-256 hashes).")
+@click.group("keys", cls=Group, help="Create, list and revoke API keys (stored as SHA-256 hashes).")
 def keys_group() -> None:
     pass
 
 
-@keys_group.command("create")
+@keys_group.command("create", cls=Command)
 @click.option("--project", required=True, help="project the key bills to")
 @click.option("--plan", default="free", show_default=True, help="plan name")
 @click.option("--label", default="", help="a note, e.g. the customer's app")
@@ -148,8 +111,8 @@ def keys_group() -> None:
 def keys_create(ctx, project, plan, label, monthly_quota, plans, as_json) -> None:
     """Create a key; it is printed once and cannot be shown again."""
     c = _c(ctx)
-    secret, info = guarded(c.err, c.debug, lambda: _key_store(c, plans).create(
-        project=project, plan=plan, label=label, monthly_quota_units=monthly_quota))
+    secret, info = _key_store(c, plans).create(
+        project=project, plan=plan, label=label, monthly_quota_units=monthly_quota)
     if as_json:
         click.echo(json.dumps({"key": secret, **info.to_dict()}))
         return
@@ -158,15 +121,14 @@ def keys_create(ctx, project, plan, label, monthly_quota, plans, as_json) -> Non
                 "hash is kept.")
 
 
-@keys_group.command("list")
+@keys_group.command("list", cls=Command)
 @click.option("--project", default=None, help="only this project's keys")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 def keys_list(ctx, project, as_json) -> None:
     """List keys (prefix, project, plan, state); secrets are never shown."""
     c = _c(ctx)
-    rows = guarded(c.err, c.debug, lambda: [k.to_dict() for k in _key_store(c, None).list(
-        project)])
+    rows = [k.to_dict() for k in _key_store(c, None, create=False).list(project)]
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -180,29 +142,29 @@ def keys_list(ctx, project, as_json) -> None:
     c.out.print(table)
 
 
-@keys_group.command("revoke")
+@keys_group.command("revoke", cls=Command)
 @click.argument("key_id")
 @click.pass_context
 def keys_revoke(ctx, key_id) -> None:
     """Revoke a key by id or shown prefix; servers refuse it within their key cache time."""
     c = _c(ctx)
-    info = guarded(c.err, c.debug, lambda: _key_store(c, None).revoke(key_id))
+    info = _key_store(c, None).revoke(key_id)
     c.out.print(f"Revoked {info.id} ({info.prefix}…) of project {info.project!r}.")
 
 
-@click.group("projects", help="Project settings (monthly budgets).")
+@click.group("projects", cls=Group, help="Project settings (monthly budgets).")
 def projects_group() -> None:
     pass
 
 
-@projects_group.command("budget")
+@projects_group.command("budget", cls=Command)
 @click.option("--project", required=True)
 @click.option("--monthly-usd", type=float, default=None, help="cap; omit to remove the cap")
 @click.pass_context
 def projects_budget(ctx, project, monthly_usd) -> None:
     """Cap what a project's keys may spend per month; requests beyond it get 429."""
     c = _c(ctx)
-    guarded(c.err, c.debug, lambda: _key_store(c, None).set_budget(project, monthly_usd))
+    _key_store(c, None).set_budget(project, monthly_usd)
     c.out.print(f"Project {project!r}: monthly budget "
                 f"{'unlimited' if monthly_usd is None else f'${monthly_usd:,.2f}'}.")
 
@@ -210,12 +172,25 @@ def projects_budget(ctx, project, monthly_usd) -> None:
 # -- usage, export, invoices ------------------------------------------------------------------
 
 def _engine(c: CliContext):
-    from shoestring.ledger.db import open_ledger
+    """The ledger, for the read-only usage commands: never created empty."""
+    return c.engine(create=False)
 
-    return open_ledger(c.db_url())
+
+def _warn_unknown_project(c: CliContext, engine, project: str) -> None:
+    """A typo'd project reads as zero usage; say that no such project exists."""
+    from shoestring.serve.usage import project_names
+
+    known = project_names(engine)
+    if project not in known:
+        from difflib import get_close_matches
+
+        close = get_close_matches(project, known, n=1)
+        c.warn(f"no project named {project!r} in the ledger"
+               + (f"; did you mean {close[0]!r}?" if close else
+                  f" (projects: {', '.join(known) or 'none yet'})"))
 
 
-@click.command("usage")
+@click.command("usage", cls=Command)
 @click.option("--project", required=True)
 @click.option("--month", default=None, help="YYYY-MM (default: this month, UTC)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -224,12 +199,11 @@ def usage_cmd(ctx, project, month, as_json) -> None:
     """Requests, units and cost of a project in a month, per key."""
     c = _c(ctx)
 
-    def go():
-        from shoestring.serve.usage import check_period, usage_summary, utc_now
+    from shoestring.serve.usage import check_period, usage_summary, utc_now
 
-        return usage_summary(_engine(c), project, check_period(month, utc_now))
-
-    s = guarded(c.err, c.debug, go)
+    engine = _engine(c)
+    s = usage_summary(engine, project, check_period(month, utc_now))
+    _warn_unknown_project(c, engine, project)
     if as_json:
         click.echo(json.dumps(s))
         return
@@ -243,7 +217,7 @@ def usage_cmd(ctx, project, month, as_json) -> None:
     c.out.print(table)
 
 
-@click.command("usage-export")
+@click.command("usage-export", cls=Command)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="JSON-lines file (folders are created), or - for standard output")
 @click.option("--project", default=None, help="only this project")
@@ -272,13 +246,13 @@ def usage_export_cmd(ctx, out, project, month, source) -> None:
             return len(lines)
         return export_cloudevents(_engine(c), out, project=project, period=period, source=source)
 
-    n = guarded(c.err, c.debug, go)
+    n = go()
     # With --out -, standard output holds the events alone.
     (c.err if to_stdout else c.out).print(
         f"Wrote {n} CloudEvents to {'standard output' if to_stdout else out}.", highlight=False)
 
 
-@click.command("usage-replay")
+@click.command("usage-replay", cls=Command)
 @click.option("--usage-log", type=click.Path(path_type=Path, exists=True, file_okay=False),
               required=True, help="the usage-log directory of a stopped server")
 @click.pass_context
@@ -295,12 +269,12 @@ def usage_replay_cmd(ctx, usage_log) -> None:
 
         return replay_usage_log(usage_log, open_ledger(c.db_url()))
 
-    replica, n = guarded(c.err, c.debug, go)
+    replica, n = go()
     c.out.print(f"Recorded {n} usage events of replica {replica} from {usage_log}; its leases "
                 "are free.")
 
 
-@click.command("invoice")
+@click.command("invoice", cls=Command)
 @click.option("--project", required=True)
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -314,7 +288,7 @@ def invoice_cmd(ctx, project, month, as_json) -> None:
 
         return invoice(_engine(c), project, check_period(month, utc_now))
 
-    inv = guarded(c.err, c.debug, go)
+    inv = go()
     if as_json:
         click.echo(json.dumps(inv))
         return
@@ -330,12 +304,12 @@ def invoice_cmd(ctx, project, month, as_json) -> None:
 
 # -- licenses ---------------------------------------------------------------------------------
 
-@click.group("license", help="Ed25519-signed licenses for on-premises customers.")
+@click.group("license", cls=Group, help="Ed25519-signed licenses for on-premises customers.")
 def license_group() -> None:
     pass
 
 
-@license_group.command("keygen")
+@license_group.command("keygen", cls=Command)
 @click.option("--private", "private", type=click.Path(path_type=Path), required=True,
               help="where to write the signing key (kept secret, mode 600)")
 @click.option("--public", "public", type=click.Path(path_type=Path), required=True,
@@ -355,7 +329,7 @@ def license_keygen(ctx, private, public) -> None:
                                   hint="choose another path or delete it on purpose")
         generate_keypair(private, public)
 
-    guarded(c.err, c.debug, go)
+    go()
     c.out.print(f"Signing key {private} (keep secret), public key {public}.")
 
 
@@ -363,7 +337,7 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-@license_group.command("issue")
+@license_group.command("issue", cls=Command)
 @click.option("--customer", required=True)
 @click.option("--models", required=True, help="comma-separated model names ('*' for all)")
 @click.option("--expires", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD")
@@ -383,11 +357,11 @@ def license_issue(ctx, customer, models, expires, features, signing_key, out) ->
                       features=_csv(features), issued=date.today())
         return issue_license(lic, signing_key, out)
 
-    guarded(c.err, c.debug, go)
+    go()
     c.out.print(f"License for {customer} ({models}, until {expires.date()}) written to {out}.")
 
 
-@license_group.command("verify")
+@license_group.command("verify", cls=Command)
 @click.argument("license_file", type=click.Path(path_type=Path))
 @click.option("--public-key", type=click.Path(path_type=Path), required=True)
 @click.pass_context
@@ -400,12 +374,12 @@ def license_verify(ctx, license_file, public_key) -> None:
 
         return verify_license(license_file, public_key, date.today())
 
-    lic = guarded(c.err, c.debug, go)
+    lic = go()
     c.out.print(f"Valid license for {lic.customer}: models {', '.join(lic.models)}, "
                 f"features {', '.join(lic.features) or '-'}, expires {lic.expires}.")
 
 
-@license_group.command("pin")
+@license_group.command("pin", cls=Command)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--public-key", type=click.Path(path_type=Path), required=True,
               help="the vendor's public key (from 'license keygen')")
@@ -420,7 +394,7 @@ def license_pin(ctx, run_dirs, public_key) -> None:
 
         return [pin_public_key(public_key, d) for d in run_dirs]
 
-    for out in guarded(c.err, c.debug, go):
+    for out in go():
         c.out.print(f"Pinned the vendor key into {out}.")
 
 

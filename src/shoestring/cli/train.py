@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from shoestring.cli.config_options import overrides_from, section_options
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command
+from shoestring.cli.context import CliContext, cli_context
+from shoestring.cli.flags import Renamed, config_flags
 
 HELP = """Train a model; every [model], [data] and [train] field of the config is a flag.
 
@@ -20,6 +21,7 @@ flags override its values. The resolved config is saved in the run folder.
 Examples:
   shoestring train --data fashion-mnist --epochs 10 --out runs/fmnist
   shoestring train --data fashion-mnist --target val_accuracy=0.87 --recipe fast
+  shoestring train --data csv:houses.csv --label price --max-cost 0.50 --price-per-hour 1.2
   shoestring train run.toml --max-time 600 --price-per-hour 1.2
   shoestring train --out runs/fmnist --resume       # continue after a kill
 """
@@ -74,45 +76,58 @@ def _launch(cfg, c: CliContext):
     return RunResult(out, s.get("run_id", ""), s)
 
 
-def train_command() -> click.Command:
-    from shoestring.train.config import SECTIONS
+# Flags users had that now have another name (issue 11: one meaning per name).
+RENAMED = [
+    Renamed("--train-target", "train.target", "--target METRIC=VALUE"),
+    Renamed("--label-field", "data.label", "--label"),
+]
 
-    pairs = section_options(SECTIONS)
+
+def _split_target(c: CliContext, params: dict) -> dict:
+    """``--target COLUMN`` (no ``=``) meant the label column before release 0.2."""
+    target = params.get("train__target")
+    if target is not None and "=" not in target:
+        c.warn(f"--target {target} (a column) is deprecated; use --label {target} "
+               "(--target now only means METRIC=VALUE)")
+        params = {**params, "train__target": None,
+                  "data__label": params.get("data__label") or target}
+    return params
+
+
+def train_command() -> click.Command:
+    from shoestring.train.config import TrainConfig
+
+    flags = config_flags(TrainConfig, aliases={
+        "model.name": ["--model"], "data.source": ["--data", "--source"],
+        "out": ["--out", "-o"]}, renamed=RENAMED)
 
     @click.pass_context
-    def callback(ctx: click.Context, config: Path | None, out: Path | None, name: str | None,
-                 resume: bool, init_from: str | None, **params) -> None:
-        c: CliContext = ctx.find_object(CliContext) or CliContext()
+    def callback(ctx: click.Context, config: Path | None, **params) -> Any:
         from shoestring.cli.progress import RichReporter
+        from shoestring.models.run_folder import RunFolder
+        from shoestring.train.api import train
+        from shoestring.train.config import read_toml, resolve_config
 
-        reporter = RichReporter(c.err)
-
-        def go():
-            from shoestring.models.run_folder import RunFolder
-            from shoestring.train.api import train
-            from shoestring.train.config import read_toml, resolve_config
+        c = cli_context(ctx)
+        values = flags.values(_split_target(c, params))
+        out = values.get("out")
+        base = {}
+        if config is not None:
+            base = read_toml(config)
+        elif values.get("resume") and out is not None and RunFolder(out).config.exists():
+            base = read_toml(RunFolder(out).config)
+            base.pop("out", None)
+            base.pop("name", None)
+        cfg = resolve_config(base, values)
+        if (cfg.train.nproc > 1 or cfg.train.nnodes != "1") and "RANK" not in os.environ:
+            result = _launch(cfg, c)
+        else:
             from shoestring.train.phases import process_age
 
-            base = {}
-            if config is not None:
-                base = read_toml(config)
-            elif resume and out is not None and RunFolder(out).config.exists():
-                base = read_toml(RunFolder(out).config)
-                base.pop("out", None)
-                base.pop("name", None)
-            top = {"out": str(out) if out else None, "name": name, "resume": resume,
-                   "init_from": init_from}
-            cfg = resolve_config(base, {**overrides_from(params), **top})
-            if cfg.train.nproc > 1 or cfg.train.nnodes != "1":
-                if "RANK" not in os.environ:
-                    return _launch(cfg, c)
-            # The ledger opens on a worker thread while the data loads.
-            return train(cfg, ledger=c.db or "auto", reporter=reporter,
-                         startup_seconds=process_age())
-
-        result = guarded(c.err, c.debug, go)
-        if result is None or "RANK" in os.environ:
-            return  # a worker of a multi-process run: its launcher prints the summary once
+            result = train(cfg, ledger=c.db or "auto", reporter=RichReporter(c.err),
+                           startup_seconds=process_age())
+            if "RANK" in os.environ:
+                return  # a worker of a multi-process run: its launcher prints the summary once
         _print_summary(c, result.summary, result.out_dir)
         if result.summary["status"] == "interrupted":
             c.out.print(f"Resume with: shoestring train --out {result.out_dir} --resume",
@@ -121,18 +136,10 @@ def train_command() -> click.Command:
 
     params: list[click.Parameter] = [
         click.Argument(["config"], required=False, type=click.Path(path_type=Path)),
-        click.Option(["--out", "-o"], type=click.Path(path_type=Path),
-                     help="Run folder (default: runs/<name>)."),
-        click.Option(["--name"], help="Run name (default: model-data-time)."),
-        click.Option(["--resume/--no-resume"], default=False,
-                     help="Continue the run in --out from its latest good checkpoint."),
-        click.Option(["--init-from"], help="Start from the weights of this run (a run folder, "
-                     "or a run's id or name from 'shoestring runs'): fine-tuning."),
-        click.Option(["--target"], help="METRIC=VALUE stops once the validation metric "
-                     "reaches VALUE (e.g. val_accuracy=0.87; test_X is checked as val_X, the "
-                     "test split is scored once at the end); a plain COLUMN is the CSV column "
-                     "to predict."),
-    ] + [opt for opt, _ in pairs]
-    return click.Command("train", callback=callback, params=params, help=HELP,
-                         short_help="Train a model (flags mirror the config's sections).",
-                         context_settings={"max_content_width": 100})
+        *flags.params]
+    return Command("train", callback=callback, params=params, help=HELP,
+                   short_help="Train a model (flags mirror the config's sections).")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(train_command(), "train")

@@ -11,14 +11,15 @@ its default config through :data:`METHODS`; ``a+b`` chains two methods
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from shoestring.config import StrictConfig, validate_config
 from shoestring.errors import ConfigError
 
 
-class _Method(BaseModel):
+class _Method(StrictConfig):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -133,10 +134,8 @@ METRICS = {
 }
 
 
-class CompressConfig(BaseModel):
+class CompressConfig(StrictConfig):
     """Everything ``shoestring compress`` needs; every field is also a flag."""
-
-    model_config = ConfigDict(extra="forbid")
 
     run: Path = Field(description="the run folder to compress")
     out: Path = Field(description="the new run folder (must not exist)")
@@ -157,6 +156,13 @@ class CompressConfig(BaseModel):
     sensitivity_share: float = Field(0.5, gt=0, description="a layer whose int8 version alone "
                                      "costs more than this share of --max-drop stays float32")
     seed: int = 0
+
+
+def resolve_compress_config(values: dict[str, Any]) -> CompressConfig:
+    """``values`` (unset ones None) validated into a :class:`CompressConfig`, every problem
+    reported at once."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    return validate_config(CompressConfig, clean, hint="see 'shoestring compress --help'")
 
 
 def _chain(item, problems: list[str]) -> tuple[Method, ...] | None:

@@ -1,19 +1,20 @@
-"""CSV tables: numeric feature columns plus one target column.
+"""CSV tables: numeric feature columns plus one label column.
 
-The target is a class label (any text) for classification, or a number for
-regression. ``task=None`` infers it: a target whose values are not all
+The label is a class (any text) for classification, or a number for
+regression. ``task=None`` infers it: a label whose values are not all
 numbers, or are whole numbers with at most ``MAX_INFERRED_CLASSES`` distinct
-values, is a classification target.
+values, is a classification label. Columns and rows are read by the same
+rules as ``shoestring data prepare`` (:mod:`shoestring.data.prepare.read_tables`).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 
 import numpy as np
 import torch
 
+from shoestring.data.classes import class_index
 from shoestring.data.holdout import random_holdout, stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
@@ -30,7 +31,7 @@ def _parse_float(text: str) -> float | None:
 
 
 def infer_task(numbers: np.ndarray | None, requested: str | None) -> Task:
-    """The task of a target column; shared by every table source.
+    """The task of a label column; shared by every table source.
 
     ``numbers`` is the target as float64, or ``None`` when some value is not a
     number (then it can only be a class label).
@@ -54,73 +55,56 @@ def _target_numbers(values: list[str]) -> np.ndarray | None:
 
 
 def load_csv(arg: str, options: SourceOptions) -> Dataset:
+    """The ``csv:`` loader: ``data prepare``'s own table reader, so both accept the same files.
+
+    Numeric columns (90% of the sampled cells are numbers) are the features,
+    other columns are left out, and a row that breaks its columns' types (or
+    has no label) is skipped; each of these is said in the dataset's notes.
+    """
+    from shoestring.data.prepare.read_tables import csv_source
+
     path = require_path(arg, "csv")
-    if path.is_dir():
-        raise DataError(f"'csv:' needs a file, got directory '{path}'", hint="write 'csv:FILE.csv'")
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"CSV file '{path}' is not UTF-8 text (byte {exc.start})",
-                        hint="save the file as UTF-8") from exc
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise DataError(f"CSV file '{path}' is empty", hint="it needs a header line and data rows")
-    header = [h.strip() for h in rows[0]]
-    body = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(c.strip() for c in r)]
-    if not body:
-        raise DataError(f"CSV file '{path}' has a header but no data rows",
-                        hint="add rows below the header line")
-    if len(body) < 2:
-        raise DataError(f"CSV file '{path}' has only one data row",
+    if options.label is None:
+        from shoestring.data.prepare.read_tables import _csv_header
+
+        raise DataError(f"CSV data '{path}' needs a label column",
+                        hint=f"pass --label COLUMN, one of: {', '.join(_csv_header(path))}")
+    source = csv_source(f"csv:{path}", path, options.label)
+    xs, labels, rejects = [], [], []
+    for batch in source.batches(CHUNK_ROWS):
+        xs.append(batch.x.astype(np.float32))
+        labels += batch.labels
+        rejects += batch.rejects
+    x = np.concatenate(xs) if xs else np.empty((0, len(source.feature_names)), np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():  # NaN, inf, or a number beyond float32
+        from shoestring.data.prepare.records import Reject
+
+        bad = np.flatnonzero(~finite)
+        rejects += [Reject(f"row {i + 1}", "not_finite", "a feature is NaN or infinite")
+                    for i in bad]
+        x, labels = x[finite], [lab for lab, ok in zip(labels, finite) if ok]
+    notes = _reading_notes(path, source.feature_names, options.label, rejects)
+    if len(labels) < 2:
+        raise DataError(f"CSV file '{path}' has {len(labels)} usable data row(s)"
+                        + (f" ({len(rejects)} skipped: {rejects[0].detail} at {rejects[0].origin})"
+                           if rejects else ""),
                         hint="at least two rows are needed to hold one out for testing")
-    if options.target is None:
-        raise DataError(f"CSV data '{path}' needs a target column",
-                        hint=f"pass --target COLUMN, one of: {', '.join(header)}")
-    if options.target not in header:
-        raise DataError(f"target column {options.target!r} not found in '{path}'",
-                        hint=f"columns are: {', '.join(header)}")
-    t_col = header.index(options.target)
-    features = [i for i in range(len(header)) if i != t_col]
-    if not features:
-        raise DataError(f"CSV file '{path}' has no feature columns besides the target",
+    if not source.feature_names:
+        raise DataError(f"CSV file '{path}' has no numeric feature column besides the label",
                         hint="add at least one numeric feature column")
-
-    x = np.empty((len(body), len(features)), dtype=np.float32)
-    targets: list[str] = []
-    for r, (line_no, row) in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}:{line_no}: expected {len(header)} fields, found {len(row)}",
-                hint="every row must have one value per header column")
-        for c, col in enumerate(features):
-            value = _parse_float(row[col].strip())
-            if value is None or not math.isfinite(value):
-                raise DataError(
-                    f"{path}:{line_no}: column {header[col]!r} has non-numeric value {row[col]!r}",
-                    hint="feature columns must be finite numbers; encode categories first "
-                    "or drop the column")
-            x[r, c] = value
-        cell = row[t_col].strip()
-        if not cell:
-            raise DataError(f"{path}:{line_no}: target column {options.target!r} is empty",
-                            hint="every row needs a target value")
-        targets.append(cell)
-
-    task = infer_task(_target_numbers(targets), options.task)
+    task = infer_task(_target_numbers(labels), options.task)
     class_names: tuple[str, ...] | None = None
     if task is Task.classification:
-        class_names = tuple(sorted(set(targets), key=lambda v: (_parse_float(v) is None,
-                                                               _parse_float(v) or 0.0, v)))
-        lookup = {name: i for i, name in enumerate(class_names)}
-        y = np.array([lookup[t] for t in targets], dtype=np.int64)
+        y, class_names = class_index(labels)
         train_idx, test_idx = stratified_holdout(y, options.test_fraction, options.seed)
         num_outputs = len(class_names)
     else:
-        values = [_parse_float(t) for t in targets]
-        for (line_no, _), v in zip(body, values):
-            if v is None or not math.isfinite(v):
-                raise DataError(f"{path}:{line_no}: regression target {options.target!r} "
-                                "is not a finite number", hint="fix or remove that row")
+        values = [_parse_float(t) for t in labels]
+        if any(v is None or not math.isfinite(v) for v in values):
+            raise DataError(f"regression label {options.label!r} in '{path}' has values that "
+                            "are not finite numbers", hint="fix or remove those rows, or pass "
+                            "--task classification")
         y = np.array(values, dtype=np.float32)
         train_idx, test_idx = random_holdout(len(y), options.test_fraction, options.seed)
         num_outputs = 1
@@ -129,8 +113,27 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
         task=task,
         train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx])),
         test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx])),
-        input_shape=(len(features),),
+        input_shape=(x.shape[1],),
         num_outputs=num_outputs,
         class_names=class_names,
-        feature_names=tuple(header[i] for i in features),
+        feature_names=tuple(source.feature_names),
+        notes=notes,
     )
+
+
+CHUNK_ROWS = 65536
+
+
+def _reading_notes(path, features, label, rejects) -> tuple[str, ...]:
+    from shoestring.data.prepare.read_tables import _csv_header
+
+    header = _csv_header(path)
+    skipped = [h for h in header if h not in features and h != label]
+    notes = []
+    if skipped:
+        notes.append(f"csv: non-numeric column(s) left out of the features: {', '.join(skipped)}")
+    if rejects:
+        first = rejects[0]
+        notes.append(f"csv: {len(rejects)} row(s) skipped (first: {first.origin}, "
+                     f"{first.detail}); 'shoestring data prepare' lists them all")
+    return tuple(notes)

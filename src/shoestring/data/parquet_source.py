@@ -1,9 +1,10 @@
 """Parquet tables as a data source: ``parquet:PATH`` (read with pyarrow).
 
-Like ``csv:``, numeric columns are the features and ``--target COLUMN`` is
-what to predict; the task is inferred the same way (see
+Like ``csv:`` (and ``data prepare``), numeric columns are the features, other
+columns are left out with a note, and ``--label COLUMN`` is what to predict;
+the task and the class order are decided the same way (see
 :mod:`shoestring.data.csv_source`). Parquet keeps column types, so a text
-column is recognised without guessing and reported by name.
+column is recognised without guessing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from shoestring.data.classes import class_index
 from shoestring.data.csv_source import infer_task
 from shoestring.data.holdout import random_holdout, stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
@@ -41,24 +43,22 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
     path = require_path(arg, "parquet")
     table = read_parquet_table(path)
     names = table.column_names
-    if options.target is None:
-        raise DataError(f"Parquet data '{path}' needs a target column",
-                        hint=f"pass --target COLUMN, one of: {', '.join(names)}")
-    if options.target not in names:
-        raise DataError(f"target column {options.target!r} not found in '{path}'",
+    if options.label is None:
+        raise DataError(f"Parquet data '{path}' needs a label column",
+                        hint=f"pass --label COLUMN, one of: {', '.join(names)}")
+    if options.label not in names:
+        raise DataError(f"label column {options.label!r} not found in '{path}'",
                         hint=f"columns are: {', '.join(names)}")
     if table.num_rows < 2:
         raise DataError(f"Parquet file '{path}' has {table.num_rows} rows",
                         hint="at least two rows are needed to hold one out for testing")
-    features = [n for n in names if n != options.target]
-    bad = [n for n in features if not is_numeric_type(table.schema.field(n).type)]
-    if bad:
-        raise DataError(f"Parquet file '{path}' has non-numeric feature column(s): "
-                        f"{', '.join(bad)}",
-                        hint="encode or drop them, or run 'shoestring data prepare' which keeps "
-                        "only numeric features")
+    others = [n for n in names if n != options.label]
+    features = [n for n in others if is_numeric_type(table.schema.field(n).type)]
+    skipped = [n for n in others if n not in features]
+    notes = (f"parquet: non-numeric column(s) left out of the features: {', '.join(skipped)}",) \
+        if skipped else ()
     if not features:
-        raise DataError(f"Parquet file '{path}' has no feature columns besides the target",
+        raise DataError(f"Parquet file '{path}' has no numeric feature column besides the label",
                         hint="add at least one numeric feature column")
     cols = []
     for n in features:
@@ -73,25 +73,22 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
         row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise DataError(f"Parquet file '{path}' row {row} has a NaN or infinite feature",
                         hint="fix or drop that row ('shoestring data prepare' quarantines it)")
-    target = table.column(options.target)
+    target = table.column(options.label)
     if target.null_count:
-        raise DataError(f"target column {options.target!r} in '{path}' has {target.null_count} "
-                        "missing values", hint="every row needs a target value")
+        raise DataError(f"label column {options.label!r} in '{path}' has {target.null_count} "
+                        "missing values", hint="every row needs a label")
     raw = target.to_numpy(zero_copy_only=False)
     numeric = is_numeric_type(target.type)
     task = infer_task(raw.astype(np.float64) if numeric else None, options.task)
     class_names = None
     if task is Task.classification:
-        values = raw.astype(np.float64) if numeric else raw.astype(str)
-        uniq = np.unique(values)
-        class_names = tuple(str(int(v)) if numeric and float(v).is_integer() else str(v)
-                            for v in uniq)
-        y = np.searchsorted(uniq, values).astype(np.int64)
+        texts = [str(int(v)) if numeric and float(v).is_integer() else str(v) for v in raw]
+        y, class_names = class_index(texts)
         train_idx, test_idx = stratified_holdout(y, options.test_fraction, options.seed)
         num_outputs = len(class_names)
     else:
         if not numeric:
-            raise DataError(f"regression target {options.target!r} in '{path}' is not numeric",
+            raise DataError(f"regression target {options.label!r} in '{path}' is not numeric",
                             hint="use a numeric column, or --task classification")
         y = raw.astype(np.float32)
         train_idx, test_idx = random_holdout(len(y), options.test_fraction, options.seed)
@@ -101,4 +98,4 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
         train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx])),
         test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx])),
         input_shape=(len(features),), num_outputs=num_outputs, class_names=class_names,
-        feature_names=tuple(features))
+        feature_names=tuple(features), notes=notes)

@@ -55,7 +55,7 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
         raise DataError(f"prepared text in '{directory}' has no labels",
                         hint="for language modelling train on the split's plain-text shards: "
                         f"--data text:{directory / 'shards' / 'train'} (or prepare with "
-                        "--label-field for classification)")
+                        "--label for classification)")
     (tr_texts, tr_labels), (te_texts, te_labels) = shards.load("train"), shards.load(eval_split)
     kind = getattr(options, "tokenizer", None) or shards.index.get("tokenizer") or \
         DEFAULT_TOKENIZER
@@ -101,7 +101,7 @@ def load_prepared(arg: str, options: SourceOptions) -> Dataset:
     task = meta.get("task")
     if task is None:
         raise DataError(f"prepared data '{directory}' has no labels to train on",
-                        hint="prepare it with --label-field COLUMN")
+                        hint="prepare it with --label COLUMN")
     (x_tr, y_tr), (x_te, y_te) = shards.load("train"), shards.load(eval_split)
     if meta["kind"] == "table":
         x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)

@@ -16,18 +16,24 @@ from shoestring.errors import DataError
 from shoestring.types import Dataset
 
 
+# The share held out for testing when a source has no test split: one default for
+# `train` and `data prepare` alike.
+DEFAULT_TEST_FRACTION = 0.2
+
+
 @dataclass(frozen=True)
 class SourceOptions:
     """Options a loader may use; each loader ignores those that do not apply.
 
     Attributes:
-        target: CSV column to predict (required for ``csv:``).
+        label: the column (``csv:``, ``parquet:``; required there) or the JSONL field
+            (default ``label``) that holds what to predict.
         task: ``"classification"``, ``"regression"`` or ``None`` to infer.
         test_fraction: share of rows held out when a source has no test split.
         seed: seed of that hold-out split.
         fashion_mnist_dir: where Debian's ``dataset-fashion-mnist`` lives;
             passed in so tests can point elsewhere.
-        text_field, label_field: JSONL fields of the text and the label.
+        text_field: JSONL field of the text.
         tokenizer, bpe_vocab_size, max_length: how JSONL texts become token ids.
         cache_dir: where loaders that decode slowly (IDX) keep decoded arrays
             (:mod:`shoestring.data.array_cache`); ``None`` decodes every time.
@@ -35,13 +41,12 @@ class SourceOptions:
             instead of training a tokenizer on the texts.
     """
 
-    target: str | None = None
+    label: str | None = None
     task: str | None = None
-    test_fraction: float = 0.2
+    test_fraction: float = DEFAULT_TEST_FRACTION
     seed: int = 0
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     text_field: str = "text"
-    label_field: str = "label"
     tokenizer: str | None = None
     bpe_vocab_size: int | None = None
     max_length: int | None = None
@@ -50,8 +55,6 @@ class SourceOptions:
 
 
 Loader = Callable[[str, SourceOptions], Dataset]
-
-_ALIASES: dict[str, str] = {}
 
 
 def _builtin_loaders() -> dict[str, Loader]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from shoestring.data.classes import class_index
 from shoestring.data.holdout import stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
@@ -74,7 +75,7 @@ def read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str]
                         raise DataError(
                             f"'{path}' line {line_no} has no field {name!r} "
                             f"(fields: {', '.join(sorted(obj)) or 'none'})",
-                            hint="name the right fields with --text-field / --label-field")
+                            hint="name the right fields with --text-field / --label")
                 if not isinstance(obj[text_field], str):
                     raise DataError(f"'{path}' line {line_no}: text field {text_field!r} is "
                                     "not a string", hint="texts must be JSON strings")
@@ -89,23 +90,15 @@ def read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str]
     return texts, labels
 
 
-def class_index(labels: list) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class numbers and names; integer labels sort numerically, others as text."""
-    keys = labels if all(isinstance(v, int) for v in labels) else [str(v) for v in labels]
-    names = sorted(set(keys))
-    index = {k: i for i, k in enumerate(names)}
-    return np.array([index[k] for k in keys], dtype=np.int64), tuple(str(n) for n in names)
-
-
 def load_jsonl_dataset(arg: str, options: SourceOptions) -> TextClassificationDataset:
-    """The ``jsonl:`` loader. Options read (when the config has them): ``text_field``,
-    ``label_field``, ``tokenizer`` (default ``byte``), ``bpe_vocab_size``, ``max_length``."""
+    """The ``jsonl:`` loader. Options read: ``text_field``, ``label`` (the label field,
+    default ``label``), ``tokenizer`` (default ``byte``), ``bpe_vocab_size``, ``max_length``."""
     path = require_path(arg, "jsonl")
     if path.is_dir():
         raise DataError(f"'jsonl:' needs a file, got directory '{path}'",
                         hint="write 'jsonl:FILE.jsonl'")
     text_field = getattr(options, "text_field", None) or "text"
-    label_field = getattr(options, "label_field", None) or "label"
+    label_field = options.label or "label"
     kind = getattr(options, "tokenizer", None) or DEFAULT_TOKENIZER
     max_length = getattr(options, "max_length", None) or DEFAULT_MAX_LENGTH
     texts, labels = read_jsonl(path, text_field, label_field)

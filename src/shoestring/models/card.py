@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shoestring.config import problems_of
 from shoestring.errors import ShoestringError
 from shoestring.types import Preprocessing, Task
 
@@ -143,11 +144,6 @@ class ModelCard(_Part):
         return self.model_dump(mode="json")
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg']}"
-                     for e in exc.errors())
-
-
 def card_from_v1(d: dict[str, Any]) -> ModelCard:
     """A release-0.1 ``model.json`` as a card (the files themselves are left as they are)."""
     arch = dict(d.get("architecture") or {})
@@ -187,7 +183,8 @@ def card_from_json(d: Any, where: str) -> ModelCard:
         if fmt == FORMAT:
             return ModelCard.model_validate(d)
     except ValidationError as exc:
-        raise ShoestringError(f"'{where}' is not a valid model card: {_problems(exc)}",
+        raise ShoestringError(f"'{where}' is not a valid model card: "
+                              f"{'; '.join(problems_of(exc, ModelCard))}",
                               hint="the file is damaged; retrain or restore it") from None
     raise ShoestringError(f"'{where}' has format {fmt!r}, expected {FORMAT!r}",
                           hint="it was written by an incompatible (newer?) Shoestring; "

@@ -118,8 +118,8 @@ class PlanResult:
 def _counts(cfg: PlanConfig, device: Device, price: Price) -> list[int]:
     if device.kind == "cpu":
         return [1]
-    if cfg.gpus:
-        return [cfg.gpus] if cfg.gpus % price.gpus == 0 or cfg.gpus < price.gpus else []
+    if cfg.nproc:
+        return [cfg.nproc] if cfg.nproc % price.gpus == 0 or cfg.nproc < price.gpus else []
     return [n for n in GPU_COUNTS if n >= price.gpus and n % price.gpus == 0]
 
 
@@ -162,7 +162,7 @@ def _price_options(device: Device, price: Price, n: int, fit: Fit, cfg: PlanConf
 def _search(spec: ModelSpec, work: Workload, cfg: PlanConfig, device: Device, n: int,
             rates: RateBook) -> Fit:
     if work.kind == "serve":
-        return search_serving(spec, work, device, n, rates, precision=cfg.precision,
+        return search_serving(spec, work, device, n, rates, precision=cfg.search_precision,
                               output_tokens=cfg.output_tokens)
     return search_training(spec, work, device, n, rates, cfg)
 
@@ -288,9 +288,10 @@ def _result(spec: ModelSpec, work: Workload, cfg: PlanConfig, options: list[Opti
         notes.append(_needs_note(closest, options))
     else:
         setup = StepSetup(
-            mode="serve" if work.kind == "serve" else "train", micro_batch=cfg.micro_batch or 1,
+            mode="serve" if work.kind == "serve" else "train",
+            micro_batch=cfg.micro_batch_size or 1,
             seq_len=work.seq_len, finetune=work.finetune, optimizer=cfg.optimizer,
-            checkpointing="full" if cfg.checkpointing == "full" else "none",
+            checkpointing="full" if cfg.activation_checkpointing else "none",
             output_tokens=cfg.output_tokens)
         memory, steps = estimate_memory(spec, setup), work.steps
     per_step = step_flops(spec, setup)
@@ -403,7 +404,7 @@ def calibrate_and_store(cfg: PlanConfig, db_url: str, *, device: str = LOCAL_DEV
 
     spec, cfg, _ = resolve_inputs(cfg)
     work = resolve_workload(spec, cfg)
-    batch = cfg.micro_batch or (work.global_batch if spec.family == "mlp"
+    batch = cfg.micro_batch_size or (work.global_batch if spec.family == "mlp"
                                 else min(work.global_batch, 64))
     setup = StepSetup(micro_batch=batch, seq_len=work.seq_len, kernels="cpu")
     rows = calibrate(spec, setup, dtypes=("fp32", "bf16"))

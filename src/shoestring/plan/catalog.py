@@ -23,6 +23,7 @@ from typing import Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shoestring.config import problems_of
 from shoestring.errors import ConfigError, ShoestringError
 
 CATALOG_FILE = "hardware.toml"
@@ -124,8 +125,7 @@ class Catalog(_Row):
 
 
 def _problems(exc: ValidationError, where: str) -> list[str]:
-    return [f"{where}: {'.'.join(str(x) for x in e['loc']) or 'catalog'}: {e['msg']}"
-            for e in exc.errors()]
+    return problems_of(exc, where=where)
 
 
 def _read(text: str, where: str) -> dict:

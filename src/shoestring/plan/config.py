@@ -9,16 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from shoestring.errors import ConfigError
+from shoestring.config import StrictConfig, validate_config
 from shoestring.plan.setup import DEFAULT_LORA_ALPHA, DEFAULT_LORA_RANK, DEFAULT_LORA_TARGETS
 
 
-class PlanConfig(BaseModel):
-    """Everything a plan needs. Unset workload fields get documented defaults."""
+# Release 0.1's --checkpointing values, as activation_checkpointing.
+CHECKPOINTING_0_1 = {"auto": None, "none": False, "full": True}
 
-    model_config = ConfigDict(extra="forbid")
+
+class PlanConfig(StrictConfig):
+    """Everything a plan needs. Unset workload fields get documented defaults."""
 
     model: str = Field(description="preset name, HF config.json, or Shoestring run folder")
     # --- workload
@@ -31,8 +33,9 @@ class PlanConfig(BaseModel):
     batch_size: int | None = Field(None, gt=0, description="global batch in sequences per "
                                    "optimizer step (default: ~0.5M tokens pre-training, 32 "
                                    "fine-tuning, 128 for an MLP)")
-    micro_batch: int | None = Field(None, gt=0, description="fix the per-device micro-batch")
-    gpus: int | None = Field(None, gt=0, description="fix the device count")
+    micro_batch_size: int | None = Field(None, gt=0, description="fix the per-device "
+                                         "micro-batch")
+    nproc: int | None = Field(None, gt=0, description="fix the device count (processes)")
     finetune: Literal["full", "lora", "qlora"] | None = Field(
         None, description="fine-tune instead of pre-train")
     lora_rank: int = Field(DEFAULT_LORA_RANK, gt=0, description="LoRA rank r")
@@ -49,10 +52,10 @@ class PlanConfig(BaseModel):
     output_tokens: int = Field(256, ge=0, description="generated tokens per request")
     serve_batch: int = Field(8, gt=0, description="requests decoded together")
     # --- search space
-    precision: Literal["auto", "fp32", "bf16-mixed", "bf16-true"] = Field(
-        "auto", description="bf16-mixed: fp32 weights, bf16 autocast; bf16-true: pure bf16 "
-        "weights, gradients and optimizer states; auto: bf16-true for fine-tuning, "
-        "bf16-mixed for pre-training, searched on CPUs")
+    precision: Literal["auto", "fp32", "bf16", "bf16-true"] = Field(
+        "auto", description="bf16: fp32 weights, bf16 autocast (as 'shoestring train' "
+        "--precision bf16); bf16-true: pure bf16 weights, gradients and optimizer states; "
+        "auto: bf16-true for fine-tuning, bf16 for pre-training, searched on CPUs")
     optimizer: Literal["adamw", "sgd", "adam8bit", "paged-adam8bit"] = Field(
         "adamw", description="adam8bit: bitsandbytes 8-bit AdamW; paged-adam8bit: its "
         "states in CUDA unified memory, paged to CPU RAM when the GPU is full")
@@ -73,8 +76,11 @@ class PlanConfig(BaseModel):
     inter_node_gbs: float = Field(6.25, gt=0, description="GB/s per device between machines "
                                   "(6.25: 400 Gb/s per 8-GPU node; 25: 200 Gb/s per GPU, "
                                   "e.g. DGX A100 or 1,600 Gb/s RoCE nodes)")
-    checkpointing: Literal["auto", "none", "full"] = "auto"
-    zero: Literal["auto", "0", "1", "2", "3"] = "auto"
+    activation_checkpointing: bool | None = Field(
+        None, description="recompute block activations in backward (default: whichever is "
+        "cheaper)")
+    zero: Literal["auto", "0", "1", "2", "3"] = Field("auto", description="ZeRO / FSDP sharding "
+                                                      "stage")
     hardware: tuple[str, ...] = Field((), description="only these catalog devices")
     catalog: tuple[Path, ...] = Field((), description="extra catalog TOML files")
     spot: bool = Field(True, description="also price spot instances")
@@ -101,6 +107,33 @@ class PlanConfig(BaseModel):
     top: int = Field(10, gt=0, description="options to show")
     trace: bool = Field(False, description="also run the exact fake-tensor trace")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _release_0_1_names(cls, values: Any) -> Any:
+        """Release 0.1's names for the fields ``shoestring train`` names otherwise."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for old, new in (("micro_batch", "micro_batch_size"), ("gpus", "nproc")):
+            if old in values:
+                values.setdefault(new, values.pop(old))
+        if "checkpointing" in values:
+            values.setdefault("activation_checkpointing",
+                              CHECKPOINTING_0_1[values.pop("checkpointing")])
+        if values.get("precision") == "bf16-mixed":
+            values["precision"] = "bf16"
+        return values
+
+    @property
+    def search_precision(self) -> str:
+        """The precision in the planner's own terms: its ``bf16-mixed`` is train's ``bf16``;
+        ``bf16-true`` (pure bf16) and ``auto`` are resolved by the search."""
+        return "bf16-mixed" if self.precision == "bf16" else self.precision
+
+    @property
+    def search_checkpointing(self) -> str:
+        return {None: "auto", True: "full", False: "none"}[self.activation_checkpointing]
+
     @model_validator(mode="after")
     def _check(self) -> PlanConfig:
         problems = []
@@ -108,8 +141,9 @@ class PlanConfig(BaseModel):
             problems.append("--serve and --finetune exclude each other")
         if self.tokens is not None and self.samples is not None:
             problems.append("give --tokens or --samples, not both")
-        if self.micro_batch and self.batch_size and self.micro_batch > self.batch_size:
-            problems.append(f"micro_batch {self.micro_batch} exceeds batch_size "
+        if self.micro_batch_size and self.batch_size and \
+                self.micro_batch_size > self.batch_size:
+            problems.append(f"micro_batch_size {self.micro_batch_size} exceeds batch_size "
                             f"{self.batch_size}")
         if problems:
             raise ValueError("; ".join(problems))
@@ -123,16 +157,4 @@ def resolve_plan_config(values: dict[str, Any]) -> PlanConfig:
     1000000000.0
     """
     clean = {k: v for k, v in values.items() if v is not None}
-    try:
-        return PlanConfig.model_validate(clean)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(x) for x in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown setting"
-            got = e.get("input")
-            shown = "" if isinstance(got, dict) or not where else f" (got {got!r})"
-            problems.append(f"{where}: {msg}{shown}" if where else msg)
-        raise ConfigError(problems, hint="see 'shoestring plan --help'") from None
+    return validate_config(PlanConfig, clean, hint="see 'shoestring plan --help'")

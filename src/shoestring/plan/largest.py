@@ -44,16 +44,16 @@ class Largest:
 def largest_that_fits(spec: ModelSpec, work: Workload, device: Device, rate: RateFn,
                       cfg: Any, what: str) -> Largest:
     """Bisect the micro-batch (at the workload's sequence length) or the sequence length
-    (at ``cfg.micro_batch``, else 1) for the largest that fits on one ``device``."""
-    micro = cfg.micro_batch or 1
+    (at ``cfg.micro_batch_size``, else 1) for the largest that fits on one ``device``."""
+    micro = cfg.micro_batch_size or 1
 
     def attempt(n: int) -> Fit:
         if what == "micro-batch":
             w = replace(work, global_batch=n)
-            c = cfg.model_copy(update={"micro_batch": n})
+            c = cfg.model_copy(update={"micro_batch_size": n})
         else:
             w = replace(work, seq_len=n, global_batch=micro)
-            c = cfg.model_copy(update={"micro_batch": micro})
+            c = cfg.model_copy(update={"micro_batch_size": micro})
         fit = search_training(spec, w, device, 1, rate, c)
         return fit if fit.fits and not fit.substituted else replace(fit, fits=False)
 

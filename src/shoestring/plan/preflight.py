@@ -138,12 +138,10 @@ def check_fits(train_config: Any, *, arch: dict[str, Any] | None = None,
     if arch is None:
         from pathlib import Path
 
-        from shoestring.data.sources import SourceOptions
         from shoestring.train.problem import load_problem
 
-        problem, _, _ = load_problem(train_config, SourceOptions(
-            target=train_config.data.target, task=train_config.data.task), torch.device("cpu"),
-            Path.cwd())
+        problem, _, _ = load_problem(train_config, train_config.data.source_options(),
+                                     torch.device("cpu"), Path.cwd())
         arch, n_train = problem.arch, problem.n_train
     if arch.get("family") not in ("mlp", "gpt", "encoder"):
         return PlanVerdict(True, (f"not checked: the planner does not model the "

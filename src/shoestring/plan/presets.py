@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shoestring.config import problems_of
 from shoestring.errors import ShoestringError
 from shoestring.plan.specs import ModelSpec
 
@@ -38,8 +39,7 @@ def _spec(values: dict[str, Any], where: str) -> ModelSpec:
     try:
         return ModelSpec.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(problems_of(exc, ModelSpec))
         raise ShoestringError(f"model spec from {where} is invalid: {problems}",
                               hint="check the shapes in that file") from None
 

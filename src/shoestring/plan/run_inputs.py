@@ -164,14 +164,11 @@ def _text_vocab_and_tokens(config: Any) -> tuple[int, float]:
 
 def _dataset_shape(config: Any) -> tuple[Any, float]:
     """The data shape (and training examples) of a table, image or JSONL source."""
-    from shoestring.data.sources import SourceOptions, load_dataset
+    from shoestring.data.sources import load_dataset
     from shoestring.models.registry import DataShape
 
     d = config.data
-    dataset = load_dataset(d.source, SourceOptions(
-        target=d.target, task=d.task, test_fraction=d.test_fraction, text_field=d.text_field,
-        label_field=d.label_field, tokenizer=d.tokenizer, bpe_vocab_size=d.bpe_vocab_size,
-        max_length=d.max_length))
+    dataset = load_dataset(d.source, d.source_options())
     shape = DataShape(dataset.input_shape, dataset.num_outputs,
                       vocab_size=getattr(dataset, "vocab_size", None) or None,
                       pad_id=getattr(dataset, "pad_id", None))
@@ -189,13 +186,13 @@ def workload_defaults(config: Any, spec: ModelSpec, units_per_epoch: float | Non
     if spec.family != "mlp":
         out["seq_len"] = spec.max_seq
     if t.micro_batch_size:
-        out["micro_batch"] = min(t.micro_batch_size, t.batch_size)
+        out["micro_batch_size"] = min(t.micro_batch_size, t.batch_size)
     if t.activation_checkpointing:
-        out["checkpointing"] = "full"
+        out["activation_checkpointing"] = True
     if t.precision == "fp32":
         out["precision"] = "fp32"
     elif t.precision in ("bf16", "fp16"):
-        out["precision"] = "bf16-mixed"
+        out["precision"] = "bf16"
     out["optimizer"] = "sgd" if t.optimizer == "sgd" else "adamw"
     steps = None
     if units_per_epoch is not None:

@@ -102,10 +102,11 @@ def _fits(mem: MemoryBreakdown, device: Device) -> bool:
 
 def _precisions(cfg: Any, device: Device, kind: str) -> list[str]:
     """``bf16-true`` is pure bf16 (StepSetup ``bf16``); auto fine-tunes in it, pre-trains mixed."""
-    if cfg.precision == "bf16-true":
+    precision = cfg.search_precision
+    if precision == "bf16-true":
         return ["bf16"]
-    if cfg.precision != "auto":
-        return [cfg.precision]
+    if precision != "auto":
+        return [precision]
     if device.kind == "cpu":
         return ["fp32", "bf16-mixed"]
     return ["bf16"] if kind == "finetune" else ["bf16-mixed"]
@@ -122,7 +123,8 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
                                and work.kind == "finetune" else [])
     kernels = "cuda" if device.kind == "gpu" else "cpu"
     half = "bf16" if device.supports_bf16 else "fp16"
-    ckpts = ["none", "full"] if cfg.checkpointing == "auto" else [cfg.checkpointing]
+    ckpts = ["none", "full"] if cfg.search_checkpointing == "auto" \
+        else [cfg.search_checkpointing]
     chunks = cfg.loss_chunks or (DEFAULT_LOSS_CHUNKS if spec.family == "decoder" else 1)
     best: Fit | None = None
     smallest: tuple[MemoryBreakdown, StepSetup] | None = None
@@ -150,7 +152,7 @@ def search_training(spec: ModelSpec, work: Workload, device: Device, gpus: int, 
                                           [False] if mode != "full" else [False, True])
                         for off in offloads if spec.family != "mlp" else [False]:
                             for inb in in_bwd:
-                                for micro in _micro_batches(share, cfg.micro_batch):
+                                for micro in _micro_batches(share, cfg.micro_batch_size):
                                     accum = max(1, math.ceil(share / micro))
                                     setup = base.with_(
                                         micro_batch=micro, precision=prec, checkpointing=ck,

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from shoestring.config import StrictConfig, validate_config
 from shoestring.errors import ConfigError
 
 
-class ServedModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ServedModelConfig(StrictConfig):
     run_dir: Path = Field(..., description="a run folder written by 'shoestring train'")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
                              description="model name (default: the folder's name)")
@@ -20,10 +19,8 @@ class ServedModelConfig(BaseModel):
                                 description="model version (default: 1)")
 
 
-class ServeConfig(BaseModel):
+class ServeConfig(StrictConfig):
     """Everything ``shoestring serve`` needs; each field documents its default."""
-
-    model_config = ConfigDict(extra="forbid")
 
     models: list[ServedModelConfig] = Field(..., min_length=1, description="models to serve")
     host: str = Field("127.0.0.1", description="interface to bind (loopback unless told)")
@@ -106,14 +103,7 @@ class ServeConfig(BaseModel):
 
 def resolve_serve_config(values: dict[str, Any]) -> ServeConfig:
     """Validate ``values`` into a :class:`ServeConfig`, reporting every problem together."""
-    try:
-        cfg = ServeConfig.model_validate(values)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            problems.append(f"{where}: {e['msg']}" if where else e["msg"])
-        raise ConfigError(problems, hint="see 'shoestring serve --help'") from None
+    cfg = validate_config(ServeConfig, values, hint="see 'shoestring serve --help'")
     from shoestring.models.run_folder import CARD, RunFolder
 
     missing = [str(m.run_dir) for m in cfg.models if not RunFolder(m.run_dir).has_model()]

@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from shoestring.config import StrictConfig, problems_of
 from shoestring.errors import ConfigError
 
 # Money is kept in integer nano-dollars so sums are exact; a price with up to
@@ -25,10 +26,7 @@ from shoestring.ledger.money import NANO_PER_USD
 DEFAULT_PLANS = "plans.toml"
 
 
-
-class _PlanFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _PlanFields(StrictConfig):
     description: str = Field("", description="shown in listings")
     requests_per_second: float = Field(..., gt=0, description="token-bucket refill rate per key")
     burst: int = Field(..., ge=1, description="token-bucket capacity")
@@ -75,9 +73,7 @@ def parse_plans(raw: dict[str, Any], source: str) -> dict[str, Plan]:
         try:
             f = _PlanFields.model_validate(fields)
         except ValidationError as exc:
-            for e in exc.errors():
-                where = ".".join(str(p) for p in e["loc"])
-                problems.append(f"{source}: [{name}] {where}: {e['msg']}")
+            problems += problems_of(exc, _PlanFields, where=f"{source}: [{name}]")
             continue
         plans[name] = Plan(name=name, requests_per_second=f.requests_per_second, burst=f.burst,
                            monthly_quota_units=f.monthly_quota_units,

@@ -39,6 +39,12 @@ def check_period(month: str | None, now: Callable[[], datetime]) -> str:
 usd = nano_to_usd  # nano-dollars as dollars, rounded to the micro-dollar for display
 
 
+def project_names(engine: Engine) -> list[str]:
+    """Every project the ledger knows (it has had a key)."""
+    with engine.connect() as conn:
+        return sorted(conn.scalars(select(ProjectRow.name)))
+
+
 def usage_summary(engine: Engine, project: str, period: str) -> dict[str, Any]:
     """Requests, units and cost of ``project`` in ``period``, in total and per key."""
     with engine.connect() as conn:

@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -290,14 +290,8 @@ class _LedgerRow:
 def _load_problem(ctx: RunContext, config: TrainConfig, source_options: SourceOptions | None,
                   workspace: Path) -> tuple[Problem, TrainConfig]:
     """The data and architecture (after the recipe), checked against the plan if asked."""
-    base = source_options or SourceOptions()
-    d = config.data
-    options = SourceOptions(target=d.target, task=d.task, test_fraction=d.test_fraction,
-                            seed=config.train.seed, fashion_mnist_dir=base.fashion_mnist_dir,
-                            text_field=d.text_field, label_field=d.label_field,
-                            tokenizer=d.tokenizer, bpe_vocab_size=d.bpe_vocab_size,
-                            max_length=d.max_length,
-                            cache_dir=base.cache_dir or default_array_cache(workspace))
+    options = config.data.source_options(config.train.seed, source_options)
+    options = replace(options, cache_dir=options.cache_dir or default_array_cache(workspace))
     problem, config, recipe_notes = load_problem(config, options, ctx.device, workspace,
                                                  ctx.info)
     for note in problem.notes + recipe_notes + list(ctx.hooks.notes):

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from shoestring.config import StrictConfig, validate_config
+from shoestring.data.sources import DEFAULT_TEST_FRACTION
 from shoestring.errors import ConfigError
 
-
-class _Section(BaseModel):
-    # Unknown keys are errors: a typo in a TOML file must not be ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = StrictConfig
 
 
 class ModelConfig(_Section):
@@ -51,12 +50,25 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     """``[data]``: where the examples come from and how they are fed."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _release_0_1_names(cls, values: Any) -> Any:
+        """Release 0.1 called the label column ``target`` and the JSONL label field
+        ``label_field``; their config files (and run folders) still load."""
+        if isinstance(values, dict) and ("target" in values or "label_field" in values):
+            values = dict(values)
+            old = values.pop("target", None) or values.pop("label_field", None)
+            values.pop("label_field", None)
+            values.setdefault("label", old)
+        return values
+
     source: str = Field("digits", description="digits, fashion-mnist, idx:DIR, csv:PATH, "
                         "parquet:PATH, images:DIR, prepared:DIR[#val], text:PATH, jsonl:PATH")
-    target: str | None = Field(None, description="CSV column to predict")
+    label: str | None = Field(None, description="the column (csv:, parquet:) or JSONL field "
+                              "(default 'label') that holds what to predict")
     task: Literal["classification", "regression"] | None = Field(
         None, description="inferred from the data when unset")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0,
+    test_fraction: float = Field(DEFAULT_TEST_FRACTION, gt=0.0, lt=1.0,
                                  description="hold-out share for sources without a test split")
     normalize: Literal["auto", "scale", "standardize", "none"] = Field(
         "auto", description="auto: standardize tables, scale images; scale: raw × source "
@@ -68,12 +80,23 @@ class DataConfig(_Section):
         None, description="text tokenizer (default: char for text:, byte for jsonl:)")
     bpe_vocab_size: int | None = Field(None, ge=260, description="BPE vocabulary size")
     text_field: str = Field("text", description="JSONL field holding the text")
-    label_field: str = Field("label", description="JSONL field holding the label")
     max_length: int | None = Field(None, ge=2, description="JSONL texts are cut to this many tokens")
     val_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="validation share: the end of a text corpus; for "
         "other data, carved from the training split (stratified, seeded) when the run selects "
         "on held-out data (--target, --recipe) and the source ships no validation split")
+
+
+    def source_options(self, seed: int = 0, base: Any = None) -> Any:
+        """The data loaders' options for this section (``base`` supplies the rest)."""
+        from shoestring.data.sources import SourceOptions
+
+        base = base or SourceOptions()
+        return SourceOptions(label=self.label, task=self.task, test_fraction=self.test_fraction,
+                             seed=seed, fashion_mnist_dir=base.fashion_mnist_dir,
+                             text_field=self.text_field, tokenizer=self.tokenizer,
+                             bpe_vocab_size=self.bpe_vocab_size, max_length=self.max_length,
+                             cache_dir=base.cache_dir)
 
 
 class TrainSection(_Section):
@@ -219,19 +242,6 @@ def resolve_price(config: TrainConfig, environ: Mapping[str, str]) -> TrainConfi
     return config.model_copy(update={"train": t.model_copy(update={"price_per_hour": price})})
 
 
-def _format_error(err: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        section = str(err["loc"][0]) if len(err["loc"]) > 1 else None
-        known = sorted(SECTIONS[section].model_fields) if section in SECTIONS else \
-            sorted(TrainConfig.model_fields)
-        return f"{where}: unknown key (known keys: {', '.join(known)})"
-    value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{where}: {msg}{shown}"
-
-
 def resolve_config(file_values: dict[str, Any] | None = None,
                    overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Validate file values plus overrides into a :class:`TrainConfig`.
@@ -241,10 +251,5 @@ def resolve_config(file_values: dict[str, Any] | None = None,
     >>> resolve_config({"train": {"epochs": 2}}, {"train": {"lr": 0.01}}).train.lr
     0.01
     """
-    raw = merge(file_values or {}, overrides or {})
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()]
-        raise ConfigError(problems, hint="fix the values above (see 'shoestring train --help')") \
-            from None
+    return validate_config(TrainConfig, merge(file_values or {}, overrides or {}),
+                           hint="fix the values above (see 'shoestring train --help')")

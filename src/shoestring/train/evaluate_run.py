@@ -36,18 +36,17 @@ def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
         return {"run": str(run_dir), "data": spec,
                 "split": "train" if split == "train" else "val", **metrics}
     base = source_options or SourceOptions()
-    label = target or base.target or card.data.label
-    options = SourceOptions(target=None if card.takes_tokens else label, task=card.task.value,
+    label = target or base.label or card.data.label
+    options = SourceOptions(label=label, task=card.task.value,
                             test_fraction=base.test_fraction, seed=base.seed,
                             fashion_mnist_dir=base.fashion_mnist_dir,
-                            label_field=(label or "label") if card.takes_tokens else "label",
                             text_field=text_field or card.data.text_field or "text",
                             tokenizer=card.tokenizer.kind if card.tokenizer else None,
                             max_length=card.input_shape[0] if card.takes_tokens else None,
                             tokenizer_file=run.folder.tokenizer if card.tokenizer else None)
     if label is None and spec.startswith("csv:") and card.feature_names is not None:
         raise ShoestringError("evaluating on CSV data needs the label column (this run's card "
-                              "does not record it)", hint="pass --target COLUMN")
+                              "does not record it)", hint="pass --label COLUMN")
     dataset = load_dataset(spec, options)
     if tuple(dataset.input_shape) != card.input_shape:
         raise ShoestringError(

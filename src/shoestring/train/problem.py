@@ -231,12 +231,13 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         tokenizer=TokenizerCard(kind=getattr(tokenizer, "kind", None),
                                 vocab_size=tokenizer.vocab_size,
                                 layout=classifier_layout()) if tokenizer is not None else None,
-        data=DataCard(source=d.source, label=d.target if not tokens else d.label_field,
+        data=DataCard(source=d.source, label=d.label or ("label" if tokens else None),
                       text_field=d.text_field if tokens else None))
     problem = Problem(task=task, data_name=dataset.name, arch=arch, card=card,
                       n_train=len(train), tokens_per_example=0,
                       make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
                                                                               rank, world),
                       make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer,
-                      make_test_evaluate=make_test_evaluate, notes=notes, baseline=baseline)
+                      make_test_evaluate=make_test_evaluate,
+                      notes=list(dataset.notes) + notes, baseline=baseline)
     return problem, config, recipe_notes

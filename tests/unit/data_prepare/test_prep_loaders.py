@@ -51,11 +51,11 @@ def test_parquet_loader(tmp_path):
 
     pq.write_table(pa.table({"x1": [0.0, 1.0, 2.0, 3.0] * 5, "kind": ["p", "q"] * 10}),
                    tmp_path / "t.parquet")
-    ds = load_dataset(f"parquet:{tmp_path / 't.parquet'}", SourceOptions(target="kind"))
+    ds = load_dataset(f"parquet:{tmp_path / 't.parquet'}", SourceOptions(label="kind"))
     assert ds.class_names == ("p", "q") and ds.feature_names == ("x1",)
     pq.write_table(pa.table({"x1": [1.0, None], "y": [1, 2]}), tmp_path / "n.parquet")
     with pytest.raises(DataError, match="missing values"):
-        load_dataset(f"parquet:{tmp_path / 'n.parquet'}", SourceOptions(target="y"))
+        load_dataset(f"parquet:{tmp_path / 'n.parquet'}", SourceOptions(label="y"))
 
 
 def test_prepared_source_and_saved_statistics(tmp_path):

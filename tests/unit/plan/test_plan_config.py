@@ -14,7 +14,7 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as info:
         resolve_plan_config({"model": "gpt2-124m", "tokens": -1, "gpus": 0, "precision": "int3"})
     text = str(info.value)
-    assert "tokens" in text and "gpus" in text and "precision" in text
+    assert "tokens" in text and "nproc" in text and "precision" in text  # gpus: its old name
     with pytest.raises(ConfigError, match="exclude each other"):
         resolve_plan_config({"model": "x", "serve": True, "finetune": "lora"})
     with pytest.raises(ConfigError, match="unknown"):

@@ -93,7 +93,7 @@ def test_a_run_folder_or_its_config_plans_the_runs_batch(tmp_path, ref):
     assert r.workload.global_batch == 12          # not 524288 // 64 = 8192
     assert r.workload.total_units == 300 * 12 * 64
     assert count_params(r.spec).total == 834_304   # gpt-nano at its 256-token vocabulary
-    assert r.config.precision == "bf16-mixed"
+    assert r.config.precision == "bf16"
 
 
 def _mk(tmp_path: Path) -> Path:

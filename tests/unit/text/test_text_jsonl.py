@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -27,14 +26,7 @@ def reviews(tmp_path):
     return write(tmp_path / "reviews.jsonl", rows)
 
 
-@dataclass(frozen=True)
-class TextOptions(SourceOptions):
-    # What the [data] section will pass once it gains the text options.
-    text_field: str | None = None
-    label_field: str | None = None
-    tokenizer: str | None = None
-    max_length: int | None = None
-    bpe_vocab_size: int | None = None
+TextOptions = SourceOptions
 
 
 def test_jsonl_loads_through_the_source_registry(reviews):
@@ -59,7 +51,7 @@ def test_rows_are_cls_tokens_then_padding(reviews):
 def test_field_names_tokenizer_and_integer_labels_are_options(tmp_path):
     rows = [{"body": "a b c " * (i % 3 + 1), "stars": i % 3 + 1} for i in range(30)]
     path = write(tmp_path / "stars.jsonl", rows)
-    ds = load_dataset(f"jsonl:{path}", TextOptions(text_field="body", label_field="stars",
+    ds = load_dataset(f"jsonl:{path}", TextOptions(text_field="body", label="stars",
                                                    tokenizer="char", max_length=32))
     assert ds.class_names == ("1", "2", "3") and ds.tokenizer.kind == "char"
     assert ds.vocab_size == 4 + OFFSET  # space, a, b, c
@@ -97,3 +89,10 @@ def test_text_sources_point_language_modelling_elsewhere(tmp_path):
     with pytest.raises(DataError, match="language-modelling corpus") as err:
         load_dataset(f"text:{tmp_path / 'a.txt'}")
     assert "gpt" in err.value.hint
+
+
+def test_string_labels_that_are_numbers_sort_as_numbers(tmp_path):
+    """One class order with `data prepare` and csv: '9' before '10' (it was '10' first)."""
+    rows = [{"text": f"text {i}", "label": "10" if i % 2 else "9"} for i in range(20)]
+    ds = load_dataset(f"jsonl:{write(tmp_path / 'n.jsonl', rows)}")
+    assert ds.class_names == ("9", "10")

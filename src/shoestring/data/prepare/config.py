@@ -11,16 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from shoestring.errors import ConfigError
+from shoestring.config import StrictConfig, validate_config
+from shoestring.data.sources import DEFAULT_TEST_FRACTION
 
 PII_TYPES = ("email", "phone", "credit_card", "iban", "ip_address", "us_ssn", "secret")
 
 
-class _Strict(BaseModel):
-    # Unknown keys are errors: a typo in a TOML file must not be ignored.
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictConfig
 
 
 class DetectConfig(_Strict):
@@ -92,7 +91,7 @@ class PrepareConfig(DetectConfig):
     split: Literal["auto", "given", "random"] = Field(
         "auto", description="auto: the source's own train/test if it has them, else random")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="validation share")
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+    test_fraction: float = Field(DEFAULT_TEST_FRACTION, ge=0.0, lt=1.0,
                                  description="test share (random split only)")
     seed: int = Field(0, description="seeds the split and the label-issue folds")
     tokenizer: Literal["char", "byte", "bpe"] | None = Field(
@@ -133,27 +132,10 @@ class LeakageConfig(DetectConfig):
     examples: int = Field(20, ge=0, description="how many matches to list")
 
 
-def _format(err: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "value_error" and where == "config":
-        return msg  # cross-field problems, one per line, each naming its fields
-    value = err.get("input")
-    shown = "" if isinstance(value, dict) or err["type"] == "value_error" else f" (got {value!r})"
-    return f"{where}: {msg}{shown}"
-
-
-def _resolve(model: type[BaseModel], values: dict[str, Any], command: str):
+def _resolve(model, values: dict[str, Any], command: str):
     clean = {k: v for k, v in values.items() if v is not None}
-    try:
-        return model.model_validate(clean)
-    except ValidationError as exc:
-        problems = [line for e in exc.errors() for line in _format(e).split("\n")]
-        raise ConfigError(problems,
-                          hint=f"fix the values above (see 'shoestring data {command} --help')"
-                          ) from None
+    return validate_config(model, clean,
+                           hint=f"fix the values above (see 'shoestring data {command} --help')")
 
 
 def resolve_prepare_config(values: dict[str, Any]) -> PrepareConfig:

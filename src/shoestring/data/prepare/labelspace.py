@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from shoestring.data.classes import as_number, class_order
 from shoestring.errors import DataError
 
 # As in shoestring.data.csv_source: whole numbers with at most this many
@@ -14,17 +14,12 @@ from shoestring.errors import DataError
 MAX_INFERRED_CLASSES = 20
 
 
-def _number(text: str) -> float | None:
-    try:
-        v = float(text)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
+_number = as_number
 
 
 def sort_labels(labels: list[str]) -> list[str]:
     """Numbers first in numeric order, then text: ``['10', '9', 'b']`` → ``['9', '10', 'b']``."""
-    return sorted(labels, key=lambda v: (_number(v) is None, _number(v) or 0.0, v))
+    return list(class_order(labels))
 
 
 @dataclass(frozen=True)
