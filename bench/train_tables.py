@@ -102,7 +102,7 @@ def main() -> None:
         for name in args.tables.split(","):
             sk_scores, ss_scores, base, sk_s, ss_s = [], [], [], [], []
             for seed in seeds:
-                ds = load_dataset(f"csv:{paths[name]}", SourceOptions(target="target", seed=seed))
+                ds = load_dataset(f"csv:{paths[name]}", SourceOptions(label="target", seed=seed))
                 score, seconds = sklearn_side(ds)
                 sk_scores.append(score)
                 sk_s.append(seconds)

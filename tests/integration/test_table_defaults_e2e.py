@@ -61,7 +61,7 @@ def test_house_prices_regression_with_defaults(tmp_path):
     assert pre["target_mean"][0] == pytest.approx(250_000, rel=0.2)
     assert pre["mean"] is not None  # features standardized too
     # eval applies the same preprocessing and maps outputs back to prices.
-    metrics = evaluate_run(result.out_dir, target="price")
+    metrics = evaluate_run(result.out_dir, label="price")
     assert metrics["test_mse"] == pytest.approx(s["test_mse"], rel=1e-4)
     assert metrics["baseline_test_mse"] == pytest.approx(s["baseline_test_mse"], rel=1e-6)
     # So does serving: a prediction is a price, not a z-score.

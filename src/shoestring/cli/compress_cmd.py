@@ -138,8 +138,9 @@ def render(table: dict, console) -> None:
 def _compress_command() -> click.Command:
     from shoestring.compress.config import CompressConfig
 
-    # Every CompressConfig field is a flag (RUN is the argument; --out is required).
-    flags = config_flags(CompressConfig, skip={"run", "out"})
+    # Every CompressConfig field is a flag (RUN is the argument; --out is required;
+    # seed is not read by any method yet, so it is no flag).
+    flags = config_flags(CompressConfig, skip={"run", "out", "seed"})
 
     @click.pass_context
     def compress_command(ctx: click.Context, run: Path, out: Path, as_json: bool,

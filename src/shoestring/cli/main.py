@@ -55,7 +55,7 @@ def eval_cmd(ctx, run_dir, data, split, label, text_field, old_target, old_label
         if value is not None:
             c.warn(f"{old} is deprecated for eval; use --label")
             label = label or value
-    result = evaluate_run(run_dir, data, split=split, target=label, text_field=text_field)
+    result = evaluate_run(run_dir, data, split=split, label=label, text_field=text_field)
     if as_json:
         c.out.print_json(json.dumps(result))
         return

@@ -150,18 +150,13 @@ class Workload:
 
 def load_workload(run: Path, metric: str | None, workspace: Path) -> Workload:
     """The parent run (weights, card, id) and its data, on the CPU."""
-    from shoestring.data.sources import SourceOptions
     from shoestring.train.config import read_toml, resolve_config
     from shoestring.train.problem import load_problem
 
     parent = load_run(run)
     folder = RunFolder(run)
     config = resolve_config(read_toml(folder.config))
-    d = config.data
-    options = SourceOptions(target=d.target, task=d.task, test_fraction=d.test_fraction,
-                            seed=config.train.seed, text_field=d.text_field,
-                            label_field=d.label_field, tokenizer=d.tokenizer,
-                            bpe_vocab_size=d.bpe_vocab_size, max_length=d.max_length)
+    options = config.data.source_options(config.train.seed)
     problem, config, _ = load_problem(config, options, torch.device("cpu"), workspace)
     return Workload(parent=parent, run_id=folder.run_id(), train_config=config,
                     problem=problem, metric=metric or headline_metric(parent.card.task),

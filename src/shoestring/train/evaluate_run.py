@@ -13,16 +13,23 @@ from shoestring.types import Task, TensorDataset
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
-                 target: str | None = None, source_options: SourceOptions | None = None,
-                 workspace: Path | None = None, text_field: str | None = None
-                 ) -> dict[str, Any]:
+                 label: str | None = None, source_options: SourceOptions | None = None,
+                 workspace: Path | None = None, text_field: str | None = None,
+                 target: str | None = None) -> dict[str, Any]:
     """Metrics of the model in ``run_dir`` on ``data`` (default: the data it trained on).
 
     Preprocessing comes from the run's model card, so the model sees its inputs
-    exactly as in training; so do the label column or field and the task. A
-    language model is scored by loss and perplexity on the held-out end of its
-    corpus (``split`` test or val), tokenized with its own tokenizer.
+    exactly as in training; so do the label column or field (``label``, default
+    the card's) and the task. A language model is scored by loss and perplexity
+    on the held-out end of its corpus (``split`` test or val), tokenized with its
+    own tokenizer. ``target`` is release 0.1's name of ``label`` (deprecated).
     """
+    if target is not None:
+        import warnings
+
+        warnings.warn("evaluate_run(target=COLUMN) is deprecated; use label=COLUMN",
+                      DeprecationWarning, stacklevel=2)
+        label = label or target
     run = load_run(Path(run_dir))
     card = run.card
     spec = data or card.data.source
@@ -36,7 +43,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, *, split: str = "test",
         return {"run": str(run_dir), "data": spec,
                 "split": "train" if split == "train" else "val", **metrics}
     base = source_options or SourceOptions()
-    label = target or base.label or card.data.label
+    label = label or base.label or card.data.label
     options = SourceOptions(label=label, task=card.task.value,
                             test_fraction=base.test_fraction, seed=base.seed,
                             fashion_mnist_dir=base.fashion_mnist_dir,
