@@ -1,0 +1,108 @@
+"""How each document's examples run here (see doc_examples.py for the rules).
+
+A document missing from PLANS still runs: every block with its default
+treatment. A rule is needed only to scale a block down, give a fragment the
+names it assumes, skip what cannot run on this machine (with the reason), or
+check its output.
+"""
+
+from __future__ import annotations
+
+from doc_examples import DocPlan, Rule
+
+# Language-model runs the documents serve or compress: a few steps on the tiny corpus.
+TINY_LM = "shoestring train --model gpt-nano --data text:corpus.txt --tokenizer char " \
+          "--batch-size 4 --max-steps 3 --threads 1 --out {out} > /dev/null"
+TINY_FMNIST = "shoestring train --model seed-mlp --data fashion-mnist:@FMNIST@ --epochs 1 " \
+              "--threads 1 --out {out} > /dev/null"
+GPT_FRAGMENT = ("import torch\nfrom shoestring.models.gpt import GPT, GPTConfig\n"
+                "model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32, "
+                "vocab_size=65))\n")
+
+PLANS: dict[str, DocPlan] = {
+    "README.md": DocPlan(rules=[
+        Rule("make quickstart", skip="the quickstart and the suite themselves: "
+             "tests/integration/test_cli_core.py runs the quickstart; CI runs make test"),
+        Rule("--optimizer adam --lr 0.001 --seed 0 --out runs/fmnist",
+             subs=(("--epochs 10", "--epochs 2"),),
+             expect=("test_accuracy",)),
+        Rule('name = "seed-mlp"', write="run.toml", subs=(("epochs = 10", "epochs = 1"),)),
+        Rule("from shoestring import train, resolve_config",
+             subs=(('"epochs": 30', '"epochs": 3'),),
+             after="true"),
+        Rule("hooks=TrainHooks(loss=distill)",
+             subs=(('"hidden": [32]}', '"hidden": [32]}, "train": {"epochs": 1}'),)),
+        Rule("--model gpt-nano --data text:corpus.txt",
+             subs=(("--max-steps 300", "--max-steps 10"), ("--max-new-tokens 200", "--max-new-tokens 20")),
+             after='curl -s "http://127.0.0.1:$PORT/v2/health/ready"'),
+        Rule("--nproc 2 --out runs/ddp",
+             drop=(("--strategy fsdp", "FSDP2 needs CUDA GPUs"),
+                   ("--nnodes 2", "needs two GPU nodes"))),
+    ]),
+    "docs/compress.md": DocPlan(
+        setup="\n".join([TINY_FMNIST.format(out="runs/fmnist"), TINY_LM.format(out="runs/lm"),
+                         TINY_FMNIST.format(out="runs/big"),
+                         "shoestring train --model mlp --data fashion-mnist:@FMNIST@ "
+                         "--epochs 1 --threads 1 --out runs/small > /dev/null"]),
+        rules=[Rule("shoestring compress runs/fmnist --out runs/fmnist-small",
+                    # a one-epoch teacher on 400 tiny images: a student may lose more
+                    # than the documented 0.5 points; the guard itself is tested elsewhere
+                    subs=(("--methods distill,distill+dynamic-int8",
+                           "--methods distill,distill+dynamic-int8 --max-drop 100"),),
+                    expect=("test_accuracy",))]),
+    "docs/data.md": DocPlan(rules=[
+        Rule("--model cnn --augment crop=2,flip",
+             subs=(("--augment crop=2,flip", "--augment crop=2,flip --epochs 1"),)),
+    ]),
+    "docs/plan.md": DocPlan(
+        setup='printf \'[model]\\nname = "seed-mlp"\\n[data]\\nsource = "digits"\\n\' > run.toml',
+        rules=[
+            Rule("my-prices.toml", write="my-prices.toml",
+                 after="shoestring plan gpt2-124m --tokens 1e9 --catalog my-prices.toml "
+                       "> /dev/null"),
+            Rule("verdict = check_fits(train_config)",
+                 prelude="from shoestring import resolve_config\n"
+                         "train_config = resolve_config({'data': {'source': 'digits'}})"),
+        ]),
+    "docs/serve.md": DocPlan(rules=[
+        Rule("shoestring keys create --project acme --plan pro",
+             subs=(("shoestring keys create --project acme --plan pro",
+                    "KEY=$(shoestring keys create --project acme --plan pro --json | "
+                    "python -c 'import json,sys; print(json.load(sys.stdin)[\"key\"])'); "
+                    "export KEY"),),
+             expect=('"outputs"', '"requests": 1')),
+        Rule("serve_demo(", before="stop_server   # a reader stops the first server (Ctrl-C)"),
+        Rule("--out runs/bard", subs=(("--max-steps 300", "--max-steps 5"),)),
+        Rule("[pro]", write="plans.toml",
+             after="shoestring keys create --project p --plan pro --plans plans.toml > /dev/null"),
+        Rule('client = OpenAI(base_url=',
+             prelude="import os\nKEY = os.environ['KEY']",
+             subs=(("max_tokens=48", "max_tokens=8"),),
+             expect=("completion_tokens",)),
+        Rule('"stream": true}', subs=(('"max_tokens": 32', '"max_tokens": 8'),),
+             expect=("data: [DONE]",)),
+    ]),
+    "docs/transformers.md": DocPlan(
+        setup=TINY_LM.format(out="runs/shakespeare"),
+        rules=[
+            Rule('n_kv_head = 2\nn_embd = 128', write="llama.toml",
+                 after="shoestring plan llama.toml > /dev/null"),
+            Rule("logits, loss = model(x, y)",
+                 prelude="import torch\nx = torch.randint(0, 65, (2, 64))\ny = x.clone()"),
+            Rule("fpt = flops_per_token(config)",
+                 prelude="from shoestring.models.gpt import GPTConfig\n"
+                         "config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, "
+                         "vocab_size=65)\ntokens_per_second, peak_flops = 1e4, 174e9"),
+            Rule("save_tokenizer(data.tokenizer",
+                 prelude="from pathlib import Path\nrun_dir = Path('tok-run')\n"
+                         "run_dir.mkdir(exist_ok=True)"),
+            Rule('shoestring generate runs/shakespeare',
+                 subs=(("--max-new-tokens 200", "--max-new-tokens 20"),)),
+            Rule("generate_text(", prelude=GPT_FRAGMENT + "idx = torch.zeros((1, 1), dtype=torch.long)",
+                 subs=(("max_new_tokens=200", "max_new_tokens=20"),
+                       ("max_new_tokens=50", "max_new_tokens=5"))),
+            Rule("cache = KVCache(", prelude=GPT_FRAGMENT
+                 + "prompt_ids = torch.randint(0, 65, (1, 5))\n"
+                 + "next_ids = torch.randint(0, 65, (2, 1))"),
+        ]),
+}
