@@ -167,7 +167,8 @@ def shell_of(block: Block, rule: Rule | None) -> str:
     if rule.skip:
         return f"# {block.id} not run here: {rule.skip}\n"
     # a blank line first: the previous example may end its output without a newline
-    marker = f"printf '\\n### %s\\n' '{block.id}'\n"
+    # (and the seconds since the script started, on stderr: where the time goes)
+    marker = f"printf '\\n### %s\\n' '{block.id}'; echo \"{block.id} at $SECONDS s\" >&2\n"
     before = rule.before + "\n" if rule.before else ""
     after = rule.after + "\n" if rule.after else ""
     if kind == "toml":

@@ -116,6 +116,8 @@ def test_documented_examples_run(doc, tmp_path):
     env.pop("SHOESTRING_PRICE_PER_HOUR", None)
     proc = subprocess.run(["bash", "examples.sh"], cwd=folder, env=env, text=True,
                           capture_output=True, timeout=900)
+    (folder / "timing.txt").write_text("\n".join(
+        ln for ln in proc.stderr.splitlines() if " at " in ln and ln.endswith(" s")))
     sections = _sections(proc.stdout)
     failed = next(reversed(sections), "setup") if sections else "setup"
     assert proc.returncode == 0, (
