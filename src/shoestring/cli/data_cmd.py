@@ -127,7 +127,7 @@ def leakage_command() -> click.Command:
 
 
 def _print_leakage(c: CliContext, r: dict) -> None:
-    from rich.table import Table
+    from shoestring.cli.views import print_leakage_examples
 
     leak = r["test_in_train"]
     c.out.print(f"{leak['total']:,} of {r['test_records']:,} test records "
@@ -135,12 +135,7 @@ def _print_leakage(c: CliContext, r: dict) -> None:
                 f"{leak['near']:,} near ({r['train_records']:,} train records, "
                 f"{r['elapsed_seconds']:.1f} s)", highlight=False)
     if r["examples"]:
-        t = Table(title="examples")
-        for col in ("kind", "test", "train", "similarity"):
-            t.add_column(col)
-        for e in r["examples"]:
-            t.add_row(e["kind"], e["test"], e["train"], f"{e['similarity']:.3f}")
-        c.out.print(t)
+        print_leakage_examples(c.out, r["examples"])
 
 
 def register(group: click.Group) -> None:

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from shoestring.cli.command import Command, Group
 from shoestring.cli.context import cli_context
@@ -59,12 +58,9 @@ def eval_cmd(ctx, run_dir, data, split, label, text_field, old_target, old_label
     if as_json:
         c.out.print_json(json.dumps(result))
         return
-    table = Table(title=f"eval {run_dir}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in result.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    c.out.print(table)
+    from shoestring.cli.views import print_metrics
+
+    print_metrics(c.out, f"eval {run_dir}", result)
 
 
 @cli.command("runs", cls=Command)
@@ -82,16 +78,11 @@ def runs_cmd(ctx, limit, status, as_json) -> None:
     if as_json:
         c.out.print_json(json.dumps(rows))
         return
-    table = Table(title=f"runs ({c.db_url()})")
-    for col in ("name", "status", "model", "data", "started", "wall s", "$", "metric"):
-        table.add_column(col, justify="right" if col in ("wall s", "$") else "left")
-    for r in rows:
-        metric = next((f"{k}={r[k]:.4f}" for k in ("test_accuracy", "test_mse", "val_loss")
-                       if r.get(k) is not None), "")
-        table.add_row(r["name"], r["status"], r["model"], r["data"], r["started_at"],
-                      f"{r['wall_seconds']:.2f}", f"{r['cost_usd']:.4f}", metric)
-    c.out.print(table)
-    if not rows:
+    if rows:
+        from shoestring.cli.views import print_runs
+
+        print_runs(c.out, rows, title=f"runs ({c.db_url()})")
+    else:
         c.out.print("No runs yet: try 'shoestring quickstart'.")
 
 
@@ -112,13 +103,9 @@ def quickstart_cmd(ctx, out, lm_steps) -> None:
         result = quickstart(out, ledger=ledger, reporter=RichReporter(c.out), lm_steps=lm_steps)
     finally:
         ledger.close()
-    table = Table(title="Shoestring quickstart")
-    for col in ("stage", "what", "result", "seconds", "cost $", "files"):
-        table.add_column(col)
-    for s in result["stages"]:
-        table.add_row(s["stage"], s["what"], s["result"], f"{s['seconds']:.2f}",
-                      f"{s['cost_usd']:.4f}", s["where"])
-    c.out.print(table)
+    from shoestring.cli.views import print_quickstart
+
+    print_quickstart(c.out, result["stages"])
     c.out.print(f"Done in {result['total_seconds']:.1f} s. Ledger: {c.db_url()} "
                 "(see 'shoestring runs').")
 

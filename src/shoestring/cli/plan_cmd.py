@@ -7,11 +7,12 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
+from rich.console import Console
 
 from shoestring.cli.command import Command
 from shoestring.cli.context import CliContext, cli_context
 from shoestring.cli.flags import Renamed, config_flags
+from shoestring.cli.layout import Column, print_table
 from shoestring.plan.config import CHECKPOINTING_0_1
 
 HELP = """Plan a training, fine-tuning or serving job: does it fit, where, how long, what cost.
@@ -90,39 +91,10 @@ def _render(c: CliContext, r: dict[str, Any], top: int) -> None:
         c.out.print(("[green]" if v["fits"] else "[red]") + escape(v["line"][0].upper()
                     + v["line"][1:]) + "[/]", highlight=False)
     serve = w["kind"] == "serve"
-    table = Table(title="Options ranked by cost to finish (best count per device and cloud; "
-                  "within 2% of each other, the faster first)"
-                  + ("; on-demand before spot for an endpoint" if serve else ""),
-                  caption="strategy: precision, lora/qlora, micro-batch×accumulation, TPn "
-                  "tensor parallel, DDP or Zn (ZeRO stage n), ckpt (activation checkpointing)")
-    cols = ["#", "hardware", "cloud", "n", "spot", "strategy", "time", "cost $", "GiB/dev"]
-    if serve:
-        cols += ["first token", "per token", "req/s"]
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("hardware", "cloud", "spot", "strategy")
-                         else "right")
-    seen: set[tuple] = set()
-    shown = 0
-    for o in r["options"]:
-        key = (o["hardware"], o["cloud"], o["spot"])
-        if not o["fits"] or key in seen:
-            continue
-        seen.add(key)
-        shown += 1
-        mem = o["memory_per_device"]["total"] if o["memory_per_device"] else None
-        row = [str(shown), o["hardware"], o["cloud"], str(o["gpus"]), "yes" if o["spot"] else "",
-               _strategy(o["strategy"]), _hours(o["hours"]), f"{o['cost_usd']:,.2f}", _gib(mem)]
-        if serve:
-            lat = o.get("latency") or {}
-            row += [_seconds(lat.get("time_to_first_token_s")),
-                    _seconds(lat.get("time_per_output_token_s")),
-                    f"{lat.get('requests_per_s', 0):,.2f}"]
-        table.add_row(*row)
-        if shown >= top:
-            break
-    if shown:
-        c.out.print(table)
-        _render_front(c, r.get("pareto_front", []), top)
+    rows = _option_rows(r["options"], top, serve)
+    if rows:
+        _print_options(c.out, rows, serve)
+        _print_front(c.out, r.get("pareto_front", []), top)
     else:
         reasons = sorted({o["reason"] for o in r["options"] if o["reason"]})
         c.out.print("[bold red]Nothing fits.[/] " + "; ".join(reasons[:3]), highlight=False)
@@ -154,23 +126,63 @@ def _seconds(s: float | None) -> str:
     return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.1f} s"
 
 
-def _render_front(c: CliContext, front: list[dict[str, Any]], top: int) -> None:
+def _option_rows(options: list[dict[str, Any]], top: int, serve: bool) -> list[list[str]]:
+    """The ``top`` options that fit, the best of each (hardware, cloud, spot), in order."""
+    seen: set[tuple] = set()
+    rows: list[list[str]] = []
+    for o in options:
+        key = (o["hardware"], o["cloud"], o["spot"])
+        if not o["fits"] or key in seen:
+            continue
+        seen.add(key)
+        mem = o["memory_per_device"]["total"] if o["memory_per_device"] else None
+        row = [str(len(rows) + 1), o["hardware"], o["cloud"], str(o["gpus"]),
+               "yes" if o["spot"] else "", _strategy(o["strategy"]), _hours(o["hours"]),
+               f"{o['cost_usd']:,.2f}", _gib(mem)]
+        if serve:
+            lat = o.get("latency") or {}
+            row += [_seconds(lat.get("time_to_first_token_s")),
+                    _seconds(lat.get("time_per_output_token_s")),
+                    f"{lat.get('requests_per_s', 0):,.2f}"]
+        rows.append(row)
+        if len(rows) >= top:
+            break
+    return rows
+
+
+def _print_options(console: Console, rows: list[list[str]], serve: bool) -> None:
+    """The ranked options: a table when it fits the console, else one block per option."""
+    value = dict(justify="right", wrap=False)
+    columns = [Column("#", **value), Column("hardware", wrap=False), Column("cloud"),
+               Column("n", **value), Column("spot"), Column("strategy"), Column("time", **value),
+               Column("cost $", **value), Column("GiB/dev", **value)]
+    if serve:
+        columns += [Column("first token", **value), Column("per token", **value),
+                    Column("req/s", **value)]
+    print_table(console, "Options ranked by cost to finish (best count per device and cloud; "
+                "within 2% of each other, the faster first)"
+                + ("; on-demand before spot for an endpoint" if serve else ""), columns, rows,
+                caption="strategy: precision, lora/qlora, micro-batch×accumulation, TPn "
+                "tensor parallel, DDP or Zn (ZeRO stage n), ckpt (activation checkpointing)",
+                heading=(0, 1))
+
+
+def _print_front(console: Console, front: list[dict[str, Any]], top: int) -> None:
     """The time–cost Pareto front, cheapest first: each row is faster than the one above."""
     if len(front) < 2:
         return
-    table = Table(title="Time–cost Pareto front (no option is both faster and cheaper)")
-    for col in ("hardware", "cloud", "n", "spot", "time", "cost $"):
-        table.add_column(col, justify="right" if col in ("n", "time", "cost $") else "left")
+    value = dict(justify="right", wrap=False)
+    columns = [Column("hardware", wrap=False), Column("cloud"), Column("n", **value),
+               Column("spot"), Column("time", **value), Column("cost $", **value)]
     rows = front[::-1]
     if len(rows) > top:  # keep both ends and an even spread between them
         step = (len(rows) - 1) / (top - 1)
         rows = [rows[round(i * step)] for i in range(top)]
-    for o in rows:
-        table.add_row(o["hardware"], o["cloud"], str(o["gpus"]), "yes" if o["spot"] else "",
-                      _hours(o["hours"]), f"{o['cost_usd']:,.2f}")
-    if len(front) > top:
-        table.caption = f"{top} of {len(front)} options on the front (all of them: --json)"
-    c.out.print(table)
+    print_table(console, "Time–cost Pareto front (no option is both faster and cheaper)",
+                columns, [[o["hardware"], o["cloud"], str(o["gpus"]), "yes" if o["spot"] else "",
+                           _hours(o["hours"]), f"{o['cost_usd']:,.2f}"] for o in rows],
+                caption=f"{top} of {len(front)} options on the front (all of them: --json)"
+                if len(front) > top else None)
 
 
 def _render_largest(c: CliContext, rows: list[dict[str, Any]], w: dict[str, Any]) -> None:
@@ -178,32 +190,32 @@ def _render_largest(c: CliContext, rows: list[dict[str, Any]], w: dict[str, Any]
         return
     what = rows[0]["what"]
     at = f"seq {w['seq_len']}" if what == "micro-batch" else "micro-batch as given (else 1)"
-    table = Table(title=f"Largest {what} that fits on one device ({at})")
-    for col in ("hardware", what, "GiB", "tokens/s", "strategy"):
-        table.add_column(col, justify="left" if col in ("hardware", "strategy") else "right")
+    value = dict(justify="right", wrap=False)
+    columns = [Column("hardware"), Column(what, **value), Column("GiB", **value),
+               Column("tokens/s", **value), Column("strategy")]
+    rows_out = []
     for x in rows:
         tps = x.get("tokens_per_second")
-        table.add_row(x["device"], f"{x['value']:,}" if x["value"] else "does not fit",
-                      _gib(x["memory_bytes"]), f"{tps:,.0f}" if tps else "-",
-                      _strategy(x["strategy"]) if x["strategy"] else "")
-    c.out.print(table)
+        rows_out.append([x["device"], f"{x['value']:,}" if x["value"] else "does not fit",
+                         _gib(x["memory_bytes"]), f"{tps:,.0f}" if tps else "-",
+                         _strategy(x["strategy"]) if x["strategy"] else ""])
+    print_table(c.out, f"Largest {what} that fits on one device ({at})", columns, rows_out)
 
 
 def _render_trace(c: CliContext, t: dict[str, Any]) -> None:
     s = t["setup"]
-    table = Table(title=f"Trace (fake tensors) vs analytic: one {s['mode']} step, micro-batch "
-                        f"{s['micro_batch']}, seq {s['seq_len']}, {s['precision']}, "
-                        f"{s['finetune']}, checkpointing {s['checkpointing']}")
-    for col in ("", "analytic", "trace", "error"):
-        table.add_column(col, justify="right")
-    table.add_row("FLOPs", f"{t['analytic_flops']:.4g}", f"{t['trace_flops']:.4g}",
-                  f"{t['flops_error']:+.2%}")
-    table.add_row("peak GiB", _gib(t["analytic_peak_bytes"]), _gib(t["trace_peak_bytes"]),
-                  f"{t['memory_error']:+.2%}")
-    for k, v in t["trace"]["peak_by_category"].items():
-        if v:
-            table.add_row(f"  trace {k}", "", _gib(v), "")
-    c.out.print(table)
+    value = dict(justify="right", wrap=False)
+    rows = [["FLOPs", f"{t['analytic_flops']:.4g}", f"{t['trace_flops']:.4g}",
+             f"{t['flops_error']:+.2%}"],
+            ["peak GiB", _gib(t["analytic_peak_bytes"]), _gib(t["trace_peak_bytes"]),
+             f"{t['memory_error']:+.2%}"]]
+    rows += [[f"trace {k}", "", _gib(v), ""]
+             for k, v in t["trace"]["peak_by_category"].items() if v]
+    print_table(c.out, f"Trace (fake tensors) vs analytic: one {s['mode']} step, micro-batch "
+                f"{s['micro_batch']}, seq {s['seq_len']}, {s['precision']}, "
+                f"{s['finetune']}, checkpointing {s['checkpointing']}",
+                [Column("", "right"), Column("analytic", **value), Column("trace", **value),
+                 Column("error", **value)], rows)
     c.out.print(f"[dim]Trace took {t['trace']['seconds']:.1f} s (no real memory allocated)[/]")
 
 

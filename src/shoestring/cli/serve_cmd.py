@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from shoestring.cli.command import Command, Group
 from shoestring.cli.context import CliContext, cli_context
@@ -132,14 +131,9 @@ def keys_list(ctx, project, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    table = Table(title="API keys")
-    for col in ("id", "prefix", "project", "plan", "quota", "created", "state"):
-        table.add_column(col)
-    for k in rows:
-        table.add_row(k["id"], k["prefix"] + "…", k["project"], k["plan"],
-                      str(k["monthly_quota_units"] or "plan"), k["created_at"],
-                      "active" if k["active"] else f"revoked {k['revoked_at']}")
-    c.out.print(table)
+    from shoestring.cli.views import print_keys
+
+    print_keys(c.out, rows)
 
 
 @keys_group.command("revoke", cls=Command)
@@ -207,14 +201,9 @@ def usage_cmd(ctx, project, month, as_json) -> None:
     if as_json:
         click.echo(json.dumps(s))
         return
-    table = Table(title=f"usage of {project} in {s['month']}")
-    for col in ("key", "requests", "units", "cost $"):
-        table.add_column(col, justify="left" if col == "key" else "right")
-    for k in s["keys"]:
-        table.add_row(f"{k['prefix']}… ({k['key_id']})", str(k["requests"]), str(k["units"]),
-                      f"{k['cost_usd']:.4f}")
-    table.add_row("total", str(s["requests"]), str(s["units"]), f"{s['cost_usd']:.4f}")
-    c.out.print(table)
+    from shoestring.cli.views import print_usage
+
+    print_usage(c.out, project, s)
 
 
 @click.command("usage-export", cls=Command)
@@ -292,14 +281,9 @@ def invoice_cmd(ctx, project, month, as_json) -> None:
     if as_json:
         click.echo(json.dumps(inv))
         return
-    table = Table(title=f"Invoice: {project}, {inv['month']}")
-    for col in ("plan", "model", "requests", "units", "$ / 1000 units", "amount $"):
-        table.add_column(col, justify="left" if col in ("plan", "model") else "right")
-    for ln in inv["lines"]:
-        table.add_row(ln["plan"], ln["model"], str(ln["requests"]), str(ln["units"]),
-                      f"{ln['price_per_1000_units_usd']:.4f}", f"{ln['amount_usd']:.4f}")
-    table.add_row("total", "", "", "", "", f"{inv['total_usd']:.4f}")
-    c.out.print(table)
+    from shoestring.cli.views import print_invoice
+
+    print_invoice(c.out, project, inv)
 
 
 # -- licenses ---------------------------------------------------------------------------------

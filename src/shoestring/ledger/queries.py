@@ -23,8 +23,9 @@ def list_runs(db_url: str, limit: int = 50, status: str | None = None) -> list[d
             "started_at": r.started_at, "finished_at": r.finished_at,
             "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd,
             "cost_nano_usd": r.cost_nano_usd, "out_dir": r.out_dir,
-            "test_accuracy": r.metrics.get("test_accuracy"), "test_mse": r.metrics.get("test_mse"),
-            "val_loss": r.metrics.get("val_loss"), "error": r.error,
+            **{k: r.metrics.get(k) for k in ("test_accuracy", "test_mse", "val_accuracy",
+                                             "val_mse", "val_loss")},
+            "error": r.error,
         } for r in rows]
     finally:
         ledger.close()

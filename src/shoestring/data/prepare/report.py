@@ -116,7 +116,11 @@ def load_report(directory: Path) -> dict:
 
 
 def render_report(report: dict) -> list[RenderableType]:
-    """Rich tables summarising a report (the CLI prints them; plain text off a terminal)."""
+    """Rich tables summarising a report (the CLI prints them; plain text off a terminal).
+
+    Cells fold rather than end in an ellipsis: on a narrow terminal a long
+    label or value goes on onto the next line instead of being cut.
+    """
     from rich.table import Table
 
     head = Table(title=f"data prepare: {report['source']} ({report['kind']})",
@@ -161,4 +165,7 @@ def render_report(report: dict) -> list[RenderableType]:
         for k, v in report["pii"].items():
             t.add_row(k, f"{v:,}")
         out.append(t)
+    for table in out:
+        for column in table.columns:
+            column.overflow = "fold"
     return out
