@@ -5,7 +5,10 @@ The layout is BERT's (Devlin et al. 2019, arXiv:1810.04805; the Hugging Face
 post-norm layers (``norm(x + attn(x))``, ``norm(x + ffn(x))``) with exact GELU,
 and a pooler (``tanh(W·h[CLS])``) that feeds the classifier. With
 ``num_classes=0`` the model ends at the pooler, and bert-base counts exactly
-109,482,240 parameters.
+109,482,240 parameters. With ``mlm=True`` it is BERT's masked-language model
+instead (``BertForMaskedLM``): no pooler, and a head that predicts every
+position's token (dense → GELU → LayerNorm → the word embeddings, transposed,
+plus a bias).
 
 >>> cfg = EncoderConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=30,
 ...                     intermediate_size=32, num_classes=3)
@@ -39,6 +42,8 @@ class EncoderConfig:
         intermediate_size: feed-forward width (BERT: 4·n_embd).
         type_vocab_size: segment (token-type) embeddings; BERT uses 2.
         num_classes: classifier outputs; 0 ends the model at the pooler.
+        mlm: a masked-language-model head instead of pooler and classifier
+            (``num_classes`` must then be 0).
         dropout: dropout on embeddings, attention and sub-layer outputs.
         norm_eps: LayerNorm epsilon (BERT: 1e-12).
         pad_id: token id that marks padding; when set and no ``attention_mask``
@@ -56,6 +61,7 @@ class EncoderConfig:
     dropout: float = 0.1
     norm_eps: float = 1e-12
     pad_id: int | None = None
+    mlm: bool = False
 
     def __post_init__(self) -> None:
         problems = [f"{n} must be at least 1, got {getattr(self, n)}"
@@ -70,6 +76,9 @@ class EncoderConfig:
                             f"({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.mlm and self.num_classes:
+            problems.append(f"an mlm encoder predicts tokens, so num_classes must be 0, "
+                            f"got {self.num_classes}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             problems.append(f"pad_id {self.pad_id} is outside the vocabulary "
                             f"(0..{self.vocab_size - 1})")
@@ -107,6 +116,20 @@ class EncoderLayer(nn.Module):
         return self.ffn_norm(x + self.drop(h))
 
 
+class MLMHead(nn.Module):
+    """BERT's ``BertLMPredictionHead``: ``LayerNorm(gelu(W·h))`` scored against the word
+    embeddings (tied, as in BERT), plus a per-token bias."""
+
+    def __init__(self, c: EncoderConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(c.n_embd, c.n_embd)
+        self.norm = nn.LayerNorm(c.n_embd, eps=c.norm_eps)
+        self.bias = nn.Parameter(torch.zeros(c.vocab_size))
+
+    def forward(self, x: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(x))), embeddings, self.bias)
+
+
 class Encoder(nn.Module):
     """``forward(idx, targets=None, attention_mask=None)`` → ``(logits, loss)``.
 
@@ -114,6 +137,8 @@ class Encoder(nn.Module):
     ``num_classes`` is 0). ``attention_mask`` is ``[B, T]``, true (or 1) where a
     token is real. Position 0 is pooled, so inputs should start with a
     classification token, as :mod:`shoestring.data.text_jsonl` writes them.
+    An ``mlm`` encoder returns ``[B, T, vocab_size]`` logits, and its loss is the
+    cross-entropy over positions whose target is not ``-1`` (the masked ones).
     """
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -125,8 +150,9 @@ class Encoder(nn.Module):
         self.embed_norm = nn.LayerNorm(c.n_embd, eps=c.norm_eps)
         self.drop = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_layer))
-        self.pooler = nn.Linear(c.n_embd, c.n_embd)
+        self.pooler = None if c.mlm else nn.Linear(c.n_embd, c.n_embd)
         self.classifier = nn.Linear(c.n_embd, c.num_classes) if c.num_classes else None
+        self.mlm_head = MLMHead(c) if c.mlm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -138,6 +164,8 @@ class Encoder(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm):
                 m.reset_parameters()
+        if self.mlm_head is not None:
+            nn.init.zeros_(self.mlm_head.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -163,6 +191,14 @@ class Encoder(nn.Module):
         mask = attention_mask.bool()[:, None, None, :] if attention_mask is not None else None
         for layer in self.layers:
             x = layer(x, mask)
+        if self.mlm_head is not None:
+            logits = self.mlm_head(x, self.word_embeddings.weight)
+            loss = None
+            if targets is not None:
+                # float32: the log-sum-exp over the vocabulary (as in GPT.forward).
+                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                       targets.reshape(-1), ignore_index=-1)
+            return logits, loss
         pooled = torch.tanh(self.pooler(x[:, 0]))
         if self.classifier is None:
             if targets is not None:

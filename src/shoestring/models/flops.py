@@ -30,8 +30,9 @@ def matmul_params(config: GPTConfig | EncoderConfig) -> int:
             n = model.num_params(non_embedding=True)
             return n if config.tie_embeddings else n - model.wte.weight.numel()
         model = Encoder(config)
-        lookups = (model.word_embeddings, model.position_embeddings,
-                   model.token_type_embeddings)
+        lookups = (model.position_embeddings, model.token_type_embeddings)
+        if not config.mlm:  # an MLM head scores against the word embeddings: a matmul
+            lookups += (model.word_embeddings,)
         return model.num_params() - sum(e.weight.numel() for e in lookups)
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from shoestring.errors import ConfigError, ShoestringError
-from shoestring.models.layers import Block, make_norm, rope_tables
+from shoestring.models.layers import Block, make_norm, rope_scaling_problems, rope_tables
 
 if TYPE_CHECKING:
     from shoestring.models.kv_cache import CacheStep
@@ -56,6 +56,12 @@ class GPTConfig:
             for SwiGLU).
         pos: ``"learned"`` position embeddings or ``"rope"``.
         rope_theta: RoPE base frequency (10,000 in RoFormer; 500,000 in Llama 3).
+        rope_scaling: long-context RoPE scaling, Hugging Face's keys: ``{"rope_type":
+            "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}`` (Llama 3.1) or ``{"rope_type":
+            "linear", "factor": 2.0}`` (``None``: unscaled).
+        sliding_window: each token attends to at most this many tokens, itself included
+            (Mistral; ``None``: the whole causal context).
         tie_embeddings: share the token embedding with the output head.
         norm_eps: epsilon of the norms.
     """
@@ -75,6 +81,8 @@ class GPTConfig:
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
+    rope_scaling: dict | None = None
+    sliding_window: int | None = None
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -105,6 +113,11 @@ class GPTConfig:
             out.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.intermediate_size is not None and self.intermediate_size < 1:
             out.append(f"intermediate_size must be at least 1, got {self.intermediate_size}")
+        if self.rope_scaling is not None and self.pos != "rope":
+            out.append("rope_scaling needs pos='rope'")
+        out += rope_scaling_problems(self.rope_scaling)
+        if self.sliding_window is not None and self.sliding_window < 1:
+            out.append(f"sliding_window must be at least 1, got {self.sliding_window}")
         return out
 
     @property
@@ -177,7 +190,7 @@ class GPT(nn.Module):
                 m.reset_parameters()
         if c.pos == "rope":
             device = self.wte.weight.device
-            cos, sin = rope_tables(c.head_dim, c.block_size, c.rope_theta)
+            cos, sin = rope_tables(c.head_dim, c.block_size, c.rope_theta, c.rope_scaling)
             self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
