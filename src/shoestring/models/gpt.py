@@ -168,6 +168,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", torch.empty(0), persistent=False)
             self.register_buffer("rope_sin", torch.empty(0), persistent=False)
         self.activation_checkpointing = False
+        self.loss_chunks = 1
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -197,6 +198,14 @@ class GPT(nn.Module):
         """Recompute each block's activations in backward (saves memory, costs ~1/3 more compute)."""
         self.activation_checkpointing = bool(enabled)
 
+    def set_loss_chunks(self, chunks: int) -> None:
+        """Score the loss in ``chunks`` pieces that never hold the full logits
+        (:mod:`shoestring.models.chunked_loss`); ``forward`` then returns no logits when
+        given targets. 1 is the plain loss."""
+        if chunks < 1:
+            raise ValueError(f"loss chunks must be at least 1, got {chunks}")
+        self.loss_chunks = int(chunks)
+
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters (each shared tensor once); ``non_embedding`` drops position embeddings.
 
@@ -217,11 +226,14 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 last_only: bool = False, cache: CacheStep | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``last_only`` computes logits of the last position only (generation's need).
 
         With ``cache`` (a :class:`~shoestring.models.kv_cache.CacheStep`), ``idx`` holds
         only the new tokens of each cached sequence: incremental decoding, no targets.
+
+        With :meth:`set_loss_chunks` above 1 and ``targets``, the logits are never
+        materialised: the result is ``(None, loss)``.
         """
         c = self.config
         t = idx.shape[1]
@@ -246,6 +258,11 @@ class GPT(nn.Module):
         if last_only and targets is not None:
             raise ValueError("last_only drops the positions that targets score")
         x = self.ln_f(x[:, -1:] if last_only else x)
+        if targets is not None and self.loss_chunks > 1:
+            from shoestring.models.chunked_loss import chunked_cross_entropy
+
+            head = self.lm_head.weight if self.lm_head is not None else self.wte.weight
+            return None, chunked_cross_entropy(x, head, targets, self.loss_chunks)
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
         loss = None
         if targets is not None:
