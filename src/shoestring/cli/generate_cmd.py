@@ -35,7 +35,12 @@ from shoestring.cli.context import cli_context
 def generate_command(ctx: click.Context, run_dir: Path, prompt: str, max_new_tokens: int,
                      temperature: float, top_k: int, top_p: float | None,
                      stop: tuple[str, ...], seed: int, as_json: bool) -> None:
-    """Continue PROMPT with the GPT language model of run folder RUN_DIR."""
+    """Continue PROMPT with the GPT language model of run folder RUN_DIR.
+
+    RUN_DIR may also be a Hugging Face checkpoint folder (GPT-2, Llama or Mistral:
+    config.json, model.safetensors and tokenizer.json). --temperature 0 decodes
+    greedily, the same tokens as transformers' generate(do_sample=False).
+    """
     from shoestring.models.generate import generate_text
 
     c = cli_context(ctx)

@@ -28,7 +28,8 @@ def cli() -> None:
 
 @cli.command("eval", cls=Command)
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", default=None, help="Data source (default: the run's).")
+@click.option("--data", default=None, help="Data source (default: the run's; text:PATH for a "
+              "language model).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="Which split to score: test (for a language model: the held-out end of its "
               "corpus) or train.")
@@ -42,7 +43,8 @@ def cli() -> None:
 @click.pass_context
 def eval_cmd(ctx, run_dir, data, split, label, text_field, old_target, old_label_field,
              as_json) -> None:
-    """Score a trained run on its held-out split (or on other data).
+    """Score a trained run (or a Hugging Face checkpoint folder) on its held-out split
+    (or on other data).
 
     Classifiers and regressors report their metric beside the baseline of a
     model that ignores its inputs; language models report loss and perplexity.
@@ -111,7 +113,7 @@ def quickstart_cmd(ctx, out, lm_steps) -> None:
 
 
 # Commands contributed by the capabilities; each module has register(group).
-EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress")
+EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export")
 
 
 def build_cli() -> click.Group:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from shoestring.errors import DataError
 from shoestring.types import Dataset
@@ -37,8 +37,9 @@ class SourceOptions:
         tokenizer, bpe_vocab_size, max_length: how JSONL texts become token ids.
         cache_dir: where loaders that decode slowly (IDX) keep decoded arrays
             (:mod:`shoestring.data.array_cache`); ``None`` decodes every time.
-        tokenizer_file: reuse this ``tokenizer.json`` (a run's own, for ``eval``)
-            instead of training a tokenizer on the texts.
+        tokenizer_file, layout: read JSONL texts with this saved tokenizer and id
+            layout (a run's own for ``eval``, or a pretrained checkpoint's) instead of
+            training a tokenizer on the texts.
     """
 
     label: str | None = None
@@ -52,6 +53,7 @@ class SourceOptions:
     max_length: int | None = None
     cache_dir: Path | None = None
     tokenizer_file: Path | None = None
+    layout: Any = None  # shoestring.models.card.TextLayout
 
 
 Loader = Callable[[str, SourceOptions], Dataset]

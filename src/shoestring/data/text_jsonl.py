@@ -107,14 +107,18 @@ def load_jsonl_dataset(arg: str, options: SourceOptions) -> TextClassificationDa
         raise DataError(f"'{path}' has a single class {names[0]!r} in field {label_field!r}",
                         hint="classification needs at least two different labels")
     train_idx, test_idx = stratified_holdout(y, options.test_fraction, options.seed)
-    # BPE merges learn from the training split only; a char vocabulary takes
-    # every text's characters, or a test text could hold an unreadable one.
-    fit_on = texts if kind == "char" else [texts[i] for i in train_idx]
-    given = getattr(options, "tokenizer_file", None)  # a run's own (eval): same ids
-    tokenizer = load_tokenizer(given) if given else \
-        train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
-    x, truncated = encode_texts(tokenizer, texts, max_length)
+    given = getattr(options, "tokenizer_file", None)
+    layout = getattr(options, "layout", None)
+    if given is not None:  # a run's or a pretrained checkpoint's own tokenizer: same ids
+        tokenizer = load_tokenizer(given)
+    else:
+        # BPE merges learn from the training split only; a char vocabulary takes
+        # every text's characters, or a test text could hold an unreadable one.
+        fit_on = texts if kind == "char" else [texts[i] for i in train_idx]
+        tokenizer = train_tokenizer(kind, fit_on, getattr(options, "bpe_vocab_size", None))
+    x, truncated = encode_texts(tokenizer, texts, max_length, layout)
     labels_t = torch.from_numpy(y)
+    plain = layout is not None and layout.kind == "plain"
 
     def pick(idx: np.ndarray) -> TensorDataset:
         rows = torch.from_numpy(idx)
@@ -123,5 +127,6 @@ def load_jsonl_dataset(arg: str, options: SourceOptions) -> TextClassificationDa
     return TextClassificationDataset(
         name=f"jsonl:{path.name}", task=Task.classification, train=pick(train_idx),
         test=pick(test_idx), input_shape=(max_length,), num_outputs=len(names),
-        class_names=names, tokenizer=tokenizer, vocab_size=tokenizer.vocab_size + OFFSET,
-        max_length=max_length, truncated=truncated)
+        class_names=names, tokenizer=tokenizer,
+        vocab_size=tokenizer.vocab_size + (0 if plain else OFFSET),
+        pad_id=layout.pad_id if plain else PAD_ID, max_length=max_length, truncated=truncated)

@@ -146,12 +146,20 @@ def default_run_name(model: str, data: str, now: datetime) -> str:
 
 def _not_a_run(directory: Path) -> ShoestringError:
     return ShoestringError(f"'{directory}' is not a Shoestring run folder (no {CARD})",
-                           hint="pass the --out folder of a finished 'shoestring train'")
+                           hint="pass the --out folder of a finished 'shoestring train', or "
+                           "a Hugging Face checkpoint folder (config.json + model.safetensors)")
 
 
 def read_card(directory: Path) -> ModelCard:
-    """The card of the run folder ``directory`` (either format)."""
+    """The card of the run folder ``directory`` (either format), or of a Hugging Face
+    checkpoint folder (:mod:`shoestring.models.hf.run`)."""
+    from shoestring.models.hf import is_hf_checkpoint
+
     folder = RunFolder(directory)
+    if is_hf_checkpoint(folder.path):
+        from shoestring.models.hf.run import read_hf_card
+
+        return read_hf_card(folder.path)
     if not folder.card.exists():
         raise _not_a_run(folder.path)
     try:
@@ -212,10 +220,19 @@ class LoadedRun:
 
 
 def load_run(directory: Path) -> LoadedRun:
-    """Rebuild the model of a run folder in eval mode: card → module → transforms → weights."""
+    """Rebuild the model of a run folder in eval mode: card → module → transforms → weights.
+
+    A Hugging Face checkpoint folder loads through :mod:`shoestring.models.hf.run`.
+    """
     from safetensors.torch import load_file
 
+    from shoestring.models.hf import is_hf_checkpoint
+
     folder = RunFolder(directory)
+    if is_hf_checkpoint(folder.path):
+        from shoestring.models.hf.run import load_hf_run
+
+        return load_hf_run(folder.path)
     card = read_card(folder.path)
     if not folder.weights.exists():
         raise ShoestringError(f"run folder '{folder.path}' has no {WEIGHTS}",

@@ -37,10 +37,39 @@ def classifier_layout() -> TextLayout:
     return TextLayout(kind="cls-pad", pad_id=PAD_ID, cls_id=CLS_ID, offset=OFFSET)
 
 
+def _encode_plain(tokenizer: Tokenizer, texts: Sequence[str], max_length: int,
+                  pad: int) -> tuple[torch.Tensor, int]:
+    """A pretrained tokenizer's own layout: its special tokens (``[CLS] … [SEP]``), then
+    ``pad``. A long text loses tokens from its middle, never the special tokens at its
+    ends (as Hugging Face truncation does)."""
+    out = torch.full((len(texts), max_length), pad, dtype=torch.int64)
+    truncated = 0
+    for row, text in enumerate(texts):
+        if hasattr(tokenizer, "encode_with_specials"):
+            ids, special = tokenizer.encode_with_specials(text)
+        else:
+            ids = tokenizer.encode(text)
+            special = [0] * len(ids)
+        if len(ids) > max_length:
+            lead = next((i for i, s in enumerate(special) if not s), len(ids))
+            trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+            keep = max(max_length - lead - trail, 0)
+            ids = ids[:lead + keep] + (ids[len(ids) - trail:] if trail else [])
+            ids, truncated = ids[:max_length], truncated + 1
+        out[row, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    return out, truncated
+
+
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int,
                  layout: TextLayout | None = None) -> tuple[torch.Tensor, int]:
     """``[len(texts), max_length]`` int64 ids in ``layout`` (default: the classifier's),
     and how many texts were cut to fit."""
+    if layout is not None and layout.kind == "plain":
+        if layout.pad_id is None:
+            raise DataError("this tokenizer has no padding token, so texts of different "
+                            "lengths cannot share a batch",
+                            hint="use a checkpoint whose config.json sets pad_token_id")
+        return _encode_plain(tokenizer, texts, max_length, layout.pad_id)
     pad, cls, offset = (PAD_ID, CLS_ID, OFFSET) if layout is None else \
         (layout.pad_id, layout.cls_id, layout.offset)
     if max_length < 2:

@@ -111,7 +111,14 @@ class ByteTokenizer:
 
 
 class BPETokenizer:
-    """Byte-level BPE through Hugging Face ``tokenizers`` (lossless on any text)."""
+    """Byte-level BPE through Hugging Face ``tokenizers`` (lossless on any text); also any
+    other ``tokenizer.json``, such as a pretrained checkpoint's WordPiece or BPE.
+
+    A pretrained tokenizer may add special tokens (BERT's ``[CLS]``/``[SEP]``, Llama's
+    begin-of-text): :meth:`encode` adds them (a prompt, a text to classify);
+    :meth:`encode_array` and :meth:`encode_batch` do not (a corpus read in chunks,
+    which would otherwise get them at every chunk boundary).
+    """
 
     kind = "bpe"
 
@@ -123,13 +130,18 @@ class BPETokenizer:
         return self.hf.get_vocab_size()
 
     def encode_array(self, text: str) -> np.ndarray:
-        return np.asarray(self.hf.encode(text).ids, dtype=np.int64)
+        return np.asarray(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts)]
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text).ids
+
+    def encode_with_specials(self, text: str) -> tuple[list[int], list[int]]:
+        """Ids with the tokenizer's special tokens, and a 0/1 mask marking those."""
+        enc = self.hf.encode(text)
+        return enc.ids, enc.special_tokens_mask
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode(list(ids))

@@ -9,8 +9,10 @@ name and shape has been checked. Pickled weights (``pytorch_model.bin``) are
 refused: loading them can run arbitrary code.
 
 >>> from pathlib import Path
->>> is_hf_checkpoint(Path("/nonexistent"))
-False
+>>> inspect_checkpoint(Path("/nonexistent"))
+Traceback (most recent call last):
+...
+shoestring.errors.ShoestringError: '/nonexistent' is not a Hugging Face checkpoint: no such folder
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
+from shoestring.models.hf import CONFIG, is_hf_checkpoint
 from shoestring.models.hf.convert import find_prefix, to_hf, to_shoestring
 from shoestring.models.hf.families import (
     Imported,
@@ -34,25 +37,17 @@ from shoestring.models.hf.families import (
     family_of_model_type,
 )
 
-CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 TOKENIZER = "tokenizer.json"
 # Side files a checkpoint may carry that export copies from the model's origin.
 SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
-RUN_CARD = "model.json"  # a Shoestring run folder, which is not a Hugging Face checkpoint
 # transformers' save_pretrained default shard size (5 GB).
 DEFAULT_SHARD_BYTES = 5 * 10**9
 # Token ids export carries over from the checkpoint a model was imported from.
 TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def is_hf_checkpoint(path: Path) -> bool:
-    """A folder with ``config.json`` and no Shoestring card (which wins when both exist)."""
-    path = Path(path)
-    return path.is_dir() and (path / CONFIG).is_file() and not (path / RUN_CARD).exists()
 
 
 def _not_a_checkpoint(path: Path, why: str) -> ShoestringError:
@@ -219,13 +214,15 @@ def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, 
 
 def export_checkpoint(state: dict[str, torch.Tensor], architecture: dict[str, Any], out: Path,
                       *, class_names: list[str] | None = None, tokenizer_json: str | None = None,
-                      origin: Path | None = None, dtype: str = "float32",
+                      tokenizer_config: dict | None = None, origin: Path | None = None,
+                      dtype: str = "float32",
                       max_shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False
                       ) -> list[Path]:
     """Write a Shoestring model as a Hugging Face checkpoint folder ``out``; return its files.
 
     ``origin`` is the checkpoint the model was imported from, if any: its token
-    ids and tokenizer side files are carried over. The folder appears whole or
+    ids and tokenizer side files are carried over; otherwise ``tokenizer_config``
+    is written as ``tokenizer_config.json`` beside ``tokenizer_json``. The folder appears whole or
     not at all (it is written beside ``out`` and renamed into place).
     """
     if dtype not in DTYPES:
@@ -253,6 +250,10 @@ def export_checkpoint(state: dict[str, torch.Tensor], architecture: dict[str, An
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_folder(tmp, config, tensors, max_shard_bytes, tokenizer_json, origin)
+        if tokenizer_json is not None and tokenizer_config is not None and \
+                not (tmp / "tokenizer_config.json").exists():
+            atomic_write_bytes(tmp / "tokenizer_config.json",
+                               json.dumps(tokenizer_config, indent=2).encode())
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
