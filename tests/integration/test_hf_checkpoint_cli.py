@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as tf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from click.testing import CliRunner
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from shoestring.cli.main import build_cli
 
