@@ -98,7 +98,7 @@ def test_eval_scores_a_checkpoint_on_a_corpus_like_transformers(checkpoints, tmp
         logits = hf(x).logits
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
                                                  y.reshape(-1)).item()
-    assert got["train_tokens"] == y.numel()
+    assert got["tokens_scored"] == y.numel()
     assert got["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 

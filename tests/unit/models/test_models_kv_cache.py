@@ -23,6 +23,10 @@ SHAPES = {
         "tie_embeddings": False},
     "rope + MHA": {"pos": "rope"},
     "learned + GQA": {"n_kv_head": 2, "n_head": 4},
+    # Shorter than the 16-token sequences: the cache must apply the window too.
+    "mistral (sliding window 5)": {
+        "n_kv_head": 1, "pos": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False,
+        "tie_embeddings": False, "sliding_window": 5},
 }
 
 
