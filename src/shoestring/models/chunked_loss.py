@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):

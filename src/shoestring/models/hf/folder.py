@@ -93,7 +93,7 @@ class ShardSource:
                                       hint="the file is damaged or cut short; restore it") \
                     from None
             self._open[file] = handle
-            for name in handle.keys():
+            for name in handle.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
                 self._where[name] = file
 
     def _files(self) -> list[Path]:
