@@ -17,7 +17,7 @@ backward will follow (training); without gradients it only sums the loss.
 <torch._C.Generator object at ...>
 >>> h, w = torch.randn(10, 8), torch.randn(30, 8)
 >>> t = torch.randint(0, 30, (10,))
->>> full = F.cross_entropy(h @ w.T, t)
+>>> full = torch.nn.functional.cross_entropy(h @ w.T, t)
 >>> bool(torch.allclose(chunked_cross_entropy(h, w, t, chunks=3), full))
 True
 """
