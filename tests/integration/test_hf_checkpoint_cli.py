@@ -107,3 +107,32 @@ def test_generate_on_a_folder_that_is_not_a_checkpoint_says_so(tmp_path):
     r = CliRunner().invoke(build_cli(), ["generate", str(tmp_path), "--prompt", "x"])
     assert r.exit_code != 0
     assert "model_type 't5' is not supported" in r.output and "Hint" in r.output
+
+
+def test_fine_tune_a_checkpoint_with_lora_then_export_it_back(checkpoints, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli()
+    r = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'l.db'}", "train",
+                                 "--init-from", str(checkpoints["llama"]),
+                                 "--data", f"text:{checkpoints['corpus']}", "--finetune", "lora",
+                                 "--lora-targets", "q_proj,v_proj", "--max-steps", "2",
+                                 "--batch-size", "2", "--block-size", "32", "--lr", "0.05",
+                                 "--out", "runs/ft"])
+    assert r.exit_code == 0, r.output
+    assert "warm start from" in r.output and "trainable parameters" in r.output
+    from shoestring.models.run_folder import load_run
+
+    run = load_run(Path("runs/ft"))
+    assert run.card.architecture.params["block_size"] == 64  # the checkpoint's context
+    assert run.card.tokenizer.kind == "hf"
+    r = CliRunner().invoke(cli, ["export", "runs/ft", "--out", "hf/ft"])
+    assert r.exit_code == 0, r.output
+    hf = tf.AutoModelForCausalLM.from_pretrained("hf/ft").eval()
+    x = torch.randint(0, 300, (1, 20))
+    with torch.no_grad():
+        assert (hf(x).logits - run.model(x)[0]).abs().max() < 1e-4
+        before = tf.AutoModelForCausalLM.from_pretrained(checkpoints["llama"]).eval()(x).logits
+    assert (before - hf(x).logits).abs().max() > 1e-4  # the adapters changed the model
+    # The exported folder carries the checkpoint's tokenizer: transformers reads it.
+    assert (Path("hf/ft") / "tokenizer.json").exists()

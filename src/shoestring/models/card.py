@@ -72,12 +72,14 @@ class PreprocessingCard(_Part):
 
 class TextLayout(_Part):
     """How token ids are laid out: ``plain`` (a language model's ids as the tokenizer gives
-    them) or ``cls-pad`` (``[CLS] t+offset … [PAD]…``, a classifier's input)."""
+    them) or ``cls-pad`` (``[CLS] t+offset … [PAD]…``, a classifier's input). A masked
+    language model also has a ``[MASK]`` id (``mask_id``)."""
 
     kind: Literal["plain", "cls-pad"] = "plain"
     pad_id: int | None = None
     cls_id: int | None = None
     offset: int = 0
+    mask_id: int | None = None
 
 
 class TokenizerCard(_Part):

@@ -148,6 +148,7 @@ class LoRALinear(nn.Module):
         if self.bias is not None:
             self.bias.requires_grad_(False)
         self.slices = slices
+        self.quantized = False
         self.roles = [r for r, _ in slices if r in targets]
         self.scale = spec.scale
         self.dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else nn.Identity()
@@ -175,6 +176,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_forward(x)
+        if not self.roles:  # a frozen (QLoRA: 4-bit) layer without adapters
+            return y
         xa = F.linear(self.dropout(x), self._a()) * self.scale
         rank = xa.shape[-1] // len(self.roles)
         pieces, i = [], 0
@@ -187,14 +190,38 @@ class LoRALinear(nn.Module):
         return y + (pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1))
 
     def base_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantized:
+            import bitsandbytes as bnb
+
+            bias = self.bias.to(x.dtype) if self.bias is not None else None
+            return bnb.matmul_4bit(x, self.weight.t(), bias=bias,
+                                   quant_state=self.weight.quant_state)
         return F.linear(x, self.weight, self.bias)
+
+    def quantize_4bit(self) -> None:
+        """Store the frozen weight as 4-bit NF4 with double-quantized block scales (QLoRA,
+        Dettmers et al. 2023, arXiv:2305.14314, section 3), through bitsandbytes."""
+        bnb = bitsandbytes_4bit()
+        w = self.weight.data
+        self.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4",
+                                        compress_statistics=True).to(w.device)
+        self.quantized = True
+
+    def base_weight(self) -> torch.Tensor:
+        """The frozen weight in floating point (dequantized when stored in 4 bits)."""
+        if self.quantized:
+            import bitsandbytes.functional as bf
+
+            return bf.dequantize_4bit(self.weight.data, self.weight.quant_state)
+        return self.weight
 
     def merged(self) -> nn.Linear:
         """A plain Linear with the update folded in: same outputs (up to rounding)."""
+        base = self.base_weight()
         out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=self.weight.device, dtype=self.weight.dtype)
+                        device=base.device, dtype=base.dtype)
         with torch.no_grad():
-            out.weight.copy_(self.weight + self.delta_weight().to(self.weight.dtype))
+            out.weight.copy_(base + self.delta_weight().to(base.dtype))
             if self.bias is not None:
                 out.bias.copy_(self.bias)
         return out
@@ -205,24 +232,52 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(path) if path else model), leaf
 
 
-def add_lora(model: nn.Module, spec: LoRASpec, train_also: Iterable[str] = ()) -> nn.Module:
+def bitsandbytes_4bit():
+    """bitsandbytes, for QLoRA's 4-bit base, or a clear error where it cannot run."""
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise ShoestringError("QLoRA's 4-bit base needs bitsandbytes' NF4 kernels, and "
+                              "bitsandbytes is not installed",
+                              hint="pip install 'shoestring[quant]' (bitsandbytes; CUDA GPUs, "
+                              "and CPUs from bitsandbytes 0.45); or use --finetune lora") \
+            from None
+    return bitsandbytes
+
+
+def add_lora(model: nn.Module, spec: LoRASpec, train_also: Iterable[str] = (),
+             quantize: bool = False) -> nn.Module:
     """Freeze ``model`` and put adapters on the target roles, in place; returns ``model``.
 
     ``train_also`` names parameters (or prefixes such as ``classifier``) that stay
     trainable and are saved with the adapters: a new task head, for instance.
+    ``quantize`` (QLoRA) stores every frozen block projection in 4 bits, adapted or not.
     """
     targets = resolve_targets(model, spec.targets)
+    if quantize:
+        bitsandbytes_4bit()
     for p in model.parameters():
         p.requires_grad_(False)
     for name, slices in fused_roles(model).items():
-        if not any(r in targets for r, _ in slices):
+        if not quantize and not any(r in targets for r, _ in slices):
             continue
         parent, leaf = _parent(model, name)
         base = getattr(parent, leaf)
         if isinstance(base, LoRALinear):
             raise ShoestringError(f"'{name}' already carries LoRA adapters",
                                   hint="merge them first, or train the adapters you have")
-        setattr(parent, leaf, LoRALinear(base, slices, targets, spec))
+        layer = LoRALinear(base, slices, targets, spec)
+        if quantize:
+            try:
+                layer.quantize_4bit()
+            except ShoestringError:
+                raise
+            except Exception as exc:  # bitsandbytes without kernels for this device
+                raise ShoestringError(f"bitsandbytes cannot quantize to 4 bits on "
+                                      f"{base.weight.device}: {exc}",
+                                      hint="QLoRA needs a CUDA GPU (or a CPU build of "
+                                      "bitsandbytes); use --finetune lora here") from None
+        setattr(parent, leaf, layer)
     also = tuple(train_also)
     for name, p in model.named_parameters():
         if any(name == t or name.startswith(t + ".") for t in also):
@@ -255,4 +310,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
         p.requires_grad_(True)
     if hasattr(model, "lora_train_also"):
         del model.lora_train_also
+    for handle in getattr(model, "adapter_state_hooks", ()):  # adapter runs: whole state again
+        handle.remove()
+    model.adapter_state_hooks = []
     return model

@@ -45,6 +45,7 @@ BUILTIN: dict[str, str] = {
     "cast": "shoestring.models.transforms:cast",
     "onnx": "shoestring.models.onnx_module:onnx",
     "prune": "shoestring.models.pruned:prune",
+    "lora": "shoestring.models.adapters:apply_lora_transform",
 }
 
 

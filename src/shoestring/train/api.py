@@ -47,7 +47,14 @@ from shoestring.train.distributed import (
     init_process_group,
     mean_over_ranks,
 )
+from shoestring.train.base_model import Base
 from shoestring.train.engine import LoopIO, LoopOutcome, LoopSettings, run_loop
+from shoestring.train.finetune import (
+    merged_for_saving,
+    recipe_hooks,
+    settled,
+    trainable_note,
+)
 from shoestring.train.hooks import TrainHooks, TrainingParts, augmentation
 from shoestring.train.precision import Precision, read_cpuinfo, resolve_precision
 from shoestring.train.problem import Problem, load_problem
@@ -288,12 +295,14 @@ class _LedgerRow:
 
 
 def _load_problem(ctx: RunContext, config: TrainConfig, source_options: SourceOptions | None,
-                  workspace: Path) -> tuple[Problem, TrainConfig]:
+                  workspace: Path, parent: Parent | None = None
+                  ) -> tuple[Problem, TrainConfig]:
     """The data and architecture (after the recipe), checked against the plan if asked."""
     options = config.data.source_options(config.train.seed, source_options)
     options = replace(options, cache_dir=options.cache_dir or default_array_cache(workspace))
+    start = Base(parent.path, parent.card) if parent is not None else None
     problem, config, recipe_notes = load_problem(config, options, ctx.device, workspace,
-                                                 ctx.info)
+                                                 ctx.info, start)
     for note in problem.notes + recipe_notes + list(ctx.hooks.notes):
         ctx.reporter.log(note)
     if config.train.plan_first:
@@ -326,11 +335,19 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
            source_options: SourceOptions | None, workspace: Path,
            startup_seconds: float | None = None) -> RunResult:
     phases = PhaseClock(ctx.clock)
-    with phases.phase("data"):
-        problem, config = _load_problem(ctx, config, source_options, workspace)
+    # The parent first: a fine-tune reads its data with the base's tokenizer and shape.
     parent = resolve_parent(config.init_from, ledger) if config.init_from else None
+    with phases.phase("data"):
+        problem, config = _load_problem(ctx, config, source_options, workspace, parent)
     kind = ctx.kind or ("finetune" if parent else "train")
-    model = build_run_model(problem, config, ctx.device, parent, ctx.hooks)
+    # Fine-tuning recipes and memory savers are hooks too (train/finetune.py).
+    config = settled(config, ctx.info.world)
+    recipe = recipe_hooks(config, problem, parent, ctx.device.type, ctx.info.world)
+    ctx = replace(ctx, hooks=recipe.then(ctx.hooks))
+    warm_notes: list[str] = []
+    model = build_run_model(problem, config, ctx.device, parent, ctx.hooks, warm_notes)
+    for note in warm_notes + list(recipe.notes) + [trainable_note(model)]:
+        ctx.reporter.log(note)
     cfg = config.train
     precision = Precision(resolve_precision(
         cfg.precision, ctx.device, read_cpuinfo(),
@@ -363,8 +380,10 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
         summary.update(extras)
         if ctx.main:
             with phases.phase("write"):
-                save_run(ctx.folder.path, parts.model,
-                         run_card(problem, kind, parent, ctx.hooks), tokenizer=problem.tokenizer)
+                model, card = parts.model, run_card(problem, kind, parent, ctx.hooks)
+                if cfg.merge:
+                    model, card = merged_for_saving(model, card, problem, parent)
+                save_run(ctx.folder.path, model, card, tokenizer=problem.tokenizer)
             summary["seconds"] = phases.breakdown(startup_seconds)
             ctx.folder.write_json(ctx.folder.summary, summary)
             row.finish(summary)

@@ -13,7 +13,7 @@ from torch import nn
 from shoestring.errors import ShoestringError
 from shoestring.models.card import Lineage, ModelCard
 from shoestring.models.registry import build_model
-from shoestring.models.run_folder import LoadedRun, RunFolder, load_run
+from shoestring.models.run_folder import RunFolder, load_run, read_card
 from shoestring.models.transforms import apply_transforms
 from shoestring.train.checkpoint import Checkpoint, TrainingState, load_latest_checkpoint
 from shoestring.train.config import TrainConfig
@@ -31,19 +31,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Parent:
-    """The run a warm start begins from: its loaded model, ledger id and folder."""
+    """The model a warm start begins from: a run folder or a Hugging Face checkpoint.
 
-    run: LoadedRun
+    Its weights are read once, when the module is built, and not kept: a
+    fine-tune holds one copy of the model, not two.
+    """
+
+    path: Path
+    card: ModelCard
     run_id: str | None
 
-    @property
-    def path(self) -> Path:
-        return self.run.folder.path
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The parent's tensors (its transforms applied), read now."""
+        return load_run(self.path).model.state_dict()
 
 
 def resolve_parent(ref: str | Path, ledger: RunLedger | None) -> Parent:
-    """``init_from``: a run folder, or the id or name of a run in the ledger."""
+    """``init_from``: a run folder, a Hugging Face checkpoint folder, or the id or name of a
+    run in the ledger."""
+    from shoestring.models.hf import is_hf_checkpoint
+
     folder = RunFolder(Path(ref).expanduser())
+    if is_hf_checkpoint(folder.path):
+        return Parent(folder.path, read_card(folder.path), None)
     if not folder.has_model() and ledger is not None:
         row = ledger.get(str(ref)) or next(
             (r for r in ledger.list(limit=1000) if r.name == str(ref)), None)
@@ -51,10 +61,10 @@ def resolve_parent(ref: str | Path, ledger: RunLedger | None) -> Parent:
             folder = RunFolder(Path(row.out_dir))
     if not folder.has_model():
         raise ShoestringError(f"init_from {str(ref)!r} is neither a run folder nor a run in "
-                              "the ledger", hint="pass the --out folder of a finished run, or "
-                              "its id or name from 'shoestring runs'")
-    run = load_run(folder.path)
-    return Parent(run, folder.run_id())
+                              "the ledger", hint="pass the --out folder of a finished run, its "
+                              "id or name from 'shoestring runs', or a Hugging Face checkpoint "
+                              "folder (config.json + model.safetensors)")
+    return Parent(folder.path, read_card(folder.path), folder.run_id())
 
 
 def run_card(problem: Problem, kind: str, parent: Parent | None, hooks: TrainHooks
@@ -62,27 +72,44 @@ def run_card(problem: Problem, kind: str, parent: Parent | None, hooks: TrainHoo
     """The card this run will save: the problem's, with its lineage and transforms."""
     lineage = Lineage(stage=kind, parent_run=parent.run_id if parent else None,
                       parent_dir=str(parent.path.resolve()) if parent else None)
-    inherited = list(parent.run.card.transforms) if parent else []
+    inherited = list(parent.card.transforms) if parent else []
     return problem.card.model_copy(update={"lineage": lineage,
                                            "transforms": inherited + list(hooks.transforms)})
 
 
+# Architecture params a fine-tune may change: its head, and dropout (not a shape).
+HEAD_PARAMS = ("num_classes", "mlm", "dropout", "pad_id")
+
+
+def _body(arch) -> tuple:
+    family, params = (arch.family, arch.params) if hasattr(arch, "family") else \
+        (arch["family"], arch["params"])
+    return family, {k: v for k, v in params.items() if k not in HEAD_PARAMS}
+
+
 def build_run_model(problem: Problem, config: TrainConfig, device: torch.device,
-                    parent: Parent | None, hooks: TrainHooks) -> nn.Module:
+                    parent: Parent | None, hooks: TrainHooks,
+                    notes: list[str] | None = None) -> nn.Module:
     """The module to train: built from the architecture, with the parent's transforms and
-    weights (a warm start), then the hooks' transforms, on ``device``."""
+    weights (a warm start; a new head starts fresh), then the hooks' transforms, on
+    ``device``. What the warm start loaded and left out is appended to ``notes``."""
+    from shoestring.models.warm_start import load_matching_weights
+
     torch.manual_seed(config.train.seed)  # initialisation and dropout; data has its own
     model = build_model(problem.arch)
     if parent is not None:
-        theirs = parent.run.card.architecture
-        if (theirs.family, theirs.params) != (problem.arch["family"], problem.arch["params"]):
+        theirs = parent.card.architecture
+        if _body(theirs) != _body(problem.arch):
             raise ShoestringError(
                 f"init_from '{parent.path}' holds a different architecture "
                 f"({theirs.family} {theirs.params}) than this run builds "
                 f"({problem.arch['family']} {problem.arch['params']})",
                 hint="warm-start from a run of the same model and data shape")
-        model = apply_transforms(model, parent.run.card.transforms)
-        model.load_state_dict(parent.run.model.state_dict())
+        model = apply_transforms(model, parent.card.transforms)
+        done = load_matching_weights(model, parent.weights(), str(parent.path))
+        model.weights_from = str(parent.path.resolve())  # the lora transform need not reload
+        if notes is not None:
+            notes.extend(done.notes(str(parent.path)))
     model = apply_transforms(model, hooks.transforms).to(device)
     if config.train.activation_checkpointing:
         if not hasattr(model, "set_activation_checkpointing"):

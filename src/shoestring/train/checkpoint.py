@@ -38,16 +38,35 @@ class TrainingState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Nested state (bitsandbytes keeps its 8-bit moments in a dict under one key) is
+# flattened with this separator: "optim.<pid>.<key>/<inner key>".
+NESTED = "/"
+
+
 def _flatten_optimizer(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
+
+    def put(pid, key: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensors[f"optim.{pid}.{key}"] = value.detach().contiguous().cpu()
+        elif isinstance(value, dict):
+            for inner, v in value.items():
+                put(pid, f"{key}{NESTED}{inner}", v)
+        else:
+            scalars.setdefault(str(pid), {})[key] = value
+
     for pid, entries in opt_state["state"].items():
         for key, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{key}"] = value.detach().contiguous().cpu()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
+            put(pid, key, value)
     return tensors, {"param_groups": opt_state["param_groups"], "scalars": scalars}
+
+
+def _set_nested(entry: dict[str, Any], key: str, value: Any) -> None:
+    *outer, last = key.split(NESTED)
+    for k in outer:
+        entry = entry.setdefault(k, {})
+    entry[last] = value
 
 
 def _param_key(pid: str) -> int | str:
@@ -59,10 +78,13 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     for name, value in tensors.items():
         if name.startswith("optim."):
             # Parameter ids are ints, or dotted names in FSDP's full state dicts.
-            pid, key = name[len("optim."):].rsplit(".", 1)
-            state.setdefault(_param_key(pid), {})[key] = value
+            path, _, inner = name[len("optim."):].partition(NESTED)
+            pid, key = path.rsplit(".", 1)
+            _set_nested(state.setdefault(_param_key(pid), {}),
+                        key + (NESTED + inner if inner else ""), value)
     for pid, entries in meta["scalars"].items():
-        state.setdefault(_param_key(pid), {}).update(entries)
+        for key, value in entries.items():
+            _set_nested(state.setdefault(_param_key(pid), {}), key, value)
     return {"state": state, "param_groups": meta["param_groups"]}
 
 

@@ -104,7 +104,9 @@ class TrainSection(_Section):
 
     epochs: int = Field(10, ge=1, description="passes over the training split")
     batch_size: int = Field(128, ge=1, description="examples per optimizer step")
-    optimizer: Literal["sgd", "adam", "adamw"] = Field("adam", description="sgd uses momentum")
+    optimizer: Literal["sgd", "adam", "adamw", "adam8bit", "paged-adam8bit"] = Field(
+        "adam", description="sgd uses momentum; adam8bit: bitsandbytes' 8-bit AdamW; "
+        "paged-adam8bit: its states paged between GPU and CPU RAM (CUDA)")
     lr: float = Field(1e-3, gt=0.0, description="peak learning rate")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 (sgd, adam) or decoupled (adamw)")
@@ -130,8 +132,10 @@ class TrainSection(_Section):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     eval_iters: int = Field(20, ge=1, description="validation batches per evaluation (text)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto picks the fastest the device supports natively")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "bf16-true"] = Field(
+        "auto", description="auto picks the fastest the device supports natively; bf16 and "
+        "fp16 autocast over fp32 weights; bf16-true: bf16 weights, gradients and optimizer "
+        "states (half the memory; the saved weights are bf16)")
     compile: bool | None = Field(None, description="torch.compile the model (default: when "
                                  "the steps measured early show the run is long enough to pay "
                                  "for compiling)")
@@ -150,6 +154,32 @@ class TrainSection(_Section):
                               "latest checkpoint")
     plan_first: bool = Field(False, description="print the plan first and refuse a "
                              "configuration that will not fit in memory")
+    # --- objectives and fine-tuning recipes (docs/finetune.md); names as in `plan`
+    objective: Literal["auto", "mlm"] = Field(
+        "auto", description="auto: next-token prediction for gpt on text:, classification "
+        "on labelled data; mlm: masked-language-model pre-training of an encoder on text: "
+        "(BERT's 80/10/10 masking)")
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0,
+                                   description="share of tokens masked by --objective mlm")
+    finetune: Literal["full", "lora", "qlora"] | None = Field(
+        None, description="with --init-from: full (every weight), lora (frozen base + "
+        "low-rank adapters) or qlora (adapters over a 4-bit base; bitsandbytes)")
+    lora_rank: int = Field(16, ge=1, description="LoRA rank r")
+    lora_alpha: float = Field(32.0, gt=0.0, description="LoRA scale: updates are "
+                              "multiplied by alpha / rank")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapters' "
+                                "input")
+    lora_targets: str = Field("q,k,v,o", description="comma-separated: q,k,v,o,gate,up,down "
+                              "(SwiGLU), fc,proj (GELU), or all; HF names (q_proj…) work too")
+    merge: bool = Field(False, description="after LoRA training, fold the adapters into the "
+                        "weights and save the whole model (default: the adapters alone)")
+    optimizer_in_backward: bool = Field(False, description="step each parameter as soon as "
+                                        "its gradient exists, then free it (no gradient "
+                                        "accumulation or clipping)")
+    loss_chunks: int = Field(1, ge=1, description="gpt: cross-entropy in this many chunks "
+                             "that never hold the full logits (1: plain)")
+    offload_activations: bool = Field(False, description="keep activations saved for "
+                                      "backward in CPU RAM (GPU memory saver; no-op on CPU)")
 
     @field_validator("target")
     @classmethod

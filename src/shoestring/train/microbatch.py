@@ -21,7 +21,9 @@ from shoestring.errors import ShoestringError
 GIB = 1024 ** 3
 # Optimizer state per parameter in fp32 words: Adam/AdamW keep two moments
 # (Kingma & Ba 2015), SGD with momentum one buffer.
-STATE_WORDS = {"adam": 2, "adamw": 2, "sgd": 1}
+STATE_WORDS = {"adam": 2, "adamw": 2, "sgd": 1,
+               # bitsandbytes: two 1-byte moments (Dettmers et al. 2022), in 4-byte words
+               "adam8bit": 0.5, "paged-adam8bit": 0.5}
 
 
 def saved_bytes_per_example(run_forward: Callable[[int], torch.Tensor], probe: int) -> float:
@@ -42,9 +44,11 @@ def saved_bytes_per_example(run_forward: Callable[[int], torch.Tensor], probe: i
 
 
 def static_bytes(model: nn.Module, optimizer: str) -> int:
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    """Weights, plus gradients and optimizer state of the trainable ones (LoRA: the adapters)."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trained = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     words = STATE_WORDS.get(optimizer, 2)
-    return params * (2 + words)  # weights + gradients + optimizer state
+    return int(weights + trained * (1 + words))
 
 
 def cpu_micro_batch(batch: int, max_memory_gib: float, model: nn.Module, optimizer: str,

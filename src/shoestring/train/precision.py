@@ -49,6 +49,8 @@ def resolve_precision(requested: str, device: torch.device, cpuinfo: str = "",
         if device.type == "cuda":
             return "bf16" if cuda_bf16 else "fp16"
         return "bf16" if cpu_has_fast_bf16(cpuinfo) else "fp32"
+    if requested == "bf16-true":  # weights cast to bf16 (a card transform); no autocast
+        return requested
     if requested == "fp16" and device.type != "cuda":
         from shoestring.errors import ShoestringError
 

@@ -16,7 +16,7 @@ orchestrator needs; it performs no training.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +37,7 @@ from shoestring.models.card import (
 )
 from shoestring.models.registry import DataShape, architecture_for
 from shoestring.models.text_layout import classifier_layout
+from shoestring.train.base_model import Base
 from shoestring.train.batches import BatchSource, TensorBatches, WindowBatches
 from shoestring.train.config import TrainConfig
 from shoestring.train.distributed import DistInfo, barrier
@@ -75,39 +76,63 @@ def _is_text_corpus(spec: str) -> bool:
 
 
 def load_problem(config: TrainConfig, options: SourceOptions, device: torch.device,
-                 workspace: Path, info: DistInfo = DistInfo()
+                 workspace: Path, info: DistInfo = DistInfo(), base: Base | None = None
                  ) -> tuple[Problem, TrainConfig, list[str]]:
     """The problem, the config after its recipe, and the recipe's notes.
 
     The recipe runs between loading the raw data (it needs the number of
-    examples) and preparing it (it may change the preprocessing).
+    examples) and preparing it (it may change the preprocessing). A transformer
+    ``base`` (``--init-from``) gives the architecture and the tokenizer
+    (:mod:`shoestring.train.base_model`).
     """
+    base = base if base is not None and base.is_transformer else None
+    mlm = config.train.objective == "mlm"
+    if mlm and not _is_text_corpus(config.data.source):
+        raise ShoestringError("--objective mlm pre-trains on a text corpus, got "
+                              f"{config.data.source!r}", hint="pass --data text:FILE_OR_FOLDER")
     if _is_text_corpus(config.data.source):
         # Rank 0 tokenizes (or finds the cache) first; the others then reuse it.
         if not info.is_main:
             barrier(info)
-        result = _text_problem(config, device, workspace)
+        if mlm:
+            from shoestring.train.mlm import mlm_problem
+
+            result = mlm_problem(config, device, workspace, base)
+        else:
+            result = _text_problem(config, device, workspace, base)
         if info.is_main:
             barrier(info)
         return result
-    return _examples_problem(config, options, device)
+    return _examples_problem(config, options, device, base)
 
 
-def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
-                  ) -> tuple[Problem, TrainConfig, list[str]]:
+def _text_problem(config: TrainConfig, device: torch.device, workspace: Path,
+                  base: Base | None = None) -> tuple[Problem, TrainConfig, list[str]]:
     from shoestring.data.text import default_cache_dir, describe, load_text_data
 
+    if base is not None and base.family != "gpt":
+        raise ShoestringError(f"init_from '{base.path}' is an {base.family!r} model, which "
+                              "does not predict the next token of a corpus",
+                              hint="continue its pre-training with --objective mlm, or "
+                              "fine-tune it on labelled jsonl: data")
     data = load_text_data(config.data.source, tokenizer=config.data.tokenizer or "char",
                           cache_dir=default_cache_dir(workspace),
                           bpe_vocab_size=config.data.bpe_vocab_size,
-                          val_fraction=config.data.val_fraction)
-    shape = DataShape(input_shape=(config.model.block_size or 0,), num_outputs=data.vocab_size,
-                      vocab_size=data.vocab_size)
-    arch = architecture_for(config.model, shape)
-    if arch["family"] != "gpt":
-        raise ShoestringError(f"model {config.model.name!r} cannot model a text corpus",
-                              hint="use model 'gpt' or a GPT preset such as gpt-nano")
-    block = int(arch["params"]["block_size"])
+                          val_fraction=config.data.val_fraction,
+                          tokenizer_file=base.tokenizer_file() if base else None)
+    if base is not None:
+        base.check_vocab(data.vocab_size)
+        arch = base.architecture(config.model)
+        block = base.window(config.model.block_size)
+    else:
+        shape = DataShape(input_shape=(config.model.block_size or 0,),
+                          num_outputs=data.vocab_size, vocab_size=data.vocab_size)
+        arch = architecture_for(config.model, shape)
+        if arch["family"] != "gpt":
+            raise ShoestringError(f"model {config.model.name!r} cannot model a text corpus",
+                                  hint="use model 'gpt' or a GPT preset such as gpt-nano")
+        block = int(arch["params"]["block_size"])
+    vocab = int(arch["params"]["vocab_size"])
     config, recipe_notes = apply_recipe(config, len(data.train) // block)
     eval_iters, seed = config.train.eval_iters, config.train.seed
 
@@ -128,11 +153,14 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
         return run
 
     info = describe(data)
+    tokenizer_card = TokenizerCard(kind=info["tokenizer"], vocab_size=data.vocab_size)
+    if base is not None:  # the base's own tokenizer, described as the base describes it
+        tokenizer_card = base.card.tokenizer.model_copy(update={"vocab_size": data.vocab_size})
     card = ModelCard(
         architecture=Architecture(**arch), task=Task.language_modeling,
-        inputs=Inputs(shape=[block], dtype="int64"),
-        outputs=Outputs(kind="logits", size=data.vocab_size),
-        tokenizer=TokenizerCard(kind=info["tokenizer"], vocab_size=data.vocab_size),
+        inputs=Inputs(shape=[int(arch["params"]["block_size"])], dtype="int64"),
+        outputs=Outputs(kind="logits", size=vocab),
+        tokenizer=tokenizer_card,
         data=DataCard(source=config.data.source,
                       corpus={k: info[k] for k in ("tokenizer", "vocab_size", "tokens",
                                                    "sha256")}))
@@ -148,8 +176,16 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path
     return problem, config, recipe_notes
 
 
-def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device
-                      ) -> tuple[Problem, TrainConfig, list[str]]:
+def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device,
+                      base: Base | None = None) -> tuple[Problem, TrainConfig, list[str]]:
+    if base is not None:
+        if base.family != "encoder":
+            raise ShoestringError(f"init_from '{base.path}' is a {base.family!r} model; "
+                                  f"labelled data ({config.data.source!r}) trains an encoder",
+                                  hint="fine-tune a gpt model on text: data")
+        length = min(options.max_length or base.block_size, base.block_size)
+        options = replace(options, tokenizer_file=base.tokenizer_file(), max_length=length,
+                          layout=base.card.tokenizer.layout)
     dataset = load_dataset(config.data.source, options)
     notes: list[str] = []
     if dataset.val is None and (config.train.target or config.train.recipe):
@@ -168,7 +204,11 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
     shape = DataShape(dataset.input_shape, dataset.num_outputs,
                       vocab_size=getattr(dataset, "vocab_size", None) or None,
                       pad_id=getattr(dataset, "pad_id", None))
-    arch = architecture_for(config.model, shape)
+    if base is not None:
+        base.check_vocab(shape.vocab_size or 0)
+        arch = base.architecture(config.model, num_classes=dataset.num_outputs, mlm=False)
+    else:
+        arch = architecture_for(config.model, shape)
     if tokens != (arch["family"] in TOKEN_FAMILIES):
         raise ShoestringError(
             f"model {config.model.name!r} does not fit data {config.data.source!r} "
@@ -228,9 +268,11 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         preprocessing=PreprocessingCard.of(pre),
         class_names=list(dataset.class_names) if dataset.class_names else None,
         feature_names=list(dataset.feature_names) if dataset.feature_names else None,
-        tokenizer=TokenizerCard(kind=getattr(tokenizer, "kind", None),
-                                vocab_size=tokenizer.vocab_size,
-                                layout=classifier_layout()) if tokenizer is not None else None,
+        tokenizer=(base.card.tokenizer.model_copy(update={"vocab_size": tokenizer.vocab_size})
+                   if base is not None else
+                   TokenizerCard(kind=getattr(tokenizer, "kind", None),
+                                 vocab_size=tokenizer.vocab_size, layout=classifier_layout()))
+        if tokenizer is not None else None,
         data=DataCard(source=d.source, label=d.label or ("label" if tokens else None),
                       text_field=d.text_field if tokens else None))
     problem = Problem(task=task, data_name=dataset.name, arch=arch, card=card,

@@ -77,3 +77,20 @@ def test_lost_manifest_still_finds_files(tmp_path):
 
 def test_nothing_usable(tmp_path):
     assert load_latest_checkpoint(tmp_path) == (None, [])
+
+
+def test_nested_optimizer_state_round_trips(tmp_path):
+    """bitsandbytes keeps its 8-bit moments in a dict under one key of a parameter's state."""
+    state = {"state": {0: {"step": 3, "__bnb_optimizer_quant_state__": {
+        "state1": torch.arange(4, dtype=torch.uint8), "qmap1": torch.ones(2)}},
+        "layer.weight": {"exp_avg": torch.zeros(2)}},
+        "param_groups": [{"lr": 0.1, "params": [0, "layer.weight"]}]}
+    save_checkpoint(tmp_path, encode_checkpoint({}, state, TrainingState(global_step=1),
+                                                torch.get_rng_state()), 1)
+    ckpt, _ = load_latest_checkpoint(tmp_path)
+    restored = ckpt.optimizer_state["state"]
+    inner = restored[0]["__bnb_optimizer_quant_state__"]
+    assert restored[0]["step"] == 3 and torch.equal(inner["state1"], torch.arange(4,
+                                                                               dtype=torch.uint8))
+    assert torch.equal(inner["qmap1"], torch.ones(2))
+    assert torch.equal(restored["layer.weight"]["exp_avg"], torch.zeros(2))
