@@ -172,7 +172,11 @@ def test_summary_and_config_record_the_recipe(tmp_path, base):
                    ledger=None, workspace=tmp_path)
     saved = (result.out_dir / "config.toml").read_text()
     assert 'finetune = "lora"' in saved and "lora_rank = 2" in saved
-    assert json.loads((result.out_dir / "summary.json").read_text())["kind"] == "finetune"
+    summary = json.loads((result.out_dir / "summary.json").read_text())
+    assert summary["kind"] == "finetune"
+    # LoRA rank 2 on q, k, v, o of one 32-wide layer (kv heads 16 wide): A is r×in, B out×r.
+    assert summary["trainable_parameters"] == 2 * (32 + 32) + 2 * 2 * (32 + 16) + 2 * (32 + 32)
+    assert summary["trainable_parameters"] < summary["parameters"] / 10
 
 
 def test_serve_runs_an_adapter_over_its_base(tmp_path, base):

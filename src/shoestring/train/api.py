@@ -375,7 +375,9 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
                 final = problem.make_test_evaluate(parts.model, micro or cfg.batch_size)()
         summary = summarize(config, problem, outcome, parts.model, ctx.device, precision, micro,
                             run_id, ctx.name, ctx.info)
-        summary.update(kind=kind, parent_run=parent.run_id if parent else None)
+        summary.update(kind=kind, parent_run=parent.run_id if parent else None,
+                       trainable_parameters=sum(p.numel() for p in parts.model.parameters()
+                                                if p.requires_grad))
         summary.update(final)
         summary.update(extras)
         if ctx.main:
