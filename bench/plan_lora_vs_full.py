@@ -18,8 +18,11 @@ CPU in fp32:
 
 ``--trainer reference`` (the default) trains with Shoestring's GPT module and
 the planner's reference adapters (shoestring.plan.lora, what trace mode runs);
-``--trainer shoestring`` runs ``shoestring train`` with ``--finetune`` as a
-user would, and compares its summary (peak RSS, tokens/s) instead. Print the
+``--trainer shoestring`` runs ``shoestring train --init-from BASE --finetune MODE``
+as a user would (BASE: one step of ``shoestring train`` with this shape), one
+process per mode, and compares its summary.json (trainable parameters, peak
+RSS, tokens/s) instead; the peak RSS is set beside the planner by what LoRA
+saves, since the process also holds Python, torch and the data. Print the
 load average beside the figures: on a shared machine the times are noisy.
 """
 
@@ -165,34 +168,67 @@ class _NoHook:
         pass
 
 
+def _shoestring(args: list[str], env: dict) -> None:
+    done = subprocess.run([sys.executable, "-m", "shoestring", *args], capture_output=True,
+                          text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"shoestring {' '.join(args[:1])} failed:\n{done.stderr[-2000:]}")
+
+
+def make_base(shape: dict, corpus: Path, folder: Path, env: dict) -> Path:
+    """The model to fine-tune: one step of ``shoestring train`` with this shape (its weights
+    are what ``--init-from`` loads; what they learned does not matter here)."""
+    _shoestring(["train", "--model", "gpt", "--data", f"text:{corpus}", "--tokenizer", "byte",
+                 "--vocab-size", str(shape["vocab_size"]), "--n-layer", str(shape["n_layer"]),
+                 "--n-head", str(shape["n_head"]), "--n-kv-head", str(shape["n_kv_head"]),
+                 "--n-embd", str(shape["n_embd"]), "--block-size", str(shape["block_size"]),
+                 "--norm", "rmsnorm", "--mlp", "swiglu", "--pos", "rope", "--no-bias",
+                 "--no-tie-embeddings", "--precision", "fp32", "--batch-size", "1",
+                 "--max-steps", "1", "--out", str(folder)], env)
+    return folder
+
+
 def measure_shoestring(shape: dict, mode: str, batch: int, steps: int, corpus: Path,
-                       extra: list[str]) -> dict:
-    """``shoestring train --finetune MODE`` as a user runs it; its summary.json."""
-    help_text = subprocess.run([sys.executable, "-m", "shoestring", "train", "--help"],
-                               capture_output=True, text=True, check=False).stdout
-    if "--finetune" not in help_text:
-        raise SystemExit("this shoestring train has no --finetune yet; use --trainer reference")
+                       base: Path, extra: list[str], env: dict) -> dict:
+    """``shoestring train --init-from BASE --finetune MODE`` as a user runs it, one process
+    per mode; from its summary.json: trainable parameters, tokens/s and the process's peak
+    RSS (``ru_maxrss``: everything the process held, Python and torch included)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        args = [sys.executable, "-m", "shoestring", "train", "--model", "gpt",
-                "--data", f"text:{corpus}", "--tokenizer", "byte",
-                "--vocab-size", str(shape["vocab_size"]), "--n-layer", str(shape["n_layer"]),
-                "--n-head", str(shape["n_head"]), "--n-kv-head", str(shape["n_kv_head"]),
-                "--n-embd", str(shape["n_embd"]), "--block-size", str(shape["block_size"]),
-                "--norm", "rmsnorm", "--mlp", "swiglu", "--pos", "rope", "--no-bias",
-                "--no-tie-embeddings", "--precision", "fp32", "--batch-size", str(batch),
-                "--max-steps", str(steps), "--finetune", mode, "--out", str(out), *extra]
+        args = ["train", "--init-from", str(base), "--data", f"text:{corpus}",
+                "--precision", "fp32", "--batch-size", str(batch), "--micro-batch-size",
+                str(batch), "--max-steps", str(steps + 1), "--eval-iters", "1",
+                "--finetune", mode, "--out", str(out), *extra]
         if mode == "lora":
             args += ["--lora-rank", str(RANK), "--lora-alpha", str(ALPHA),
                      "--lora-targets", ",".join(TARGETS)]
-        done = subprocess.run(args, capture_output=True, text=True, check=False,
-                              env={**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp}/l.db"})
-        if done.returncode != 0:
-            raise SystemExit(f"shoestring train failed:\n{done.stderr[-2000:]}")
+        _shoestring(args, env)
         s = json.loads((out / "summary.json").read_text())
-    return {"trainable": s.get("trainable_parameters", s.get("parameters")),
-            "peak_tensors": None, "rss_growth": s.get("peak_memory_bytes"),
-            "tokens_per_s": s.get("tokens_per_second"), "steps": steps}
+    return {"trainable": s["trainable_parameters"], "peak_tensors": None,
+            "peak_rss": s["peak_memory_bytes"], "tokens_per_s": s["tokens_per_second"],
+            "steps": s["steps"]}
+
+
+def print_trainer_rows(rows: list[dict]) -> None:
+    """``--trainer shoestring``: the process's peak RSS holds Python, torch and the data as
+    well as the tensors the planner predicts, so the two are compared by what LoRA saves
+    (full minus LoRA), where that fixed part cancels out."""
+    print(f"{'':6} {'trainable':>12} {'peak RSS MiB':>13} {'planner tensors MiB':>20} "
+          f"{'tokens/s':>9} {'planner':>8} {'ratio':>6} {'calibrated':>10} {'ratio':>6}")
+    for r in rows:
+        m, p = r["measured"], r["predicted"]
+        tps, cal = m["tokens_per_s"], p.get("tokens_per_s_calibrated")
+        print(f"{r['mode']:6} {m['trainable']:>12,} {m['peak_rss'] / MIB:>13,.1f} "
+              f"{p['peak_tensors'] / MIB:>20,.1f} {tps:>9,.0f} {p['tokens_per_s']:>8,.0f} "
+              f"{tps / p['tokens_per_s']:>6.2f} {cal:>10,.0f} {tps / cal:>6.2f}")
+    full, lora = rows
+    saved = (full["measured"]["peak_rss"] - lora["measured"]["peak_rss"]) / MIB
+    predicted = (full["predicted"]["peak_tensors"] - lora["predicted"]["peak_tensors"]) / MIB
+    print(f"LoRA saves {saved:,.1f} MiB of peak RSS (planner: {predicted:,.1f} MiB of peak "
+          f"tensors); trainable {lora['measured']['trainable'] / full['measured']['trainable']:.2%}"
+          f" of full; tokens/s LoRA/full "
+          f"{lora['measured']['tokens_per_s'] / full['measured']['tokens_per_s']:.2f} (planner "
+          f"{lora['predicted']['tokens_per_s'] / full['predicted']['tokens_per_s']:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     calibration = calibrate_full(shape, args.batch)
     rows = []
+    if args.trainer == "shoestring":
+        tmp = tempfile.TemporaryDirectory()
+        env = {**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp.name}/ledger.db"}
+        base = make_base(shape, args.corpus, Path(tmp.name) / "base", env)
     for mode in ("full", "lora"):
         pred = predict(shape, mode, args.batch, calibration)
         if args.trainer == "reference":
@@ -222,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 capture_output=True, text=True, check=True)
             meas = json.loads(child.stdout)
         else:
-            meas = measure_shoestring(shape, mode, args.batch, args.steps, args.corpus,
-                                      args.train_args.split())
+            meas = measure_shoestring(shape, mode, args.batch, args.steps, args.corpus, base,
+                                      args.train_args.split(), env)
         rows.append({"mode": mode, "measured": meas, "predicted": pred})
     load = Path("/proc/loadavg").read_text().split()[:3]
     if args.json:
@@ -232,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"Llama-style {shape} — batch {args.batch} × {shape['block_size']} tokens, fp32, "
           f"{torch.get_num_threads()} threads; load average {' '.join(load)}")
+    if args.trainer == "shoestring":
+        print_trainer_rows(rows)
+        return 0
     print(f"{'':6} {'trainable':>12} {'peak tensors MiB':>30} {'RSS growth MiB':>15} "
           f"{'tokens/s':>40}")
     print(f"{'':6} {'':>12} {'measured  planner   error':>30} {'measured':>15} "
