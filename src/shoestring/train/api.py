@@ -24,12 +24,14 @@ from typing import Any
 
 import torch
 
+from shoestring.data.array_cache import default_array_cache
 from shoestring.data.sources import SourceOptions
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.ledger.db import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
 from shoestring.models.run_folder import RunFolder, default_run_name, save_run
+from shoestring.train.base_model import Base
 from shoestring.train.build import (
     Parent,
     assemble_parts,
@@ -39,6 +41,7 @@ from shoestring.train.build import (
     run_card,
 )
 from shoestring.train.checkpoint import TrainingState, has_checkpoints
+from shoestring.train.compile_choice import AutoCompile
 from shoestring.train.config import TrainConfig, read_toml, resolve_config, resolve_price
 from shoestring.train.distributed import (
     DistInfo,
@@ -47,8 +50,8 @@ from shoestring.train.distributed import (
     init_process_group,
     mean_over_ranks,
 )
-from shoestring.train.base_model import Base
-from shoestring.train.engine import LoopIO, LoopOutcome, LoopSettings, run_loop
+from shoestring.train.engine import LoopIO, LoopOutcome, LoopSettings, run_loop, total_steps
+from shoestring.train.eta import SlowRunNotice
 from shoestring.train.finetune import (
     merged_for_saving,
     recipe_hooks,
@@ -56,6 +59,7 @@ from shoestring.train.finetune import (
     trainable_note,
 )
 from shoestring.train.hooks import TrainHooks, TrainingParts, augmentation
+from shoestring.train.phases import PhaseClock
 from shoestring.train.precision import Precision, read_cpuinfo, resolve_precision
 from shoestring.train.problem import Problem, load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
@@ -66,11 +70,6 @@ from shoestring.train.session import (
     summarize,
 )
 from shoestring.train.stepper import Stepper
-from shoestring.data.array_cache import default_array_cache
-from shoestring.train.compile_choice import AutoCompile
-from shoestring.train.engine import total_steps
-from shoestring.train.eta import SlowRunNotice
-from shoestring.train.phases import PhaseClock
 from shoestring.train.stopping import Budget, cost_usd, on_validation, parse_target
 from shoestring.train.table_defaults import TABLE_DEFAULT_FIELDS
 from shoestring.train.threads import AutoThreads

@@ -123,7 +123,7 @@ def merged_for_saving(model: nn.Module, card: ModelCard, problem: Problem,
                       parent: Parent) -> tuple[nn.Module, ModelCard]:
     """The trained adapters folded into the base's full-precision weights, and the card
     without the ``lora`` transform: a whole model that loads without its base."""
-    from shoestring.models.lora import add_lora, adapter_state, merge_lora
+    from shoestring.models.lora import adapter_state, add_lora, merge_lora
     from shoestring.models.registry import build_model
     from shoestring.models.transforms import apply_transforms
     from shoestring.models.warm_start import load_matching_weights
