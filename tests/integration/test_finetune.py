@@ -27,7 +27,8 @@ def cfg(tmp_path: Path, out: str, model: dict | None = None, **train_section):
     return resolve_config({"model": model or {}, "out": str(tmp_path / out),
                            "data": {"source": f"text:{tmp_path / 'c.txt'}", "tokenizer": "byte"},
                            "train": {"max_steps": 3, "batch_size": 4, "eval_iters": 1,
-                                     **train_section}})
+                                     # runs are compared: no load-dependent thread count
+                                     "threads": 1, **train_section}})
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def test_mlm_pretraining_then_a_classifier_from_the_run(tmp_path):
     pre = train(resolve_config({
         "model": TINY, "data": {"source": f"text:{corpus}", "tokenizer": "char",
                                 "max_length": 24},
-        "train": {"objective": "mlm", "max_steps": 4, "batch_size": 8, "eval_iters": 2},
+        "train": {"threads": 1, "objective": "mlm", "max_steps": 4, "batch_size": 8,
+                  "eval_iters": 2},
         "out": str(tmp_path / "mlm")}), ledger=None, workspace=tmp_path)
     assert {"val_loss", "val_accuracy"} <= set(pre.summary)
     mlm = load_run(pre.out_dir)
@@ -46,7 +47,7 @@ def test_mlm_pretraining_then_a_classifier_from_the_run(tmp_path):
     assert layout.mask_id == mlm.card.architecture.params["vocab_size"] - 1
     cls = train(resolve_config({
         "data": {"source": f"jsonl:{labels}", "max_length": 16},
-        "train": {"max_steps": 3, "batch_size": 8}, "out": str(tmp_path / "cls")}),
+        "train": {"threads": 1, "max_steps": 3, "batch_size": 8}, "out": str(tmp_path / "cls")}),
         init_from=pre.out_dir, ledger=None, workspace=tmp_path)
     run = load_run(cls.out_dir)
     p = run.card.architecture.params
@@ -63,7 +64,8 @@ def test_masks_are_the_same_when_a_run_is_repeated(tmp_path):
         return train(resolve_config({
             "model": TINY, "data": {"source": f"text:{corpus}", "tokenizer": "char",
                                     "max_length": 16},
-            "train": {"objective": "mlm", "max_steps": 2, "batch_size": 4, "eval_iters": 1},
+            "train": {"threads": 1, "objective": "mlm", "max_steps": 2, "batch_size": 4,
+                      "eval_iters": 1},
             "out": str(tmp_path / out)}), ledger=None, workspace=tmp_path).summary["val_loss"]
     assert run("a") == run("b")
 
@@ -73,11 +75,11 @@ def test_mlm_needs_an_encoder_and_a_corpus(tmp_path):
     with pytest.raises(ShoestringError, match="pre-trains an encoder"):
         train(resolve_config({"model": {"name": "gpt-nano"},
                               "data": {"source": f"text:{corpus}"},
-                              "train": {"objective": "mlm", "max_steps": 1},
+                              "train": {"threads": 1, "objective": "mlm", "max_steps": 1},
                               "out": str(tmp_path / "g")}), ledger=None, workspace=tmp_path)
     with pytest.raises(ShoestringError, match="pre-trains on a text corpus"):
         train(resolve_config({"model": TINY, "data": {"source": f"jsonl:{labels}"},
-                              "train": {"objective": "mlm", "max_steps": 1},
+                              "train": {"threads": 1, "objective": "mlm", "max_steps": 1},
                               "out": str(tmp_path / "j")}), ledger=None, workspace=tmp_path)
 
 
@@ -108,7 +110,8 @@ def test_a_hugging_face_bert_fine_tunes_with_its_own_tokenizer(tmp_path):
     _hf_bert(tmp_path / "bert", None)
     result = train(resolve_config({
         "data": {"source": f"jsonl:{labels}", "max_length": 12},
-        "train": {"max_steps": 3, "batch_size": 8, "finetune": "lora", "lora_rank": 2},
+        "train": {"threads": 1, "max_steps": 3, "batch_size": 8, "finetune": "lora",
+                  "lora_rank": 2},
         "out": str(tmp_path / "cls")}), init_from=tmp_path / "bert", ledger=None,
         workspace=tmp_path)
     run = load_run(result.out_dir)
