@@ -19,6 +19,27 @@ GPT_FRAGMENT = ("import torch\nfrom shoestring.models.gpt import GPT, GPTConfig\
                 "model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32, "
                 "vocab_size=65))\n")
 
+# docs/finetune.md's Hugging Face folder: a tiny Llama built by transformers (the dev
+# extras' oracle) with a byte-level BPE tokenizer.json fitted to the tiny corpus.
+TINY_LLAMA_FOLDER = """python - <<'PY'
+import torch
+import transformers as tf
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+tok = Tokenizer(models.BPE())
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+tok.decoder = decoders.ByteLevel()
+tok.train_from_iterator([open("corpus.txt").read()], trainers.BpeTrainer(
+    vocab_size=300, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+torch.manual_seed(0)
+tf.LlamaForCausalLM(tf.LlamaConfig(
+    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
+    intermediate_size=64, vocab_size=tok.get_vocab_size(), max_position_embeddings=64,
+)).save_pretrained("llama-folder")
+tok.save("llama-folder/tokenizer.json")
+PY
+cp docs.jsonl labels.jsonl"""
+
 PLANS: dict[str, DocPlan] = {
     "README.md": DocPlan(rules=[
         Rule("make quickstart", skip="the quickstart and the suite themselves: "
@@ -53,6 +74,13 @@ PLANS: dict[str, DocPlan] = {
     "docs/data.md": DocPlan(rules=[
         Rule("--model cnn --augment crop=2,flip",
              subs=(("--augment crop=2,flip", "--augment crop=2,flip --epochs 1"),)),
+    ]),
+    "docs/finetune.md": DocPlan(setup=TINY_LLAMA_FOLDER, rules=[
+        Rule("--objective mlm",
+             subs=(("--max-steps 200", "--max-steps 3 --threads 1"),
+                   ("--max-steps 300", "--max-steps 3 --threads 1"),
+                   ("--max-steps 100", "--max-steps 3 --threads 1")),
+             after="test -f exported/config.json && test -f runs/cls/model.safetensors"),
     ]),
     "docs/plan.md": DocPlan(
         setup='printf \'[model]\\nname = "seed-mlp"\\n[data]\\nsource = "digits"\\n\' > run.toml',
