@@ -98,6 +98,9 @@ def _sections(stdout: str) -> dict[str, str]:
     return out
 
 
+# A whole document's examples run as processes one after another (compress.md
+# takes minutes on a loaded 2-core machine): the script's own limit applies.
+@pytest.mark.timeout(1000)
 @pytest.mark.parametrize("doc", DOCS)
 def test_documented_examples_run(doc, tmp_path):
     folder = tmp_path / "reader"
