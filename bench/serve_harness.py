@@ -14,6 +14,7 @@ request is known even when the client, not the server, is the bottleneck.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -68,6 +69,7 @@ class Proc:
     def __init__(self, cmd: list[str], cpus: set[int] | None = None) -> None:
         self.proc = subprocess.Popen(pinned(cmd, cpus), stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
+        atexit.register(self.stop)  # a bench that fails half-way leaves no server behind
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True
                          ).start()
