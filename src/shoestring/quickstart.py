@@ -53,10 +53,20 @@ def _serve_stage(run_dir: Path, out_root: Path, ledger: RunLedger | None) -> dic
             "seconds": time.perf_counter() - t0, "cost_usd": 0.0, "where": demo["url"]}
 
 
+def _report_stage(runs: list[Path], out: Path) -> dict[str, Any]:
+    """One self-contained HTML page of the quickstart's runs, to open in a browser."""
+    from shoestring.report import ReportConfig, write_report
+
+    r = write_report(ReportConfig(runs=runs, out=out, title="Shoestring quickstart"))
+    return {"stage": "report", "what": f"{len(runs)} runs in one HTML page",
+            "result": f"{r.bytes / 1024:,.0f} KiB, {len(r.sections)} sections",
+            "seconds": r.seconds, "cost_usd": 0.0, "where": str(r.path)}
+
+
 def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
                reporter: Reporter | None = None, lm_steps: int = LM_STEPS) -> dict[str, Any]:
-    """Train the seed MLP on digits, serve it with a metered key, and train a tiny GPT on
-    Shakespeare; return what each stage cost."""
+    """Train the seed MLP on digits, serve it with a metered key, train a tiny GPT on
+    Shakespeare and write an HTML report of the runs; return what each stage cost."""
     t0 = time.perf_counter()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stages = [_train_stage(
@@ -76,4 +86,7 @@ def quickstart(out_root: Path, *, ledger: RunLedger | None = None,
             "gpt-nano on a Shakespeare excerpt", ledger, reporter)
         lm["result"] += f", {lm['summary']['tokens_per_second']:,.0f} tokens/s"
         stages.append(lm)
-    return {"stages": stages, "total_seconds": time.perf_counter() - t0}
+    stages.append(_report_stage([Path(s["where"]) for s in stages if s["stage"] == "train"],
+                                out_root / f"quickstart-report-{stamp}.html"))
+    return {"stages": stages, "total_seconds": time.perf_counter() - t0,
+            "report": stages[-1]["where"]}

@@ -82,6 +82,10 @@ def test_quickstart(cli, isolated_env):
     assert json.loads((mlp[0] / "summary.json").read_text())["test_accuracy"] > 0.9
     s = json.loads((lm[0] / "summary.json").read_text())
     assert s["steps"] == 10 and s["tokens_per_second"] > 0
+    report = list((isolated_env / "runs").glob("quickstart-report-*.html"))
+    assert len(report) == 1 and f"Report: runs/{report[0].name}" in r.output
+    page = report[0].read_text()
+    assert 'id="compare"' in page and page.count('class="plot"') >= 6
 
 
 def test_help_explains_every_command(cli):

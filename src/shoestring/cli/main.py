@@ -110,10 +110,11 @@ def quickstart_cmd(ctx, out, lm_steps) -> None:
     print_quickstart(c.out, result["stages"])
     c.out.print(f"Done in {result['total_seconds']:.1f} s. Ledger: {c.db_url()} "
                 "(see 'shoestring runs').")
+    c.out.print(f"Report: {result['report']} (open it in a browser)", highlight=False)
 
 
 # Commands contributed by the capabilities; each module has register(group).
-EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export")
+EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export", "report")
 
 
 def build_cli() -> click.Group:
