@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, Engine, Float, Integer, MetaData, String, ins
 
 import shoestring.ledger.runs  # noqa: F401  (the ORM modules that declare ledger tables)
 import shoestring.plan.calibration_store  # noqa: F401
+import shoestring.report.admin_tokens  # noqa: F401
 import shoestring.serve.tables  # noqa: F401
 from shoestring.ledger.db import Base
 

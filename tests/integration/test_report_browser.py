@@ -88,3 +88,57 @@ def test_the_checks_catch_a_page_that_fetches_or_errs(browser, tmp_path):
     visit = browser.open(bad.as_uri())
     assert any(u.startswith("https://fonts.example.invalid") for u in visit.requests)
     assert any("undefinedFunction" in e for e in visit.errors()), visit.errors()
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """``shoestring ui`` as a real server process on 127.0.0.1, over a filled ledger."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from dashboard_ledger import fill_ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    runs = [write_run(tmp_path / "runs" / n, steps=n_steps, price=1.2)
+            for n, n_steps in (("small-lr", 200), ("large-lr", 400))]
+    made = fill_ledger(url, runs)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("shoestring")
+    proc = subprocess.Popen([str(exe), "--db", url, "ui", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"shoestring ui did not start: {proc.stdout.read()!r}")
+            time.sleep(0.2)
+        yield base, made
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_dashboard_in_chromium(browser, dashboard, shots):
+    from dashboard_ledger import PERIOD
+
+    base, made = dashboard
+    a, b = made["run_ids"]
+    pages = {"ui-runs.png": ("/", set()),
+             "ui-serving.png": (f"/serving?month={PERIOD}", {"serving-units-per-day"}),
+             "ui-compare.png": (f"/compare?id={a}&id={b}", {"compare-loss-by-step"}),
+             "ui-run.png": (f"/runs/{a}", {"training-loss-by-step", "training-time"})}
+    for shot, (path, plots) in pages.items():
+        visit = browser.open(base + path, screenshot=shots / shot)
+        assert visit.status == 200, (path, visit.status)
+        check_page(visit, plots, shots / shot)

@@ -114,7 +114,8 @@ def quickstart_cmd(ctx, out, lm_steps) -> None:
 
 
 # Commands contributed by the capabilities; each module has register(group).
-EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export", "report")
+EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export", "report",
+              "ui")
 
 
 def build_cli() -> click.Group:

@@ -205,6 +205,21 @@ def _serve_leases(conn: Connection) -> None:
     m.create_all(conn)
 
 
+# --- 4: the dashboard's admin tokens ---------------------------------------------------------
+
+def _ui_admin_tokens(conn: Connection) -> None:
+    m = MetaData()
+    Table("ui_admin_tokens", m,
+          Column("id", String(32), primary_key=True),
+          Column("token_hash", String(64), nullable=False),
+          Column("prefix", String(16), nullable=False),
+          Column("label", String(200), nullable=False),
+          Column("created_at", String(40), nullable=False),
+          Column("revoked_at", String(40)),
+          UniqueConstraint("token_hash"))
+    m.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "release 0.1 tables: runs, serve keys/projects/usage/counters, "
               "plan calibrations", _release_0_1_baseline),
@@ -212,6 +227,7 @@ MIGRATIONS: list[Migration] = [
               _runs_v2),
     Migration(3, "serve: quota leases, shared rate buckets, usage-log checkpoints",
               _serve_leases),
+    Migration(4, "ui: the dashboard's admin tokens (hashed)", _ui_admin_tokens),
 ]
 HEAD = MIGRATIONS[-1].version
 

@@ -84,7 +84,8 @@ def build_sections(runs: Sequence[RunView]) -> list[tuple[str, str, str]]:
 
 
 def render_report(runs: Sequence[RunView], *, title: str | None = None,
-                  now: datetime | None = None) -> str:
+                  now: datetime | None = None, csp: str = h.CSP,
+                  links: Sequence[tuple[str, str]] = ()) -> str:
     """The HTML page for ``runs`` (already read with :func:`read_run`)."""
     from shoestring import __version__
 
@@ -97,7 +98,8 @@ def render_report(runs: Sequence[RunView], *, title: str | None = None,
         f" — partial: {', '.join(partial)}" if partial else "")
     return h.page(title, subtitle, build_sections(runs),
                   f"Written by shoestring {__version__} at {now:%Y-%m-%d %H:%M:%S %Z}. "
-                  "Self-contained: nothing is fetched when this page is opened.")
+                  "Self-contained: nothing is fetched when this page is opened.",
+                  csp=csp, links=links)
 
 
 def write_report(config: ReportConfig, *, now: datetime | None = None) -> ReportResult:

@@ -33,6 +33,8 @@ nav a { margin-right: .8rem; } a { color: #0969da; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: .25rem .5rem; text-align: left;
          vertical-align: top; }
+td { overflow-wrap: break-word; max-width: 32rem; }
+.scroll { overflow-x: auto; }
 th { background: var(--soft); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.chosen td { background: #dafbe1; font-weight: 600; }
@@ -41,7 +43,7 @@ pre { background: var(--soft); border: 1px solid var(--line); padding: .6rem; ov
 .notes { background: var(--warnbg); border: 1px solid #d4a72c; color: var(--warn);
          padding: .5rem .8rem; margin: .6rem 0; }
 .notes li { margin: .15rem 0; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr));
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr));
          gap: .75rem; }
 figure.plot { margin: 0; border: 1px solid var(--line); padding: .3rem; }
 figure.plot svg { width: 100%; height: auto; display: block; }
@@ -78,6 +80,8 @@ def fmt(value: Any) -> str:
             return "0"
         if abs(value) >= 1000:
             return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:,.1f}"
         if abs(value) >= 1:
             return f"{value:,.3f}".rstrip("0").rstrip(".")
         return f"{value:.4g}"
@@ -100,7 +104,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
         rc = row_classes[i] if row_classes and i < len(row_classes) and row_classes[i] else ""
         body.append(f'<tr class="{rc}">{cells}</tr>' if rc else f"<tr>{cells}</tr>")
     c = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{c}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="scroll"><table{c}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def key_values(items: Sequence[tuple[str, Any]]) -> str:
@@ -141,12 +146,14 @@ def section(anchor: str, title: str, body: str) -> str:
 
 
 def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]],
-         footer: str) -> str:
-    """The whole document; ``sections`` are (anchor, title, html)."""
-    nav = " ".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in sections)
+         footer: str, *, csp: str = CSP, links: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole document; ``sections`` are (anchor, title, html), ``links`` (href, text)
+    lead to other pages (the dashboard's)."""
+    nav = " ".join([f'<a href="{esc(u)}">{esc(t)}</a>' for u, t in links] +
+                   [f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in sections])
     body = "".join(section(a, t, h) for a, t, h in sections)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
             '<link rel="icon" href="data:,">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"

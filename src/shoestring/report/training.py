@@ -31,6 +31,9 @@ HEADLINE = (("status", "status"), ("steps", "steps"), ("epochs_run", "epochs"),
             ("threads", "threads"), ("device_name", "device"))
 
 
+HEADLINE_MFU = "MFU (model FLOPs utilization)"
+
+
 def metric_groups(keys: Sequence[str]) -> dict[str, list[str]]:
     """Logged metric names grouped by what they measure (their suffix): one plot each.
 
@@ -102,6 +105,9 @@ def headline(run: RunView) -> str:
     s = run.summary or {}
     items = [("status", run.status)] + [(label, s[k]) for k, label in HEADLINE[1:]
                                        if s.get(k) is not None]
+    if s.get("mfu") is not None:
+        items = [(lbl, v) if lbl != HEADLINE_MFU else (lbl, f"{100 * s['mfu']:.2f}%")
+                 for lbl, v in items]
     if "peak_memory_bytes" in s:
         items = [(lbl, v) if lbl != "peak memory bytes" else
                  ("peak memory (MiB)", s["peak_memory_bytes"] / 2**20) for lbl, v in items]
