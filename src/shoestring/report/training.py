@@ -140,6 +140,19 @@ def training_section(run: RunView, anchor: str) -> str:
     return "".join(parts)
 
 
+def short_source(spec: str | None) -> str | None:
+    """``text:/long/path/corpus.txt`` → ``text:…/corpus.txt`` (the folders are in the subtitle).
+
+    >>> short_source("text:/a/b/corpus.txt"), short_source("digits")
+    ('text:…/corpus.txt', 'digits')
+    """
+    if not spec or ":" not in spec:
+        return spec
+    scheme, rest = spec.split(":", 1)
+    parts = rest.rstrip("/").rsplit("/", 1)
+    return f"{scheme}:…/{parts[1]}" if len(parts) == 2 and parts[0] else spec
+
+
 def _headline_metric(run: RunView) -> tuple[str, float | None]:
     s = run.summary or {}
     for k in ("test_accuracy", "test_mse", "val_loss", "test_loss"):
@@ -154,11 +167,11 @@ def comparison_section(runs: Sequence[RunView]) -> str:
     for r in runs:
         s = r.summary or {}
         metric, value = _headline_metric(r)
-        rows.append([r.name, r.status, s.get("model"), s.get("data"), s.get("steps"),
-                     s.get("train_seconds"), s.get("cost_usd"), s.get("samples_per_second"),
-                     metric, value, str(r.path)])
+        rows.append([r.name, r.status, s.get("model"), short_source(s.get("data")),
+                     s.get("steps"), s.get("train_seconds"), s.get("cost_usd"),
+                     s.get("samples_per_second"), metric, value])
     table = h.table(["run", "status", "model", "data", "steps", "seconds", "cost $",
-                     "samples/s", "metric", "value", "folder"], rows)
+                     "samples/s", "metric", "value"], rows)
     figures = []
     groups: dict[str, None] = {}
     for r in runs:
