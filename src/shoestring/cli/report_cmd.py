@@ -56,7 +56,9 @@ def report_command(ctx: click.Context, runs: tuple[Path, ...], out: Path, title:
                                for e in exc.errors()]) from None
         return write_report(config)
 
-    result = guarded(c.err, c.debug, go)
+    # Drawing the plots takes seconds (matplotlib); say so on a terminal.
+    with c.err.status(f"writing the report of {len(runs)} run(s)…"):
+        result = guarded(c.err, c.debug, go)
     if as_json:
         c.out.print_json(json.dumps({"path": str(result.path), "bytes": result.bytes,
                                      "seconds": round(result.seconds, 3),

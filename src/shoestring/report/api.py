@@ -87,8 +87,12 @@ def render_report(runs: Sequence[RunView], *, title: str | None = None,
                   now: datetime | None = None, csp: str = h.CSP,
                   links: Sequence[tuple[str, str]] = ()) -> str:
     """The HTML page for ``runs`` (already read with :func:`read_run`)."""
-    from shoestring import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:    # the distribution's version: the package facade sits above this layer
+        __version__ = version("shoestring")
+    except PackageNotFoundError:
+        __version__ = "(not installed)"
     now = now or datetime.now(UTC)
     if title is None:
         title = f"Shoestring report: {runs[0].name}" if len(runs) == 1 else \
