@@ -1,5 +1,6 @@
-"""``shoestring report RUN [RUN ...] --out FILE.html`` (CLI only: parse, build the
-config, call :func:`shoestring.report.write_report`, say where the page is)."""
+"""``shoestring report RUN [RUN ...] --out FILE.html`` (CLI only: flags from
+:class:`~shoestring.report.ReportConfig`, one call to
+:func:`shoestring.report.write_report`, then where the page is)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Command
+from shoestring.cli.context import cli_context
+from shoestring.cli.flags import config_flags
 
 HELP = """Write one self-contained HTML report of one or more run folders.
 
@@ -32,44 +34,40 @@ Examples:
 """
 
 
-@click.command("report", help=HELP)
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"),
-              show_default=True, help="The HTML file to write (replaced if it exists).")
-@click.option("--title", default=None, help="Page title (default: from the runs).")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-@click.pass_context
-def report_command(ctx: click.Context, runs: tuple[Path, ...], out: Path, title: str | None,
-                   as_json: bool) -> None:
-    c = ctx.find_object(CliContext) or CliContext()
+def _report_command() -> click.Command:
+    from shoestring.report.api import ReportConfig
 
-    def go():
-        from pydantic import ValidationError
+    flags = config_flags(ReportConfig, skip={"runs"})
 
-        from shoestring.errors import ConfigError
-        from shoestring.report import ReportConfig, write_report
+    @click.pass_context
+    def report_command(ctx: click.Context, runs: tuple[Path, ...], as_json: bool,
+                       **params) -> None:
+        from shoestring.report import resolve_report_config, write_report
 
-        try:
-            config = ReportConfig(runs=list(runs), out=out, title=title)
-        except ValidationError as exc:
-            raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                               for e in exc.errors()]) from None
-        return write_report(config)
+        c = cli_context(ctx)
+        config = resolve_report_config({"runs": list(runs), **flags.values(params)})
+        # Drawing the plots takes seconds (matplotlib); say so on a terminal.
+        with c.err.status(f"writing the report of {len(runs)} run(s)…"):
+            result = write_report(config)
+        if as_json:
+            c.out.print_json(json.dumps({"path": str(result.path), "bytes": result.bytes,
+                                         "seconds": round(result.seconds, 3),
+                                         "sections": result.sections, "notes": result.notes}))
+            return
+        for note in result.notes:
+            c.err.print(f"[yellow]Note:[/] {note}", highlight=False)
+        c.out.print(f"Report: {result.path} ({result.bytes / 1024:,.0f} KiB, sections: "
+                    f"{', '.join(result.sections)}; {result.seconds:.1f} s)", highlight=False)
 
-    # Drawing the plots takes seconds (matplotlib); say so on a terminal.
-    with c.err.status(f"writing the report of {len(runs)} run(s)…"):
-        result = guarded(c.err, c.debug, go)
-    if as_json:
-        c.out.print_json(json.dumps({"path": str(result.path), "bytes": result.bytes,
-                                     "seconds": round(result.seconds, 3),
-                                     "sections": result.sections, "notes": result.notes}))
-        return
-    for note in result.notes:
-        c.err.print(f"[yellow]Note:[/] {note}", highlight=False)
-    c.out.print(f"Report: {result.path} ({result.bytes / 1024:,.0f} KiB, sections: "
-                f"{', '.join(result.sections)}; {result.seconds:.1f} s)", highlight=False)
+    params = [click.Argument(["runs"], nargs=-1, required=True,
+                             type=click.Path(path_type=Path)),
+              *flags.params,
+              click.Option(["--json", "as_json"], is_flag=True,
+                           help="Print what was written as JSON.")]
+    return Command("report", callback=report_command, params=params, help=HELP,
+                   short_help="Write a self-contained HTML report of run folders.")
 
 
 def register(group: click.Group) -> None:
     """Add ``report`` to the ``shoestring`` command group."""
-    group.add_command(report_command, "report")
+    group.add_command(_report_command(), "report")

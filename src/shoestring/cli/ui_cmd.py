@@ -1,15 +1,16 @@
-"""``shoestring ui`` and ``shoestring ui token …`` (CLI only: parse, wire the ledger and
-the serving plans into :mod:`shoestring.report.dashboard`, run the server)."""
+"""``shoestring ui`` and ``shoestring ui token …`` (CLI only: flags from
+:class:`~shoestring.report.dashboard.UiConfig`, the ledger and the serving plans wired
+into :mod:`shoestring.report.dashboard`, the server run)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from shoestring.cli.context import CliContext
-from shoestring.cli.errors import guarded
+from shoestring.cli.command import Group
+from shoestring.cli.context import cli_context
+from shoestring.cli.flags import config_flags
 
 HELP = """The team dashboard: runs and serving, live from the ledger, in a browser.
 
@@ -34,52 +35,54 @@ Examples:
 """
 
 
-def _ctx(ctx: click.Context) -> CliContext:
-    return ctx.find_object(CliContext) or CliContext()
-
-
-@click.group("ui", help=HELP, invoke_without_command=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind (beyond loopback, an admin token is required).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="TCP port (0: any free port).")
-@click.option("--plans", "plans_file", type=click.Path(path_type=Path), default=None,
-              help="The serving plans TOML, for plan quotas (default: the shipped plans).")
-@click.pass_context
-def ui_group(ctx: click.Context, host: str, port: int, plans_file: Path | None) -> None:
-    if ctx.invoked_subcommand is not None:
-        return
-    c = _ctx(ctx)
-
-    def prepare():
-        from shoestring.errors import ShoestringError
-        from shoestring.report.admin_tokens import AdminTokens
-        from shoestring.report.dashboard import Dashboard, create_app, is_loopback, read_only_engine
-        from shoestring.serve.plans import load_plans
-
-        quotas = {n: p.monthly_quota_units for n, p in load_plans(plans_file).items()}
-        engine = read_only_engine(c.db_url())
-        loopback = is_loopback(host)
-        if not loopback and not AdminTokens(engine).any_active():
-            raise ShoestringError(
-                f"--host {host} is beyond loopback and the ledger has no admin token",
-                hint="create one with 'shoestring ui token create' (the dashboard shows "
-                "billing data), or bind to 127.0.0.1")
-        dash = Dashboard(engine, c.workspace, require_token=not loopback, plan_quotas=quotas)
-        return create_app(dash)
-
-    app = guarded(c.err, c.debug, prepare)
+def _serve(ctx: click.Context, config) -> None:
     import uvicorn
 
-    shown = f"[{host}]" if ":" in host else host
-    c.out.print(f"Dashboard on http://{shown}:{port}/ (read-only; Ctrl+C stops it)",
+    from shoestring.errors import ShoestringError
+    from shoestring.report.admin_tokens import AdminTokens
+    from shoestring.report.dashboard import Dashboard, create_app, is_loopback, read_only_engine
+    from shoestring.serve.plans import load_plans
+
+    c = cli_context(ctx)
+    quotas = {n: p.monthly_quota_units for n, p in load_plans(config.plans).items()}
+    engine = read_only_engine(c.db_url())
+    loopback = is_loopback(config.host)
+    if not loopback and not AdminTokens(engine).any_active():
+        raise ShoestringError(
+            f"--host {config.host} is beyond loopback and the ledger has no admin token",
+            hint="create one with 'shoestring ui token create' (the dashboard shows billing "
+            "data), or bind to 127.0.0.1")
+    app = create_app(Dashboard(engine, c.workspace, require_token=not loopback,
+                               plan_quotas=quotas))
+    shown = f"[{config.host}]" if ":" in config.host else config.host
+    c.out.print(f"Dashboard on http://{shown}:{config.port}/ (read-only; Ctrl+C stops it)",
                 highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
+                server_header=False)
 
 
-@ui_group.group("token", help="Admin tokens for a dashboard bound beyond loopback.")
+def _ui_group() -> click.Group:
+    from shoestring.report.dashboard import UiConfig
+
+    flags = config_flags(UiConfig)
+
+    @click.pass_context
+    def ui(ctx: click.Context, **params) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        from shoestring.report.dashboard import resolve_ui_config
+
+        _serve(ctx, resolve_ui_config(flags.values(params)))
+
+    group = Group("ui", callback=ui, params=list(flags.params), help=HELP,
+                  invoke_without_command=True, short_help="The team dashboard in a browser.")
+    group.add_command(token_group)
+    return group
+
+
+@click.group("token", cls=Group)
 def token_group() -> None:
-    pass
+    """Admin tokens for a dashboard bound beyond loopback."""
 
 
 @token_group.command("create")
@@ -88,15 +91,10 @@ def token_group() -> None:
 @click.pass_context
 def token_create(ctx: click.Context, label: str, as_json: bool) -> None:
     """Create an admin token; it is shown once and stored only as a hash."""
-    c = _ctx(ctx)
+    from shoestring.report.admin_tokens import AdminTokens
 
-    def go():
-        from shoestring.ledger.db import open_ledger
-        from shoestring.report.admin_tokens import AdminTokens
-
-        return AdminTokens(open_ledger(c.db_url())).create(label)
-
-    secret, info = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    secret, info = AdminTokens(c.engine()).create(label)
     if as_json:
         c.out.print_json(json.dumps({**info, "token": secret}))
         return
@@ -109,15 +107,10 @@ def token_create(ctx: click.Context, label: str, as_json: bool) -> None:
 @click.pass_context
 def token_list(ctx: click.Context) -> None:
     """List admin tokens (prefixes only)."""
-    c = _ctx(ctx)
+    from shoestring.report.admin_tokens import AdminTokens
 
-    def go():
-        from shoestring.ledger.db import open_ledger
-        from shoestring.report.admin_tokens import AdminTokens
-
-        return AdminTokens(open_ledger(c.db_url(), create=False)).list()
-
-    rows = guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    rows = AdminTokens(c.engine(create=False)).list()
     for r in rows:
         state = "active" if r["active"] else f"revoked {r['revoked_at']}"
         c.out.print(f"{r['id']}  {r['prefix']}…  {r['created_at']}  {state}  {r['label']}",
@@ -131,18 +124,13 @@ def token_list(ctx: click.Context) -> None:
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke an admin token by its id (see 'shoestring ui token list')."""
-    c = _ctx(ctx)
+    from shoestring.report.admin_tokens import AdminTokens
 
-    def go():
-        from shoestring.ledger.db import open_ledger
-        from shoestring.report.admin_tokens import AdminTokens
-
-        AdminTokens(open_ledger(c.db_url(), create=False)).revoke(token_id)
-
-    guarded(c.err, c.debug, go)
+    c = cli_context(ctx)
+    AdminTokens(c.engine(create=False)).revoke(token_id)
     c.out.print(f"Revoked {token_id}.")
 
 
 def register(group: click.Group) -> None:
     """Add ``ui`` to the ``shoestring`` command group."""
-    group.add_command(ui_group, "ui")
+    group.add_command(_ui_group(), "ui")

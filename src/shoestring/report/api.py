@@ -15,22 +15,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from shoestring.config import StrictConfig, validate_config
 from shoestring.errors import ShoestringError
 from shoestring.io import atomic_write_bytes
 from shoestring.report import html as h
 from shoestring.report.run_view import RunView, read_run
 
 
-class ReportConfig(BaseModel):
+class ReportConfig(StrictConfig):
     """What ``shoestring report`` is asked to do."""
 
-    model_config = ConfigDict(extra="forbid")
+    runs: list[Path] = Field(min_length=1, description="Run folders to report on.")
+    out: Path = Field(Path("report.html"),
+                      description="The HTML file to write (replaced if it exists).")
+    title: str | None = Field(None, description="Page title (default: from the runs).")
 
-    runs: list[Path] = Field(min_length=1, description="run folders to report on")
-    out: Path = Field(Path("report.html"), description="the HTML file to write")
-    title: str | None = Field(None, description="page title (default: from the runs)")
+
+def resolve_report_config(values: dict) -> ReportConfig:
+    """``values`` (unset ones None) validated into a :class:`ReportConfig`, every problem
+    reported at once."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    return validate_config(ReportConfig, clean, hint="see 'shoestring report --help'")
 
 
 @dataclass

@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import Engine, event, select
 
+from shoestring.config import StrictConfig, validate_config
 from shoestring.errors import ShoestringError
 from shoestring.report import html as h
 
@@ -35,6 +37,21 @@ DASHBOARD_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; 
 COOKIE = "shoestring_ui"
 LINKS = (("/", "runs"), ("/serving", "serving"))
 MAX_RUNS = 200
+
+
+class UiConfig(StrictConfig):
+    """What ``shoestring ui`` serves, and where."""
+
+    host: str = Field("127.0.0.1", description="Address to bind (beyond loopback, an admin "
+                      "token is required).")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port.")
+    plans: Path | None = Field(None, description="The serving plans TOML, for plan quotas "
+                               "(default: the shipped plans).")
+
+
+def resolve_ui_config(values: dict[str, Any]) -> UiConfig:
+    clean = {k: v for k, v in values.items() if v is not None}
+    return validate_config(UiConfig, clean, hint="see 'shoestring ui --help'")
 
 
 def is_loopback(host: str) -> bool:
