@@ -92,6 +92,16 @@ PLANS: dict[str, DocPlan] = {
                  prelude="from shoestring import resolve_config\n"
                          "train_config = resolve_config({'data': {'source': 'digits'}})"),
         ]),
+    "docs/report.md": DocPlan(
+        setup="\n".join([TINY_FMNIST.format(out="runs/fmnist"),
+                         TINY_FMNIST.format(out="runs/fmnist-small")]),
+        rules=[Rule("shoestring report runs/fmnist --json", expect=('"sections"',)),
+               Rule("shoestring ui token create",
+                    drop=(("# http://127.0.0.1:8765/", "a server that runs until Ctrl-C "
+                           "(tests/integration/test_report_browser.py runs it)"),
+                          ("--port 9000", "a server that runs until Ctrl-C"),
+                          ("revoke ID", "needs a token id from the list"),
+                          ("--host 0.0.0.0", "binds beyond loopback")))]),
     "docs/serve.md": DocPlan(rules=[
         Rule("shoestring keys create --project acme --plan pro",
              subs=(("shoestring keys create --project acme --plan pro",

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, event, select
 from shoestring.config import StrictConfig, validate_config
 from shoestring.errors import ShoestringError
 from shoestring.report import html as h
+from shoestring.report.training import short_source
 
 # Pages may link to and post forms to the dashboard itself; nothing else loads.
 DASHBOARD_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -135,7 +136,8 @@ class Dashboard:
                     f'aria-label="compare {h.esc(r.name)}"></td>'
                     f'<td><a href="/runs/{h.esc(r.id)}">{h.esc(r.name)}</a></td>'
                     + "".join(f"<td>{h.esc(h.fmt(v))}</td>" for v in (
-                        r.kind, r.status, r.model, r.data, r.started_at))
+                        r.kind, r.status, r.model, short_source(r.data),
+                        r.started_at[:16].replace("T", " ")))
                     + "".join(f'<td class="num">{h.esc(h.fmt(v))}</td>' for v in (
                         r.wall_seconds, r.cost_usd))
                     + f"<td>{h.esc(metric)}</td></tr>")
