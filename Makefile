@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: quickstart test install install-dev bench lint clean
+.PHONY: quickstart test test-fast install install-dev bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ test: $(DEV_STAMP)
 	  if url="$$(scripts/ci-postgres.sh start 2>$(PG_LOG))"; then started=1; \
 	  else url=; echo "PostgreSQL unavailable (see $(PG_LOG)): postgres tests will skip"; fi; \
 	fi; \
-	SHOESTRING_TEST_PG_URL="$$url" $(BIN)/python -m pytest -q; rc=$$?; \
+	SHOESTRING_TEST_PG_URL="$$url" $(BIN)/python -m pytest -q --durations=15; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
 	  echo "numerically sensitive tests again on AVX2 kernels (ATEN_CPU_CAPABILITY=avx2):"; \
 	  ATEN_CPU_CAPABILITY=avx2 SHOESTRING_TEST_PG_URL="$$url" $(BIN)/python -m pytest -q \
@@ -47,6 +47,12 @@ test: $(DEV_STAMP)
 	fi; \
 	if [ -n "$$started" ]; then scripts/ci-postgres.sh stop 2>>$(PG_LOG); fi; \
 	exit $$rc
+
+## test-fast: the unit tests and docstring examples only (no PostgreSQL, no server
+## processes, no integration runs): a minute or two, for the edit-test loop.
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q tests/unit -m 'not slow and not gpu and not postgres' \
+	  --durations=10
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench

@@ -2,12 +2,16 @@
 
 Imports run one way (docs/architecture.md)::
 
-    shared (types, errors, io, config) → ledger → models → data → plan → train
+    shared (types, errors, io, config, version) → ledger → models → data
+        → run config (train/config.py, train/stopping.py) → plan → train
         → serve | compress | audit | report → quickstart → cli → the package facade
 
 A module may import its own layer and any layer to its left; the four
 capabilities after ``train`` are siblings that hand each other run folders and
-ledger rows, never imports. Every import counts: module level, inside
+ledger rows, never imports. The run config is the schema of a run's
+``config.toml`` (and the stopping rules its fields name): plain data the planner
+reads (``plan runs/x/config.toml``, ``train --plan-first``) and training runs
+on, so it sits below both, although its files live in ``train/``. Every import counts: module level, inside
 functions, under ``TYPE_CHECKING``, and ``importlib.import_module("shoestring.…")``
 with a literal name.
 
@@ -24,16 +28,22 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "shoestring"
 
 # Layer of each top-level module or subpackage, and its rank (lower = lower layer).
 LAYERS: dict[str, int] = {
-    "types": 0, "errors": 0, "io": 0, "config": 0,
+    "types": 0, "errors": 0, "io": 0, "config": 0, "version": 0,
     "ledger": 1,
     "models": 2,
     "data": 3,
-    "plan": 4,
-    "train": 5,
-    "serve": 6, "compress": 6, "audit": 6, "report": 6,
-    "quickstart": 7,
-    "cli": 8,
-    "__init__": 9, "__main__": 9,
+    "run-config": 4,
+    "plan": 5,
+    "train": 6,
+    "serve": 7, "compress": 7, "audit": 7, "report": 7,
+    "quickstart": 8,
+    "cli": 9,
+    "__init__": 10, "__main__": 10,
+}
+# Modules whose layer is not their folder's.
+MODULE_LAYERS: dict[str, str] = {
+    "shoestring.train.config": "run-config",
+    "shoestring.train.stopping": "run-config",
 }
 
 
@@ -52,6 +62,8 @@ class Edge:
 
 
 def layer_of(module: str) -> str:
+    if module in MODULE_LAYERS:
+        return MODULE_LAYERS[module]
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 

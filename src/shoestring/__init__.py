@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from shoestring.version import __version__ as __version__
 
 _EXPORTS = {
     "train": "shoestring.train.api",

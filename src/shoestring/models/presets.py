@@ -1,22 +1,24 @@
 """Named transformer shapes, and how a ``[model]`` section picks one.
 
-Each preset is a full config. A model name (``gpt``, ``gpt2-124m``,
-``encoder``, ``bert-base``…) starts from its preset; every shape field set in
-``[model]`` (not ``None``) overrides it; the data decides the vocabulary (and,
-for encoders, the number of classes). Sources of the published shapes:
-
-- GPT-2 124M / 350M: Radford et al. 2019, table 2, and the Hugging Face
-  ``gpt2`` / ``gpt2-medium`` configs (vocab 50257, context 1024).
-- Llama 3 8B: Meta's ``Meta-Llama-3-8B`` ``params.json`` (dim 4096, 32 layers,
-  32 heads, 8 KV heads, FFN 14336, vocab 128256, rope θ 500000).
-- BERT-base: Devlin et al. 2019; BERT-tiny (2 layers, 128 wide): Turc et al.
-  2019, arXiv:1908.08962 (``google/bert_uncased_L-2_H-128_A-2``).
+The shapes live in one list, ``presets.toml`` beside this module, which the
+planner reads too (:func:`preset_table`): each entry is written in one
+vocabulary (``hidden``, ``layers``, ``heads``, ``kv_heads``, ``intermediate``,
+``max_seq``, as plan's ``ModelSpec`` names them) and names its source.
+:data:`SHAPE_TO_CONFIG` maps that vocabulary onto the model code's
+(``n_embd``, ``n_layer``, ``n_head``… of :class:`GPTConfig` and
+:class:`EncoderConfig`), in this one place. A model name (``gpt``,
+``gpt2-124m``, ``encoder``, ``bert-base``…) starts from its preset; every shape
+field set in ``[model]`` (not ``None``) overrides it; the data decides the
+vocabulary (and, for encoders, the number of classes).
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from shoestring.errors import DataError
@@ -26,30 +28,70 @@ from shoestring.models.gpt import GPTConfig, build_gpt
 if TYPE_CHECKING:
     from shoestring.models.registry import DataShape
 
-_LLAMA = {"bias": False, "norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "tie_embeddings": False}
+PRESETS_FILE = "presets.toml"
 
-GPT_PRESETS: dict[str, GPTConfig] = {
-    # Fits a laptop CPU: ~0.8M parameters plus the embedding at a char vocabulary.
-    "gpt-nano": GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=256),
-    "gpt2-124m": GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
-    "gpt2-350m": GPTConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024,
-                           vocab_size=50257),
-    # Llama-style shapes at CPU size, for trying RoPE/RMSNorm/SwiGLU/GQA cheaply.
-    "llama-nano": GPTConfig(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, block_size=64,
-                            vocab_size=256, **_LLAMA),
-    "llama-3-8b": GPTConfig(n_layer=32, n_head=32, n_kv_head=8, n_embd=4096, block_size=8192,
-                            vocab_size=128256, intermediate_size=14336, rope_theta=500000.0,
-                            **_LLAMA),
+# The presets' (and plan's) shape vocabulary → GPTConfig / EncoderConfig fields.
+SHAPE_TO_CONFIG = {
+    "layers": "n_layer", "heads": "n_head", "kv_heads": "n_kv_head", "hidden": "n_embd",
+    "max_seq": "block_size", "vocab_size": "vocab_size", "intermediate": "intermediate_size",
+    "norm": "norm", "mlp": "mlp", "pos": "pos", "rope_theta": "rope_theta", "bias": "bias",
+    "tie_embeddings": "tie_embeddings", "norm_eps": "norm_eps",
+    "type_vocab_size": "type_vocab_size",
 }
+CONFIG_TO_SHAPE = {v: k for k, v in SHAPE_TO_CONFIG.items()}
+# Encoder layout is fixed (post-norm, GELU, learned positions, biases, pooler).
+_ENCODER_SHAPE = ("layers", "heads", "hidden", "max_seq", "vocab_size", "intermediate",
+                  "norm_eps", "type_vocab_size")
+
+
+@lru_cache(maxsize=1)
+def preset_table() -> dict[str, dict[str, Any]]:
+    """Every named shape, as written in ``presets.toml`` (validated by the planner's
+    ``ModelSpec`` when it loads one; tests check every entry)."""
+    return tomllib.loads(resources.files("shoestring.models").joinpath(PRESETS_FILE)
+                         .read_text())
+
+
+def _buildable(entry: dict[str, Any]) -> bool:
+    """Layouts the model code has: decoders without sliding-window attention or ALiBi."""
+    if entry["family"] == "encoder":
+        return True
+    return entry["family"] == "decoder" and "sliding_window" not in entry \
+        and entry.get("pos", "learned") in ("learned", "rope")
+
+
+def gpt_config(entry: dict[str, Any]) -> GPTConfig:
+    """The :class:`GPTConfig` of a decoder entry of the preset table."""
+    values = {SHAPE_TO_CONFIG[k]: v for k, v in entry.items() if k in SHAPE_TO_CONFIG
+              and k != "type_vocab_size"}
+    if values.get("n_kv_head") in (0, values.get("n_head")):
+        values.pop("n_kv_head")
+    # An MLP width the layout derives (4h for GELU, Llama's rounded 8h/3 for SwiGLU)
+    # stays derived, so that a [model] n_embd override rescales it as well.
+    derived = GPTConfig(**{k: v for k, v in values.items() if k != "intermediate_size"})
+    if values.get("intermediate_size") == derived.hidden_size:
+        values.pop("intermediate_size")
+    return GPTConfig(**values)
+
+
+def encoder_config(entry: dict[str, Any]) -> EncoderConfig:
+    """The :class:`EncoderConfig` of an encoder entry of the preset table."""
+    return EncoderConfig(**{SHAPE_TO_CONFIG[k]: entry[k] for k in _ENCODER_SHAPE if k in entry})
+
+
+def _presets(family: str, build: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    return {name: build(e) for name, e in preset_table().items()
+            if e["family"] == family and _buildable(e)}
+
+
+GPT_PRESETS: dict[str, GPTConfig] = _presets("decoder", gpt_config)
 # 'gpt' builds from [model] fields, with gpt-nano's values where a field is unset.
 GPT_PRESETS["gpt"] = GPT_PRESETS["gpt-nano"]
 
-ENCODER_PRESETS: dict[str, EncoderConfig] = {
-    "bert-tiny": EncoderConfig(n_layer=2, n_head=2, n_embd=128, block_size=512,
-                               intermediate_size=512),
-    "bert-base": EncoderConfig(),
-}
+ENCODER_PRESETS: dict[str, EncoderConfig] = _presets("encoder", encoder_config)
 ENCODER_PRESETS["encoder"] = ENCODER_PRESETS["bert-tiny"]
+# Names that are families rather than published shapes.
+ALIASES = {"gpt": "gpt-nano", "encoder": "bert-tiny"}
 
 # [model] fields that override a preset when set; the rest come from the data.
 GPT_FIELDS = ("n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "bias", "norm", "mlp",

@@ -178,7 +178,7 @@ def save_run(directory: Path, model: nn.Module, card: ModelCard, *, tokenizer=No
     """
     from safetensors.torch import save as st_save
 
-    from shoestring import __version__
+    from shoestring.version import __version__
 
     folder = RunFolder(directory)
     folder.create()

@@ -78,6 +78,31 @@ def _first_layer_no_input_grad(spec: ModelSpec, setup: StepSetup) -> tuple[int, 
     return frozen, a_mats
 
 
+def model_flops(spec: ModelSpec, sequences: int, seq_len: int) -> int:
+    """PaLM model FLOPs (appendix B) of training on ``sequences`` × ``seq_len`` tokens.
+
+    6N per token, N the weights that multiply (every matmul weight of the blocks
+    and the head; position, token-type and an untied input embedding are
+    lookups), plus 12·L·H·Q·T per token for the attention scores and their
+    weighted sum (half of the full-square forward+backward count of
+    :func:`step_flops`); per-sequence matmuls (an encoder's pooler and
+    classifier) count once per sequence. MFU, in planning and in training
+    (:func:`shoestring.train.meter.transformer_flops_per_token`), is measured
+    against this one definition. nanoGPT's ``estimate_mfu`` also counts norms
+    and biases in N (GPT-2 124M: 855.2M FLOPs per token at 1024 against 854.4M).
+
+    >>> from shoestring.plan.presets import load_preset
+    >>> model_flops(load_preset("gpt2-124m"), 1, 1024) // 1024
+    854438400
+    """
+    counts = count_params(spec)
+    s = 1 if spec.family == "mlp" else seq_len
+    tokens = sequences * s
+    attention = 0 if spec.family == "mlp" else 12 * spec.layers * spec.hidden * s * tokens
+    return 6 * tokens * counts.matmul_per_token + 6 * sequences * counts.matmul_per_sequence \
+        + attention
+
+
 def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
     """Executed and model FLOPs of one step of ``setup`` (one replica, all micro-batches).
 
@@ -139,10 +164,7 @@ def step_flops(spec: ModelSpec, setup: StepSetup) -> StepFlops:
         else:
             skipped = shapes[role][0] * shapes[role][1]
         recompute = 2 * tokens * (block_mats + adapters - spec.layers * skipped) + attn_fwd
-    # PaLM appendix B: 6N per token plus 12·L·H·Q·T for attention (half of our
-    # full-square forward+backward count, which counts QKᵀ and PV fwd and bwd).
-    model = 6 * tokens * counts.matmul_per_token + 6 * b * seq_mats \
-        + (0 if spec.family == "mlp" else 12 * spec.layers * spec.hidden * s * tokens)
+    model = model_flops(spec, b, s)
     acc = setup.grad_accum
     return StepFlops(forward=forward * acc, backward=backward * acc, recompute=recompute * acc,
                      model=model * acc)
@@ -153,9 +175,3 @@ def trained_params(spec: ModelSpec, setup: StepSetup) -> int:
     if setup.adapters:
         return _lora_params_per_layer(spec, setup)[0] * spec.layers
     return count_params(spec).total
-
-
-def tokens_per_step(spec: ModelSpec, setup: StepSetup) -> int:
-    """Tokens (samples, for an MLP) one replica processes per optimizer step."""
-    s = 1 if spec.family == "mlp" else setup.seq_len
-    return setup.micro_batch * s * setup.grad_accum

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoestring.plan.memory import GIB, MemoryBreakdown, estimate_memory
 from shoestring.plan.presets import spec_from_architecture
 from shoestring.plan.setup import StepSetup
 from shoestring.plan.specs import ModelSpec
+
+if TYPE_CHECKING:
+    # The run-config schema sits below the planner (tests/architecture.py).
+    from shoestring.train.config import TrainConfig, TrainSection
 
 
 @dataclass(frozen=True)
@@ -58,22 +62,22 @@ def available_memory(device: str) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def setup_for(train: Any, spec: ModelSpec, device: str) -> StepSetup:
-    """The planner's step for a ``[train]`` section (see TrainSection's fields)."""
-    precision = getattr(train, "precision", "fp32")
+def setup_for(train: TrainSection, spec: ModelSpec, device: str) -> StepSetup:
+    """The planner's step for a ``[train]`` section."""
+    precision = train.precision
     if precision in ("bf16", "fp16"):
         prec = "bf16-mixed"
     elif precision == "auto":
         prec = "bf16-mixed" if device == "cuda" else "fp32"
     else:
         prec = "fp32"
-    nproc = getattr(train, "nproc", 1)
-    fsdp = getattr(train, "strategy", "ddp") == "fsdp"
-    micro = getattr(train, "micro_batch_size", None) or math.ceil(train.batch_size / nproc)
+    nproc = train.nproc
+    fsdp = train.strategy == "fsdp"
+    micro = train.micro_batch_size or math.ceil(train.batch_size / nproc)
     seq = spec.max_seq if spec.family != "mlp" else 1
     return StepSetup(
         micro_batch=micro, seq_len=seq, precision=prec,
-        checkpointing="full" if getattr(train, "activation_checkpointing", False) else "none",
+        checkpointing="full" if train.activation_checkpointing else "none",
         optimizer="sgd" if train.optimizer == "sgd" else "adamw",
         grad_accum=max(1, math.ceil(train.batch_size / (micro * nproc))), dp=nproc,
         zero_stage=3 if fsdp and nproc > 1 else 0, kernels="cuda" if device == "cuda" else "cpu")
@@ -120,36 +124,28 @@ def verdict_for(spec: ModelSpec, setup: StepSetup, available: int, *,
     return PlanVerdict(False, reason, fix, mem, available, est_seconds, lines)
 
 
-def check_fits(train_config: Any, *, arch: dict[str, Any] | None = None,
+def check_fits(train_config: TrainConfig, *, arch: dict[str, Any],
                n_train: int | None = None, device: str | None = None,
                available_bytes: int | None = None) -> PlanVerdict:
     """Will ``train_config`` fit on this machine? (``shoestring train --plan-first``)
 
     ``arch`` (the registry architecture) and ``n_train`` (examples per epoch)
-    come from the caller when it has loaded the data already; otherwise the
-    data is loaded here to learn the model's shape.
+    come from the trainer, which has loaded the data already: the planner sits
+    below training and never loads a training problem itself.
     """
-    import torch
-
     if device is None:
-        wanted = getattr(train_config.train, "device", "auto")
+        import torch
+
+        wanted = train_config.train.device
         device = "cuda" if wanted == "cuda" or (wanted == "auto" and
                                                 torch.cuda.is_available()) else "cpu"
-    if arch is None:
-        from pathlib import Path
-
-        from shoestring.train.problem import load_problem
-
-        problem, _, _ = load_problem(train_config, train_config.data.source_options(),
-                                     torch.device("cpu"), Path.cwd())
-        arch, n_train = problem.arch, problem.n_train
     if arch.get("family") not in ("mlp", "gpt", "encoder"):
         return PlanVerdict(True, (f"not checked: the planner does not model the "
                                   f"{arch.get('family')!r} family"), None)
     spec = spec_from_architecture(arch, train_config.model.name)
     setup = setup_for(train_config.train, spec, device)
     available = available_bytes if available_bytes is not None else available_memory(device)
-    cap = getattr(train_config.train, "max_memory", None)
+    cap = train_config.train.max_memory
     if cap:
         available = min(available, int(cap * GIB))
     est = _estimate_seconds(spec, setup, train_config.train, n_train, device)
@@ -166,7 +162,7 @@ def _estimate_seconds(spec: ModelSpec, setup: StepSetup, train: Any, n_train: in
     from shoestring.plan.rates import RateBook
 
     steps = train.epochs * math.ceil(n_train / train.batch_size)
-    if getattr(train, "max_steps", None):
+    if train.max_steps:
         steps = min(steps, train.max_steps)
     name = "cpu-local" if device == "cpu" else _cuda_name()
     try:

@@ -9,10 +9,7 @@ the decoded file contents and return a :class:`ModelSpec`.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +19,12 @@ from shoestring.config import problems_of
 from shoestring.errors import ShoestringError
 from shoestring.plan.specs import ModelSpec
 
-PRESETS_FILE = "presets.toml"
 
-
-@lru_cache(maxsize=1)
 def _presets() -> dict[str, dict[str, Any]]:
-    text = resources.files("shoestring.plan").joinpath(PRESETS_FILE).read_text()
-    return tomllib.loads(text)
+    """The one list of named shapes (``shoestring/models/presets.toml``)."""
+    from shoestring.models.presets import preset_table
+
+    return preset_table()
 
 
 def preset_names() -> list[str]:
@@ -125,44 +121,34 @@ def spec_from_architecture(arch: dict[str, Any], name: str) -> ModelSpec:
         widths = [p["in_features"], *p["hidden"], p["out_features"]]
         return _spec({"name": name, "family": "mlp", "widths": widths,
                       "activation": p.get("activation", "relu"), "source": name}, name)
-    if family in ("gpt", "decoder"):
-        mlp = p.get("mlp", "gelu")
-        if p.get("intermediate_size") is None:
+    if family in ("gpt", "decoder", "encoder"):
+        from shoestring.models.presets import CONFIG_TO_SHAPE
+
+        # The model code's names (n_embd, n_layer…) in the presets' vocabulary.
+        shape = {CONFIG_TO_SHAPE[k]: v for k, v in p.items()
+                 if k in CONFIG_TO_SHAPE and v is not None}
+        if family == "encoder":
+            return _spec({"name": name, "family": "encoder", "type_vocab_size": 2,
+                          "norm_eps": 1e-12, **shape, "pooler": True,
+                          "num_classes": p.get("num_classes", 0), "tie_embeddings": False,
+                          "source": name}, name)
+        if "intermediate" not in shape:
             # GPTConfig derives it (4h for GELU, Llama's rounded 8h/3 for SwiGLU).
             from shoestring.models.gpt import GPTConfig
 
-            p = {**p, "intermediate_size": GPTConfig(**p).hidden_size}
-        return _spec({"name": name, "family": "decoder", "vocab_size": p["vocab_size"],
-                      "hidden": p["n_embd"], "layers": p["n_layer"], "heads": p["n_head"],
-                      "kv_heads": p.get("n_kv_head") or 0,
-                      "intermediate": p.get("intermediate_size") or 4 * p["n_embd"],
-                      "max_seq": p["block_size"], "norm": p.get("norm", "layernorm"),
-                      "mlp": mlp, "pos": p.get("pos", "learned"),
-                      "rope_theta": p.get("rope_theta", 10000.0), "bias": p.get("bias", True),
-                      "tie_embeddings": p.get("tie_embeddings", True),
-                      "norm_eps": p.get("norm_eps", 1e-5), "source": name}, name)
-    if family == "encoder":
-        return _spec({"name": name, "family": "encoder", "vocab_size": p["vocab_size"],
-                      "hidden": p["n_embd"], "layers": p["n_layer"], "heads": p["n_head"],
-                      "intermediate": p["intermediate_size"], "max_seq": p["block_size"],
-                      "type_vocab_size": p.get("type_vocab_size", 2), "pooler": True,
-                      "num_classes": p.get("num_classes", 0), "tie_embeddings": False,
-                      "norm_eps": p.get("norm_eps", 1e-12), "source": name}, name)
+            shape["intermediate"] = GPTConfig(**p).hidden_size
+        shape.pop("type_vocab_size", None)
+        return _spec({"name": name, "family": "decoder", **shape, "source": name}, name)
     raise ShoestringError(f"{name}: the planner does not model the {family!r} family",
                           hint="plan a transformer or MLP run, or use a preset")
 
 
 def _model_registry_preset(name: str) -> ModelSpec | None:
-    """Shoestring's own trainable shapes (gpt-nano, llama-nano, bert-tiny, ...)."""
-    from shoestring.models.presets import ENCODER_PRESETS, GPT_PRESETS
+    """The family names of the model registry (``gpt``, ``encoder``): their default shape."""
+    from shoestring.models.presets import ALIASES
 
-    if name in GPT_PRESETS:
-        return spec_from_architecture({"family": "gpt", "params": GPT_PRESETS[name].to_dict()},
-                                      name)
-    if name in ENCODER_PRESETS:
-        return spec_from_architecture(
-            {"family": "encoder", "params": ENCODER_PRESETS[name].to_dict()}, name)
-    return None
+    return load_preset(ALIASES[name]).model_copy(update={"name": name}) \
+        if name in ALIASES else None
 
 
 def resolve_model(ref: str) -> ModelSpec:

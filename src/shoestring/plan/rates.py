@@ -33,8 +33,9 @@ class Measurement:
 def fit_step_time(points: list[tuple[float, float]]) -> tuple[float, float]:
     """(overhead seconds, FLOP/s) from (FLOPs, seconds) points.
 
-    >>> fit_step_time([(1e9, 0.011), (2e9, 0.021)])
-    (0.001, 100000000000.0)
+    >>> overhead, rate = fit_step_time([(1e9, 0.011), (2e9, 0.021)])
+    >>> round(overhead, 6), f"{rate:.4g}"
+    (0.001, '1e+11')
     """
     if not points:
         raise ValueError("no points")

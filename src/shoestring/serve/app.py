@@ -34,11 +34,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import shoestring
 from shoestring.serve.http import HttpRules
 from shoestring.serve.openai_app import OpenAIRoutes
 from shoestring.serve.protocol import DATATYPES, ProtocolError, error_body
 from shoestring.serve.service import Reply, Service
+from shoestring.version import __version__
 
 JSON = "application/json"
 _log = logging.getLogger("shoestring.serve")
@@ -130,7 +130,7 @@ def build_app(service: Service) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(title="Shoestring inference server", version=shoestring.__version__,
+    app = FastAPI(title="Shoestring inference server", version=__version__,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
 
@@ -155,7 +155,7 @@ def build_app(service: Service) -> FastAPI:
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "shoestring", "version": shoestring.__version__, "extensions": []}
+        return {"name": "shoestring", "version": __version__, "extensions": []}
 
     @app.get("/v2/health/live")
     async def live() -> dict[str, bool]:

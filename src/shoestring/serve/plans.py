@@ -53,8 +53,8 @@ class Plan:
     def cost_nano_usd(self, units: int) -> int:
         """Exact cost of ``units`` in nano-dollars (rounded half-even below a nano-dollar).
 
-        >>> Plan("p", 1, 1, None, Decimal("0.50")).cost_nano_usd(3)
-        1500
+        >>> Plan("p", 1, 1, None, Decimal("0.50")).cost_nano_usd(3)  # $0.0015
+        1500000
         """
         return int((self.price_per_1000_units_usd * units * NANO_PER_USD / 1000)
                    .to_integral_value())

@@ -28,17 +28,26 @@ def device_peak_flops(name: str, precision: str) -> float | None:
         return None
 
 
-def transformer_flops_per_token(arch: dict) -> int | None:
-    """6N + attention FLOPs per token for transformer families, else None."""
-    family = arch.get("family")
-    if family not in ("gpt", "encoder"):
-        return None
-    from shoestring.models.encoder import EncoderConfig
-    from shoestring.models.flops import flops_per_token
-    from shoestring.models.gpt import GPTConfig
+def transformer_flops_per_token(arch: dict, seq_len: int | None = None) -> int | None:
+    """PaLM model FLOPs per token of a transformer run (None for other families).
 
-    cls = GPTConfig if family == "gpt" else EncoderConfig
-    return int(flops_per_token(cls(**arch["params"])))
+    The planner's :func:`~shoestring.plan.compute.model_flops`, so that a run's
+    measured MFU and the plan's estimate share one definition; ``seq_len``
+    defaults to the model's context.
+    """
+    if arch.get("family") not in ("gpt", "encoder"):
+        return None
+    from shoestring.plan.compute import model_flops
+    from shoestring.plan.presets import spec_from_architecture
+
+    spec = spec_from_architecture(arch, arch["family"])
+    t = seq_len or spec.max_seq
+    per_token = model_flops(spec, 1, t) // t
+    if arch["family"] == "encoder" and arch.get("params", {}).get("mlm"):
+        # A masked-LM head scores every token: its dense layer and the (tied) word
+        # embedding are matmuls per token; the planner's encoder has a pooler instead.
+        per_token += 6 * (spec.hidden * spec.hidden + spec.vocab_size * spec.hidden)
+    return per_token
 
 
 def mfu(flops_per_token: int | None, tokens_per_second: float, peak: float | None) -> float | None:
