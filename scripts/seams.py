@@ -8,6 +8,7 @@ functions, docstring examples and whether they run, presets and FLOPs formulas.
 
     python scripts/seams.py                    # this checkout, as a table
     python scripts/seams.py --root OTHER_CHECKOUT --json
+    python scripts/seams.py --layers           # import edges between layers, as the code has them
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def measure(root: Path = ROOT) -> dict:
     m["docstring examples (>>> lines)"] = sum(p.read_text().count(">>> ") for p, _ in trees)
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     addopts = pyproject["tool"]["pytest"]["ini_options"].get("addopts", "")
-    m["doctests run by make test"] = "--doctest-modules" in addopts
+    m["doctests run by make test"] = "--doctest-modules" in addopts or \
+        (root / "tests" / "unit" / "test_doctests.py").exists()
     m["places defining the gpt2-124m shape"] = sum(
         1 for p in src.rglob("*") if p.suffix in (".py", ".toml")
         and re.search(r'^\s*"gpt2-124m"\s*:|^\[gpt2-124m\]',
@@ -124,12 +126,30 @@ def measure(root: Path = ROOT) -> dict:
     return m
 
 
+def layer_edges(root: Path = ROOT) -> dict[tuple[str, str], int]:
+    """How many imports run from each layer to each other layer (own layer left out)."""
+    arch = _architecture()
+    counts: dict[tuple[str, str], int] = {}
+    for e in arch.import_edges(root / "src" / "shoestring"):
+        a, b = e.layers()
+        if a != b:
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    return counts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout to measure")
+    ap.add_argument("--layers", action="store_true", help="print the layer-to-layer imports")
     args = ap.parse_args()
+    if args.layers:
+        rank = _architecture().LAYERS
+        for (a, b), n in sorted(layer_edges(args.root.resolve()).items(),
+                                key=lambda kv: (-rank[kv[0][0]], -rank[kv[0][1]])):
+            print(f"{a:>10} -> {b:<10} {n}")
+        return
     m = measure(args.root.resolve())
     if args.json:
         print(json.dumps(m, indent=1))
