@@ -127,7 +127,7 @@ PLANS: dict[str, DocPlan] = {
                  after="shoestring plan llama.toml > /dev/null"),
             Rule("logits, loss = model(x, y)",
                  prelude="import torch\nx = torch.randint(0, 65, (2, 64))\ny = x.clone()"),
-            Rule("fpt = flops_per_token(config)",
+            Rule("fpt = transformer_flops_per_token(",
                  prelude="from shoestring.models.gpt import GPTConfig\n"
                          "config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, "
                          "vocab_size=65)\ntokens_per_second, peak_flops = 1e4, 174e9"),

@@ -141,3 +141,36 @@ def test_one_test_fraction_default():
 
     assert PrepareConfig.model_fields["test_fraction"].default == \
         DataConfig.model_fields["test_fraction"].default == SourceOptions().test_fraction
+
+
+def test_no_flag_of_the_previous_cli_is_lost():
+    """Every option the CLI had before the one flag generator (commit 074a925, frozen in
+    tests/fixtures/release_0_1/cli_flags.json) is still accepted: as itself, or hidden
+    behind a deprecation warning."""
+    from pathlib import Path
+
+    before = json.loads((Path(__file__).parents[1] / "fixtures" / "release_0_1" /
+                         "cli_flags.json").read_text())
+
+    def options(g, prefix=()):
+        for name, cmd in g.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from options(cmd, (*prefix, name))
+            else:
+                yield " ".join((*prefix, name)), {o for p in cmd.params for o in
+                                                 (*getattr(p, "opts", []),
+                                                  *getattr(p, "secondary_opts", []))}
+
+    now = dict(options(build_cli()))
+    lost = {c: sorted(set(flags) - now.get(c, set())) for c, flags in before.items()}
+    assert {c: f for c, f in lost.items() if f} == {}
+
+
+def test_run_name_and_old_data_target_flags(cli, isolated_env):
+    rows = "\n".join(f"{i % 5},{(i * 7) % 3},{'a' if i % 5 < 2 else 'b'}" for i in range(60))
+    (isolated_env / "t.csv").write_text("x,z,y\n" + rows)
+    r = cli("train", "--data", "csv:t.csv", "--data-target", "y", "--epochs", "1",
+            "--name", "named-run", "--out", "runs/n")
+    assert r.exit_code == 0, r.output
+    assert "--data-target is deprecated; use --label" in r.output
+    assert 'name = "named-run"' in (isolated_env / "runs/n/config.toml").read_text()

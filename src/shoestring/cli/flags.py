@@ -192,8 +192,8 @@ def config_flags(model: type[BaseModel], *, skip: Iterable[str] = (),
     for path, info in fields:
         key = ".".join(path)
         flag = path[-1].replace("_", "-")
-        if counts[path[-1]] > 1:
-            flag = f"{path[0]}-{flag}"
+        if counts[path[-1]] > 1 and len(path) > 1:
+            flag = f"{path[0]}-{flag}"  # a section's field; a top-level one keeps its name
         dest = SEP.join(path)
         section = f"[{path[0]}] " if len(path) > 1 else ""
         help_text = f"{section}{info.description or ''}{_default_text(info)}".strip()

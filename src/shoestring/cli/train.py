@@ -80,6 +80,7 @@ def _launch(cfg, c: CliContext):
 RENAMED = [
     Renamed("--train-target", "train.target", "--target METRIC=VALUE"),
     Renamed("--label-field", "data.label", "--label"),
+    Renamed("--data-target", "data.label", "--label"),
 ]
 
 
