@@ -124,15 +124,23 @@ def verdict_for(spec: ModelSpec, setup: StepSetup, available: int, *,
     return PlanVerdict(False, reason, fix, mem, available, est_seconds, lines)
 
 
-def check_fits(train_config: TrainConfig, *, arch: dict[str, Any],
+def check_fits(train_config: TrainConfig, *, arch: dict[str, Any] | None = None,
                n_train: int | None = None, device: str | None = None,
                available_bytes: int | None = None) -> PlanVerdict:
     """Will ``train_config`` fit on this machine? (``shoestring train --plan-first``)
 
     ``arch`` (the registry architecture) and ``n_train`` (examples per epoch)
     come from the trainer, which has loaded the data already: the planner sits
-    below training and never loads a training problem itself.
+    below training and never loads a training problem itself. Without them,
+    :func:`shoestring.train.preflight.check_fits` loads the data first.
     """
+    if arch is None:
+        from shoestring.errors import ShoestringError
+
+        raise ShoestringError("the planner's check_fits needs the model's architecture "
+                              "(arch=, from the loaded data)",
+                              hint="call shoestring.train.preflight.check_fits(config), which "
+                              "loads the data to learn the model's shape")
     if device is None:
         import torch
 
