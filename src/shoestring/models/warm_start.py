@@ -11,7 +11,7 @@ reported.
 
 >>> import torch
 >>> a, b = torch.nn.Linear(2, 3), torch.nn.Linear(2, 3)
->>> load_matching_weights(b, a.state_dict(), "base").loaded
+>>> sorted(load_matching_weights(b, a.state_dict(), "base").loaded)
 ['bias', 'weight']
 """
 
