@@ -23,14 +23,23 @@ class TensorDataset:
     """An in-memory split: features ``x`` (float32) and targets ``y``.
 
     Targets are int64 class indices for classification and float32 values
-    (shape ``[n]`` or ``[n, k]``) for regression.
+    (shape ``[n]`` or ``[n, k]``) for regression. ``groups`` are side columns
+    (``--group``): per column, one value (text) per example. They are never
+    features; the fairness audit compares the model across their values.
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    groups: dict[str, tuple[str, ...]] | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def take(self, index: torch.Tensor) -> TensorDataset:
+        """The examples at ``index`` (a 1-D int64 tensor), group values included."""
+        groups = None if self.groups is None else {
+            name: tuple(values[i] for i in index.tolist()) for name, values in self.groups.items()}
+        return TensorDataset(self.x.index_select(0, index), self.y.index_select(0, index), groups)
 
 
 @dataclass(frozen=True)

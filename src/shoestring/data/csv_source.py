@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from shoestring.data.classes import class_index
+from shoestring.data.groups import check_several_values, split_groups
 from shoestring.data.holdout import random_holdout, stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
@@ -69,12 +70,13 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
 
         raise DataError(f"CSV data '{path}' needs a label column",
                         hint=f"pass --label COLUMN, one of: {', '.join(_csv_header(path))}")
-    source = csv_source(f"csv:{path}", path, options.label)
-    xs, labels, rejects = [], [], []
+    source = csv_source(f"csv:{path}", path, options.label, tuple(options.groups))
+    xs, labels, rejects, group_rows = [], [], [], []
     for batch in source.batches(CHUNK_ROWS):
         xs.append(batch.x.astype(np.float32))
         labels += batch.labels
         rejects += batch.rejects
+        group_rows += batch.groups or []
     x = np.concatenate(xs) if xs else np.empty((0, len(source.feature_names)), np.float32)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():  # NaN, inf, or a number beyond float32
@@ -84,7 +86,9 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
         rejects += [Reject(f"row {i + 1}", "not_finite", "a feature is NaN or infinite")
                     for i in bad]
         x, labels = x[finite], [lab for lab, ok in zip(labels, finite) if ok]
-    notes = _reading_notes(path, source.feature_names, options.label, rejects)
+        group_rows = [g for g, ok in zip(group_rows, finite) if ok] if group_rows else []
+    notes = _reading_notes(path, source.feature_names, options.label, rejects,
+                           tuple(options.groups))
     if len(labels) < 2:
         raise DataError(f"CSV file '{path}' has {len(labels)} usable data row(s)"
                         + (f" ({len(rejects)} skipped: {rejects[0].detail} at {rejects[0].origin})"
@@ -93,6 +97,8 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
     if not source.feature_names:
         raise DataError(f"CSV file '{path}' has no numeric feature column besides the label",
                         hint="add at least one numeric feature column")
+    groups = {name: [row[k] for row in group_rows] for k, name in enumerate(options.groups)}
+    check_several_values(groups, str(path))
     task = infer_task(_target_numbers(labels), options.task)
     class_names: tuple[str, ...] | None = None
     if task is Task.classification:
@@ -111,8 +117,10 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
     return Dataset(
         name=f"csv:{path}",
         task=task,
-        train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx])),
-        test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx])),
+        train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx]),
+                            split_groups(groups, train_idx)),
+        test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx]),
+                           split_groups(groups, test_idx)),
         input_shape=(x.shape[1],),
         num_outputs=num_outputs,
         class_names=class_names,
@@ -124,11 +132,11 @@ def load_csv(arg: str, options: SourceOptions) -> Dataset:
 CHUNK_ROWS = 65536
 
 
-def _reading_notes(path, features, label, rejects) -> tuple[str, ...]:
+def _reading_notes(path, features, label, rejects, groups=()) -> tuple[str, ...]:
     from shoestring.data.prepare.read_tables import _csv_header
 
     header = _csv_header(path)
-    skipped = [h for h in header if h not in features and h != label]
+    skipped = [h for h in header if h not in features and h != label and h not in groups]
     notes = []
     if skipped:
         notes.append(f"csv: non-numeric column(s) left out of the features: {', '.join(skipped)}")

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from shoestring.errors import DataError
-from shoestring.types import Dataset, Task, TensorDataset
+from shoestring.types import Dataset, Task
 
 # The validation split's own random stream: independent of the hold-out split's
 # (which uses the bare seed), so the two are not drawn alike (NumPy SeedSequence).
@@ -65,8 +65,6 @@ def carve_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
         keep, val = stratified_holdout(y, fraction, stream)
     else:
         keep, val = random_holdout(len(y), fraction, stream)
-    keep_t, val_t = torch.from_numpy(keep), torch.from_numpy(val)
-    x, y_t = dataset.train.x, dataset.train.y
-    return dataclasses.replace(
-        dataset, train=TensorDataset(x.index_select(0, keep_t), y_t.index_select(0, keep_t)),
-        val=TensorDataset(x.index_select(0, val_t), y_t.index_select(0, val_t)))
+    train = dataset.train
+    return dataclasses.replace(dataset, train=train.take(torch.from_numpy(keep)),
+                               val=train.take(torch.from_numpy(val)))

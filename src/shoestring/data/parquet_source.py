@@ -14,6 +14,12 @@ import torch
 
 from shoestring.data.classes import class_index
 from shoestring.data.csv_source import infer_task
+from shoestring.data.groups import (
+    check_group_columns,
+    check_several_values,
+    group_text,
+    split_groups,
+)
 from shoestring.data.holdout import random_holdout, stratified_holdout
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
@@ -52,7 +58,8 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
     if table.num_rows < 2:
         raise DataError(f"Parquet file '{path}' has {table.num_rows} rows",
                         hint="at least two rows are needed to hold one out for testing")
-    others = [n for n in names if n != options.label]
+    check_group_columns(options.groups, names, options.label, str(path))
+    others = [n for n in names if n != options.label and n not in options.groups]
     features = [n for n in others if is_numeric_type(table.schema.field(n).type)]
     skipped = [n for n in others if n not in features]
     notes = (f"parquet: non-numeric column(s) left out of the features: {', '.join(skipped)}",) \
@@ -60,6 +67,8 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
     if not features:
         raise DataError(f"Parquet file '{path}' has no numeric feature column besides the label",
                         hint="add at least one numeric feature column")
+    groups = {g: group_text(table.column(g).to_pylist()) for g in options.groups}
+    check_several_values(groups, str(path))
     cols = []
     for n in features:
         col = table.column(n)
@@ -95,7 +104,9 @@ def load_parquet(arg: str, options: SourceOptions) -> Dataset:
         num_outputs = 1
     return Dataset(
         name=f"parquet:{path}", task=task,
-        train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx])),
-        test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx])),
+        train=TensorDataset(torch.from_numpy(x[train_idx]), torch.from_numpy(y[train_idx]),
+                            split_groups(groups, train_idx)),
+        test=TensorDataset(torch.from_numpy(x[test_idx]), torch.from_numpy(y[test_idx]),
+                           split_groups(groups, test_idx)),
         input_shape=(len(features),), num_outputs=num_outputs, class_names=class_names,
         feature_names=tuple(features), notes=notes)

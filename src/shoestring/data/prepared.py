@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shoestring.data.groups import check_several_values
 from shoestring.data.images import load_images
 from shoestring.data.parquet_source import load_parquet
 from shoestring.data.sources import SourceOptions, require_path
@@ -77,6 +78,24 @@ def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptio
         truncated=cut_tr + cut_te, test_split=eval_split)
 
 
+def _groups_of(shards, directory: Path, wanted: tuple[str, ...]):
+    """``split -> {column: values}`` for the requested group columns (else ``None``)."""
+    if not wanted:
+        return lambda split: None
+    stored = (shards.index.get("groups") or {}).get("names") or []
+    missing = [g for g in wanted if g not in stored]
+    if missing:
+        raise DataError(f"prepared data '{directory}' has no group column(s) "
+                        f"{', '.join(map(repr, missing))}",
+                        hint=f"it was prepared with group columns: {', '.join(stored)}"
+                        if stored else "prepare it again with --group COLUMN")
+
+    def of(split: str) -> dict[str, tuple[str, ...]]:
+        every = shards.load_groups(split)
+        return {g: every[g] for g in wanted}
+    return of
+
+
 def load_prepared(arg: str, options: SourceOptions) -> Dataset:
     """The ``prepared:DIR[#val]`` loader."""
     from shoestring.data.prepare.shards import ShardSet, split_alias
@@ -102,30 +121,36 @@ def load_prepared(arg: str, options: SourceOptions) -> Dataset:
     if task is None:
         raise DataError(f"prepared data '{directory}' has no labels to train on",
                         hint="prepare it with --label COLUMN")
+    groups_of = _groups_of(shards, directory, tuple(options.groups))
+    train_groups = groups_of("train")
+    if train_groups is not None:
+        check_several_values(train_groups, str(directory))
     (x_tr, y_tr), (x_te, y_te) = shards.load("train"), shards.load(eval_split)
     if meta["kind"] == "table":
         x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
     classes = meta.get("class_names") or meta.get("labels")
     # The folder's validation split selects the model (stopping, targets); with
     # #val it is also what the run is scored on, and reported as val_*.
+    val_split = "val" if eval_split == "val" or shards.records("val") else None
     if eval_split == "val":
         x_va, y_va = x_te, y_te
-    elif shards.records("val"):
+    elif val_split:
         x_va, y_va = shards.load("val")
         x_va = x_va.astype(np.float32) if meta["kind"] == "table" else x_va
     else:
         x_va = y_va = None
     return Dataset(
         name=f"prepared:{directory}", task=Task(task),
-        train=TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
-        test=TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te)),
+        train=TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr), train_groups),
+        test=TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te),
+                           groups_of(eval_split)),
         input_shape=tuple(meta["x"]["shape"]),
         num_outputs=len(meta["labels"]) if task == "classification" else 1,
         raw_scale=float(meta.get("raw_scale", 1.0)),
         class_names=tuple(classes) if task == "classification" else None,
         feature_names=tuple(meta["feature_names"]) if meta.get("feature_names") else None,
         val=None if x_va is None else TensorDataset(torch.from_numpy(x_va),
-                                                    torch.from_numpy(y_va)),
+                                                    torch.from_numpy(y_va), groups_of(val_split)),
         test_split=eval_split)
 
 

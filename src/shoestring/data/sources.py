@@ -40,6 +40,9 @@ class SourceOptions:
         tokenizer_file, layout: read JSONL texts with this saved tokenizer and id
             layout (a run's own for ``eval``, or a pretrained checkpoint's) instead of
             training a tokenizer on the texts.
+        groups: table columns set aside as group columns (never features),
+            returned per split as :attr:`TensorDataset.groups`
+            (:mod:`shoestring.data.groups`).
     """
 
     label: str | None = None
@@ -54,6 +57,7 @@ class SourceOptions:
     cache_dir: Path | None = None
     tokenizer_file: Path | None = None
     layout: Any = None  # shoestring.models.card.TextLayout
+    groups: tuple[str, ...] = ()
 
 
 Loader = Callable[[str, SourceOptions], Dataset]
@@ -124,7 +128,13 @@ def load_dataset(spec: str, options: SourceOptions | None = None) -> Dataset:
             hint="use one of: " + ", ".join(f"{n}" for n in sorted(loaders))
             + " (for example 'digits', 'fashion-mnist', 'idx:DIR', 'csv:PATH')",
         )
-    return loaders[scheme](arg, options)
+    dataset = loaders[scheme](arg, options)
+    if options.groups and dataset.train.groups is None:
+        raise DataError(f"data source {spec!r} has no columns, so it cannot have group "
+                        f"columns ({', '.join(options.groups)})",
+                        hint="group columns come with tables: csv:, parquet:, or a prepared "
+                        "folder made with 'data prepare --group'")
+    return dataset
 
 
 def require_path(arg: str, scheme: str) -> Path:

@@ -70,6 +70,9 @@ class DataConfig(_Section):
         None, description="inferred from the data when unset")
     test_fraction: float = Field(DEFAULT_TEST_FRACTION, gt=0.0, lt=1.0,
                                  description="hold-out share for sources without a test split")
+    group: list[str] | None = Field(
+        None, description="table columns naming groups (e.g. sex,age_band): set aside, never "
+        "features; recorded so 'shoestring audit' compares the model across them")
     normalize: Literal["auto", "scale", "standardize", "none"] = Field(
         "auto", description="auto: standardize tables, scale images; scale: raw × source "
         "scale (e.g. /255); standardize: also z-score per feature with training-split "
@@ -96,7 +99,7 @@ class DataConfig(_Section):
                              seed=seed, fashion_mnist_dir=base.fashion_mnist_dir,
                              text_field=self.text_field, tokenizer=self.tokenizer,
                              bpe_vocab_size=self.bpe_vocab_size, max_length=self.max_length,
-                             cache_dir=base.cache_dir)
+                             groups=tuple(self.group or ()), cache_dir=base.cache_dir)
 
 
 class TrainSection(_Section):

@@ -66,6 +66,9 @@ class PrepareConfig(DetectConfig):
     ranges: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="tables: allowed [low, high] per column, "
         "e.g. age=0:120; values outside are quarantined")
+    group: list[str] = Field(
+        default_factory=list, description="tables: group columns (e.g. sex,age_band) kept "
+        "beside each split for the fairness audit, never as features")
     min_chars: int = Field(1, ge=1, description="texts shorter than this are quarantined")
     image_mode: Literal["auto", "L", "RGB"] = Field(
         "auto", description="images: colour mode; 'auto' takes the first image's")

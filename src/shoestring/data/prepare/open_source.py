@@ -21,6 +21,11 @@ def open_records(spec: str, cfg: DetectConfig, image_mode: str = "auto") -> Reco
     scheme, arg = split_spec(spec)
     arg, _, selector = arg.partition("#")
     selector = selector or None
+    groups = tuple(getattr(cfg, "group", None) or ())
+    if groups and scheme not in ("csv", "parquet"):
+        raise DataError(f"'{scheme}:' records have no columns, so no group columns "
+                        f"({', '.join(groups)})",
+                        hint="group columns come with tables: csv: or parquet:")
     if scheme == "idx":
         return read_images.idx_source(spec, _path(arg, scheme), selector)
     if scheme == "fashion-mnist":
@@ -35,9 +40,9 @@ def open_records(spec: str, cfg: DetectConfig, image_mode: str = "auto") -> Reco
     if scheme == "images":
         return read_images.folder_source(spec, _path(arg, scheme), image_mode)
     if scheme == "csv":
-        return read_tables.csv_source(spec, _path(arg, scheme), cfg.label_field)
+        return read_tables.csv_source(spec, _path(arg, scheme), cfg.label_field, groups)
     if scheme == "parquet":
-        return read_tables.parquet_source(spec, _path(arg, scheme), cfg.label_field)
+        return read_tables.parquet_source(spec, _path(arg, scheme), cfg.label_field, groups)
     if scheme == "text":
         return read_text.text_source(spec, _path(arg, scheme), cfg.text_unit)
     if scheme == "jsonl":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shoestring.data.groups import check_group_columns, group_text
 from shoestring.data.prepare.records import NO_SPLIT, Batch, RecordSource, Reject
 from shoestring.errors import DataError
 
@@ -49,16 +50,20 @@ def _row_values(cells: list[str], numeric: list[int], label_col: int | None, hea
     return values, None, ""
 
 
-def csv_source(spec: str, path: Path, label_field: str | None) -> RecordSource:
+def csv_source(spec: str, path: Path, label_field: str | None,
+               groups: tuple[str, ...] = ()) -> RecordSource:
     if path.is_dir():
         raise DataError(f"'csv:' needs a file, got directory '{path}'", hint="write 'csv:FILE.csv'")
     header = _csv_header(path)
     if label_field is not None and label_field not in header:
         raise DataError(f"label column {label_field!r} not found in '{path}'",
                         hint=f"columns are: {', '.join(header)}")
+    check_group_columns(groups, header, label_field, str(path))
     label_col = header.index(label_field) if label_field is not None else None
-    numeric = _numeric_columns(path, header, label_col)
-    text_cols = [i for i in range(len(header)) if i not in numeric and i != label_col]
+    g_cols = [header.index(g) for g in groups]
+    numeric = [i for i in _numeric_columns(path, header, label_col) if i not in g_cols]
+    text_cols = [i for i in range(len(header))
+                 if i not in numeric and i != label_col and i not in g_cols]
 
     def batches(chunk: int) -> Iterator[Batch]:
         # surrogateescape keeps undecodable bytes, so one bad line is rejected
@@ -73,13 +78,14 @@ def csv_source(spec: str, path: Path, label_field: str | None) -> RecordSource:
                     continue  # blank lines are not records
                 rows.append((start, cells))
                 if len(rows) == chunk:
-                    yield _csv_batch(path, rows, header, numeric, label_col, text_cols)
+                    yield _csv_batch(path, rows, header, numeric, label_col, text_cols, g_cols)
                     rows = []
             if rows:
-                yield _csv_batch(path, rows, header, numeric, label_col, text_cols)
+                yield _csv_batch(path, rows, header, numeric, label_col, text_cols, g_cols)
 
     return RecordSource(spec=spec, kind="table", files=(path,), batches=batches,
-                        feature_names=tuple(header[i] for i in numeric), label_column=label_field)
+                        feature_names=tuple(header[i] for i in numeric), label_column=label_field,
+                        group_columns=tuple(groups))
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -120,8 +126,8 @@ def _numeric_columns(path: Path, header: list[str], label_col: int | None,
             if i != label_col and seen[i] and numbers[i] >= NUMERIC_SHARE * seen[i]]
 
 
-def _csv_batch(path: Path, rows, header, numeric, label_col, text_cols) -> Batch:
-    origins, labels, xs, sides, rejects = [], [], [], [], []
+def _csv_batch(path: Path, rows, header, numeric, label_col, text_cols, g_cols=()) -> Batch:
+    origins, labels, xs, sides, rejects, groups = [], [], [], [], [], []
     for line, cells in rows:
         origin = f"{path.name}:{line}"
         if len(cells) != len(header):
@@ -139,12 +145,15 @@ def _csv_batch(path: Path, rows, header, numeric, label_col, text_cols) -> Batch
         xs.append(values)
         labels.append(cells[label_col].strip() if label_col is not None else None)
         sides.append("\n".join(cells[i] for i in text_cols if cells[i].strip()))
+        groups.append(tuple(group_text(cells[i] for i in g_cols)))
     x = np.array(xs, dtype=np.float64).reshape(len(xs), len(numeric))
     return Batch(origins=origins, labels=labels, given=np.full(len(xs), NO_SPLIT, np.int8),
-                 x=x, side_texts=sides if text_cols else None, rejects=rejects)
+                 x=x, side_texts=sides if text_cols else None, rejects=rejects,
+                 groups=groups if g_cols else None)
 
 
-def parquet_source(spec: str, path: Path, label_field: str | None) -> RecordSource:
+def parquet_source(spec: str, path: Path, label_field: str | None,
+                   groups: tuple[str, ...] = ()) -> RecordSource:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -159,20 +168,23 @@ def parquet_source(spec: str, path: Path, label_field: str | None) -> RecordSour
     if label_field is not None and label_field not in names:
         raise DataError(f"label column {label_field!r} not found in '{path}'",
                         hint=f"columns are: {', '.join(names)}")
-    numeric = [n for n in names if n != label_field and is_numeric_type(schema.field(n).type)]
-    text = [n for n in names if n != label_field and n not in numeric]
+    check_group_columns(groups, names, label_field, str(path))
+    numeric = [n for n in names if n != label_field and n not in groups
+               and is_numeric_type(schema.field(n).type)]
+    text = [n for n in names if n != label_field and n not in numeric and n not in groups]
 
     def batches(chunk: int) -> Iterator[Batch]:
         row = 0
         for rb in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-            yield _parquet_batch(path, rb, row, numeric, text, label_field)
+            yield _parquet_batch(path, rb, row, numeric, text, label_field, groups)
             row += rb.num_rows
 
     return RecordSource(spec=spec, kind="table", files=(path,), batches=batches,
-                        feature_names=tuple(numeric), label_column=label_field)
+                        feature_names=tuple(numeric), label_column=label_field,
+                        group_columns=tuple(groups))
 
 
-def _parquet_batch(path, rb, first_row, numeric, text, label_field) -> Batch:
+def _parquet_batch(path, rb, first_row, numeric, text, label_field, groups=()) -> Batch:
     n = rb.num_rows
     cols = {name: rb.column(name) for name in rb.schema.names}
     x = np.empty((n, len(numeric)), dtype=np.float64)
@@ -202,8 +214,11 @@ def _parquet_batch(path, rb, first_row, numeric, text, label_field) -> Batch:
     origins = [f"{path.name}#row{first_row + i}" for i in range(n)]
     rejects = [Reject(origins[i], *why[i]) for i in sorted(why)]
     keep = ~bad
+    group_rows = None
+    if groups:
+        group_rows = list(zip(*(group_text(cols[g].to_pylist()) for g in groups)))
     batch = Batch(origins=origins, labels=labels, given=np.full(n, NO_SPLIT, np.int8), x=x,
-                  side_texts=sides, rejects=rejects)
+                  side_texts=sides, rejects=rejects, groups=group_rows)
     return batch.keep(keep)
 
 

@@ -42,7 +42,8 @@ class Batch:
     none); ``given`` the source's own split (``NO_SPLIT``, ``GIVEN_TRAIN``,
     ``GIVEN_TEST``). Exactly one of ``x`` (images ``[n, C, H, W]``, tables
     ``[n, d]`` float32) and ``texts`` is set. ``side_texts`` are text cells of
-    tables, scanned for PII but not kept as features.
+    tables, scanned for PII but not kept as features. ``groups`` hold each record's
+    values of the group columns (``--group``), never features either.
     """
 
     origins: list[str]
@@ -51,6 +52,7 @@ class Batch:
     x: np.ndarray | None = None
     texts: list[str] | None = None
     side_texts: list[str] | None = None
+    groups: list[tuple[str, ...]] | None = None
     rejects: list[Reject] = field(default_factory=list)
     converted: int = 0
 
@@ -66,6 +68,7 @@ class Batch:
             x=None if self.x is None else self.x[idx],
             texts=None if self.texts is None else pick(self.texts),
             side_texts=None if self.side_texts is None else pick(self.side_texts),
+            groups=None if self.groups is None else pick(self.groups),
             rejects=self.rejects, converted=self.converted)
 
 
@@ -85,6 +88,7 @@ class RecordSource:
     feature_names: tuple[str, ...] | None = None
     class_names: dict[str, str] | None = None  # label text -> display name
     label_column: str | None = None
+    group_columns: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     raw_scale: float | None = None  # None: 1/255 for 8-bit images, else 1
     text_unit: str | None = None    # text: sources: line, paragraph or file

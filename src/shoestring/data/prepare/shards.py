@@ -1,6 +1,8 @@
 """Shards: the packed, checksummed form of a prepared split.
 
-Images and tables are written as safetensors files holding ``x`` and ``y``;
+Images and tables are written as safetensors files holding ``x`` and ``y`` (and
+``g``, the group-column codes of tables prepared with ``--group``; their values
+are listed in the index under ``groups``);
 labelled texts as JSON Lines (``{"text": ..., "label": ...}``); unlabelled
 texts as plain UTF-8 under ``<split>/NNNNN.txt`` (documents separated by a
 newline, paragraphs by a blank line), with the documents' byte offsets beside
@@ -57,11 +59,12 @@ class ShardWriter:
         self.shards: list[dict] = []
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
+        self._g: list[np.ndarray] = []
         self._texts: list[str] = []
         self._labels: list = []
         self._bytes = 0
 
-    def add_arrays(self, x: np.ndarray, y: np.ndarray) -> None:
+    def add_arrays(self, x: np.ndarray, y: np.ndarray, g: np.ndarray | None = None) -> None:
         per = max(x[0].nbytes if len(x) else 1, 1)
         lo = 0
         while lo < len(x):
@@ -69,6 +72,8 @@ class ShardWriter:
             hi = min(len(x), lo + room)
             self._x.append(np.ascontiguousarray(x[lo:hi]))
             self._y.append(np.ascontiguousarray(y[lo:hi]))
+            if g is not None:
+                self._g.append(np.ascontiguousarray(g[lo:hi]))
             self._bytes += (hi - lo) * per
             lo = hi
             if self._bytes >= self.shard_bytes:
@@ -122,10 +127,13 @@ class ShardWriter:
             from safetensors.numpy import save
 
             x, y = np.concatenate(self._x), np.concatenate(self._y)
+            tensors = {"x": x, "y": y}
+            if self._g:
+                tensors["g"] = np.concatenate(self._g)
             path = self.directory / f"{name}.safetensors"
-            atomic_write_bytes(path, save({"x": x, "y": y}), durable=False)
+            atomic_write_bytes(path, save(tensors), durable=False)
             count = len(x)
-            self._x, self._y = [], []
+            self._x, self._y, self._g = [], [], []
         self._bytes = 0
         self.shards.append({"file": path.name, "records": count, "bytes": path.stat().st_size,
                             "sha256": sha256_file(path)})
@@ -223,6 +231,19 @@ class ShardSet:
             return (np.empty([0] + meta["shape"], dtype=meta["dtype"]),
                     np.empty(0, dtype=self.index["y"]["dtype"]))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def load_groups(self, split: str) -> dict[str, tuple[str, ...]]:
+        """The group columns' values of a table split (``{}`` if prepared without
+        ``--group``), checksums verified like the shards'."""
+        meta = self.index.get("groups") or {}
+        names, levels = meta.get("names") or [], meta.get("levels") or []
+        if not names:
+            return {}
+        from safetensors.numpy import load_file
+
+        codes = [load_file(str(self._checked(s)))["g"] for s in self._shards(split)]
+        g = np.concatenate(codes) if codes else np.empty((0, len(names)), np.int32)
+        return {name: tuple(levels[c][int(v)] for v in g[:, c]) for c, name in enumerate(names)}
 
     def iter_batches(self, split: str, batch_size: int, seed: int, epoch: int
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -57,7 +57,10 @@ class Staging:
         self._origins = _LineFile(self.directory / "origins.bin")
         self._codes: list[np.ndarray] = []
         self._given: list[np.ndarray] = []
+        self._groups: list[np.ndarray] = []
         self.label_codes: dict[str, int] = {}
+        # Group columns (tables with --group): per column, value -> code; codes per record.
+        self.group_levels: list[dict[str, int]] = []
         self._text_off = self._origin_off = None
 
     def append(self, batch: Batch) -> np.ndarray:
@@ -73,9 +76,21 @@ class Staging:
         codes = np.array([self._code(lab) for lab in batch.labels], dtype=np.int32)
         self._codes.append(codes)
         self._given.append(batch.given.astype(np.int8))
+        if batch.groups is not None:
+            self._groups.append(self._group_codes(batch.groups))
         ids = np.arange(self.n, self.n + len(batch), dtype=np.int64)
         self.n += len(batch)
         return ids
+
+    def _group_codes(self, rows: list[tuple[str, ...]]) -> np.ndarray:
+        k = len(rows[0]) if rows else len(self.group_levels)
+        if not self.group_levels:
+            self.group_levels = [{} for _ in range(k)]
+        codes = np.empty((len(rows), k), dtype=np.int32)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                codes[r, c] = self.group_levels[c].setdefault(value, len(self.group_levels[c]))
+        return codes
 
     def _code(self, label: str | None) -> int:
         if label is None:
@@ -91,6 +106,9 @@ class Staging:
         self._origin_off = self._origins.finish()
         self.codes = np.concatenate(self._codes) if self._codes else np.empty(0, np.int32)
         self.given = np.concatenate(self._given) if self._given else np.empty(0, np.int8)
+        # [n, k] group codes of every record (k = 0 without group columns).
+        self.groups = np.concatenate(self._groups) if self._groups else \
+            np.empty((self.n, len(self.group_levels)), np.int32)
 
     def close(self) -> None:
         for w in (self._x, self._texts, self._origins):

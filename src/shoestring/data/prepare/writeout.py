@@ -73,7 +73,7 @@ def _write_shards(config: PrepareConfig, source: RecordSource, work: Path, ing: 
                 w.add_texts(st.texts(part), labels)
             else:
                 xs = np.asarray(x[part])
-                w.add_arrays(xs, d.y[part])
+                w.add_arrays(xs, d.y[part], st.groups[part] if st.group_levels else None)
                 if code == TRAIN:
                     stats.update(xs)
         splits[name] = w.close()
@@ -100,6 +100,9 @@ def _index_meta(source: RecordSource, ing: Ingested, d: Decisions, tokenizer: st
         meta["x"] = {"dtype": str(st.dtype), "shape": list(st.item_shape or ())}
         meta["y"] = {"dtype": "float32" if d.space.task == "regression" else "int64"}
         meta["raw_scale"] = _raw_scale(source, ing)
+    if source.group_columns:
+        meta["groups"] = {"names": list(source.group_columns),
+                          "levels": [list(levels) for levels in st.group_levels]}
     return meta
 
 
@@ -168,5 +171,22 @@ def write_output(config: PrepareConfig, source: RecordSource, work: Path, ing: I
     _jsonl(work / "label_issues.jsonl", issue_rows)
     resolved = config.model_dump(mode="json", exclude_none=True)
     atomic_write_bytes(work / "prepare.toml", tomli_w.dumps(resolved).encode())
-    return build_report(config, source, ing, d, splits, stats, cluster_rows, issue_rows,
-                        REPORT_EXAMPLES)
+    report = build_report(config, source, ing, d, splits, stats, cluster_rows, issue_rows,
+                          REPORT_EXAMPLES)
+    if source.group_columns:
+        report["groups"] = _group_counts(source, ing, d)
+    return report
+
+
+def _group_counts(source: RecordSource, ing: Ingested, d: Decisions) -> dict:
+    """Kept records per group value and split, for the fairness audit and the model card."""
+    st = ing.staging
+    out = {}
+    for c, name in enumerate(source.group_columns):
+        levels = list(st.group_levels[c])
+        codes = st.groups[d.kept, c]
+        out[name] = {split: {levels[v]: int(n) for v, n in
+                             enumerate(np.bincount(codes[d.splits == k], minlength=len(levels)))
+                             if n}
+                     for k, split in enumerate(SPLIT_NAMES)}
+    return out
