@@ -30,12 +30,17 @@ _EXPORTS = {
     "ModelCard": "shoestring.models.card",
     "load_model": "shoestring.models.run_folder",  # deprecated: load_run
     "ShoestringError": "shoestring.errors",
+    "AuditConfig": "shoestring.audit.config",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "audit"])
 
 
 def __getattr__(name: str) -> Any:
+    if name == "audit":  # the subpackage, callable: shoestring.audit(config)
+        import importlib
+
+        return importlib.import_module("shoestring.audit")
     if name in _EXPORTS:
         import importlib
 
