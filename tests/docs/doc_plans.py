@@ -40,6 +40,19 @@ tok.save("llama-folder/tokenizer.json")
 PY
 cp docs.jsonl labels.jsonl"""
 
+# docs/audit.md's loan tables: two group columns, a third for the later data, a label.
+LOANS = """python - <<'PY'
+import random
+rng = random.Random(0)
+for name in ("loans.csv", "loans-2027.csv"):
+    rows = ["income,debt,sex,age_band,region,approved"]
+    for _ in range(1000):  # test splits of 200: groups of ~100, enough to judge
+        income, debt = rng.gauss(50, 15), rng.gauss(20, 8)
+        rows.append(f"{income:.1f},{debt:.1f},{rng.choice('FM')},{rng.choice(['18-34', '35+'])},"
+                    f"{rng.choice(['north', 'south'])},{int(income - debt + rng.gauss(0, 8) > 30)}")
+    open(name, "w").write("\\n".join(rows) + "\\n")
+PY"""
+
 PLANS: dict[str, DocPlan] = {
     "README.md": DocPlan(rules=[
         Rule("make quickstart", skip="the quickstart and the suite themselves: "
@@ -60,6 +73,10 @@ PLANS: dict[str, DocPlan] = {
              drop=(("--strategy fsdp", "FSDP2 needs CUDA GPUs"),
                    ("--nnodes 2", "needs two GPU nodes"))),
     ]),
+    "docs/audit.md": DocPlan(
+        setup="\n".join([LOANS, TINY_FMNIST.format(out="runs/fmnist")]),
+        rules=[Rule("shoestring audit runs/fmnist --explain 32 --time-budget 300",
+                    subs=(("--explain 32 --time-budget 300", "--explain 4 --time-budget 60"),))]),
     "docs/compress.md": DocPlan(
         setup="\n".join([TINY_FMNIST.format(out="runs/fmnist"), TINY_LM.format(out="runs/lm"),
                          TINY_FMNIST.format(out="runs/big"),
