@@ -50,7 +50,7 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def header(title: str) -> None:
-    print(f"\n== {title} (load average {open('/proc/loadavg').read().split()[0]}) ==",
+    print(f"\n== {title} (load average {Path('/proc/loadavg').read_text().split()[0]}) ==",
           flush=True)
 
 
@@ -191,7 +191,7 @@ def plain_captum(run: Path, examples: int) -> dict:
         with torch.no_grad():
             target = fwd(x, mask).argmax(1)
         t = time.perf_counter()
-        attr, delta = LayerIntegratedGradients(fwd, model.word_embeddings).attribute(
+        attr, _ = LayerIntegratedGradients(fwd, model.word_embeddings).attribute(
             x, baselines=base, target=target, additional_forward_args=(mask,),
             return_convergence_delta=True)
         with torch.no_grad():
@@ -202,7 +202,7 @@ def plain_captum(run: Path, examples: int) -> dict:
         with torch.no_grad():
             target = f(x).argmax(1)
         t = time.perf_counter()
-        attr, delta = IntegratedGradients(f).attribute(x, baselines=base, target=target,
+        attr, _ = IntegratedGradients(f).attribute(x, baselines=base, target=target,
                                                        return_convergence_delta=True)
         with torch.no_grad():
             gap = (f(x) - f(base)).gather(1, target[:, None])[:, 0]
