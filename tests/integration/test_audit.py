@@ -226,6 +226,14 @@ def test_model_card_numbers_are_the_artifacts_numbers(planted_run, tmp_path):
     assert f"- Weights sha256: {digest}" in md and card["model"]["weights_sha256"] == digest
     s = audit_json["serving"]
     assert f"${s['usd_per_1000']:.6f} at batch 1" in md and "plan catalog" in md
+    # Trained without a price: its measured seconds at the same catalog price, said so.
+    t = audit_json["training_cost"]
+    assert summary["cost_usd"] == 0 and t["seconds"] == summary["train_seconds"]
+    assert t["usd"] == pytest.approx(summary["train_seconds"] / 3600 * s["price_per_hour"],
+                                     abs=1e-9)
+    assert (f"- Training: ${t['usd']:.6f} for {summary['train_seconds']:.2f} s at "
+            f"${s['price_per_hour']:.4f}/h (source: train_seconds from summary.json (no price "
+            "recorded) × plan catalog") in md
     assert "- Differential privacy: none (source: summary.json)" in md
     assert card["privacy"]["differential_privacy"] == "none"
     assert "TODO (a person must write this)" in md

@@ -103,6 +103,7 @@ def audit(config: AuditConfig, *, ledger=None, progress: Progress | None = None,
         report["mitigation"] = _mitigate(ev, config, logits, folder, progress)
         _write_json(folder / MITIGATION, report["mitigation"])
     report["serving"] = _serving(ev, clock)
+    report["training_cost"] = _training_cost(ev)
     report["ledger"] = _ledger_row(ledger, ev)
     report["caveats"] = _caveats(report, config)
     report["seconds"] = round(clock() - started, 3)
@@ -286,19 +287,42 @@ def _serving(ev: Evidence, clock: Callable[[], float]) -> dict[str, Any]:
             model(x)
             times.append(clock() - t)
     seconds = statistics.median(times)
-    price = float(ev.summary.get("price_per_hour") or 0.0)
-    source = "the run's price per hour (summary.json)"
-    if price <= 0:
-        from shoestring.plan.catalog import default_catalog
-
-        row = min(default_catalog().prices_for(CATALOG_CPU), key=lambda p: p.on_demand)
-        price = row.on_demand
-        source = (f"plan catalog: {row.cloud} {row.instance} on demand, {row.date} "
-                  f"({row.source}); latency measured on this machine, not that instance")
+    price, source = _price(ev)
+    if "catalog" in source:
+        source += "; latency measured on this machine, not that instance"
     return {"ms_per_request": round(seconds * 1000, 6), "batch": 1,
             "device": str(next(model.parameters()).device), "repeats": SERVING_REPEATS,
             "price_per_hour": price, "price_source": source,
             "usd_per_1000": round(seconds * 1000 / 3600 * price, 9)}
+
+
+def _price(ev: Evidence) -> tuple[float, str]:
+    """The run's price per hour, else the plan catalog's cheapest CPU instance (named)."""
+    price = float(ev.summary.get("price_per_hour") or 0.0)
+    if price > 0:
+        return price, "the run's price per hour (summary.json)"
+    from shoestring.plan.catalog import default_catalog
+
+    row = min(default_catalog().prices_for(CATALOG_CPU), key=lambda p: p.on_demand)
+    return row.on_demand, (f"plan catalog: {row.cloud} {row.instance} on demand, {row.date} "
+                           f"({row.source})")
+
+
+def _training_cost(ev: Evidence) -> dict[str, Any]:
+    """What training cost: summary.json's own figure, or its seconds at the catalog's price.
+
+    A run trained without a price records $0; the card then prices its measured
+    seconds with the same catalog row as serving, and says so.
+    """
+    seconds = ev.summary.get("train_seconds")
+    recorded = float(ev.summary.get("price_per_hour") or 0.0)
+    if recorded > 0 or not isinstance(seconds, (int, float)):
+        return {"usd": ev.summary.get("cost_usd"), "seconds": seconds,
+                "price_per_hour": recorded or None, "source": "summary.json"}
+    price, source = _price(ev)
+    return {"usd": round(seconds / 3600 * price, 9), "seconds": seconds,
+            "price_per_hour": price,
+            "source": f"train_seconds from summary.json (no price recorded) × {source}"}
 
 
 def _ledger_row(ledger, ev: Evidence) -> dict[str, Any] | None:

@@ -120,10 +120,9 @@ def build_card(run_dir: Path, audit_dir: Path) -> dict[str, Any]:
         "explanations": _explanation_summary(audit.get("explanations")),
         "privacy": _privacy(summary, prep),
         "lineage": _lineage(run_dir),
-        "cost": {"training": {"usd": summary.get("cost_usd"),
-                              "seconds": summary.get("train_seconds"),
-                              "price_per_hour": summary.get("price_per_hour"),
-                              "source": "summary.json"},
+        "cost": {"training": audit.get("training_cost") or {
+                     "usd": summary.get("cost_usd"), "seconds": summary.get("train_seconds"),
+                     "price_per_hour": summary.get("price_per_hour"), "source": "summary.json"},
                  "training_ledger": audit.get("ledger"),
                  "serving": audit.get("serving")},
         "caveats": audit.get("caveats") or [],
@@ -240,12 +239,15 @@ def _fairness_md(f: dict[str, Any] | None, mit: dict[str, Any] | None) -> list[s
     out.append(f"Per-group metrics with 95% bootstrap intervals ({b.get('resamples')} resamples "
                f"within each group; source: {f['source']}).")
     for name, col in f["columns"].items():
-        out += ["", f"### {name}", "", "| group | n | accuracy | error rate | mse |",
-                "| --- | --- | --- | --- | --- |"]
+        shown = [m for m in ("accuracy", "error_rate", "mse")
+                 if any(m in g for g in col["groups"])]
+        out += ["", f"### {name}", "",
+                "| group | n | " + " | ".join(m.replace("_", " ") for m in shown) + " |",
+                "| --- | --- |" + " --- |" * len(shown)]
         for g in col["groups"]:
             small = " (too small)" if g["too_small"] else ""
-            out.append(f"| {g['group']}{small} | {g['n']} | {_ci(g.get('accuracy'))} | "
-                       f"{_ci(g.get('error_rate'))} | {_ci(g.get('mse'))} |")
+            out.append(f"| {g['group']}{small} | {g['n']} | "
+                       + " | ".join(_ci(g.get(m)) for m in shown) + " |")
         out += ["", "| gap | value [95% interval] |", "| --- | --- |"]
         for k, v in col["gaps"].items():
             out.append(f"| {k} | {_ci(v)} |")
@@ -290,9 +292,10 @@ def _privacy_md(p: dict[str, Any]) -> list[str]:
 
 def _cost_md(cost: dict[str, Any]) -> list[str]:
     t = cost["training"]
+    rate = f" at ${_num(t['price_per_hour'])}/h" if t.get("price_per_hour") else ""
     out = ["", "## Cost", "",
-           (f"- Training: ${_num(t['usd'], 6)} for {_num(t['seconds'], 2)} s at "
-            f"${_num(t['price_per_hour'])}/h (source: {t['source']})")]
+           (f"- Training: ${_num(t['usd'], 6)} for {_num(t['seconds'], 2)} s{rate} "
+            f"(source: {t['source']})")]
     led = cost.get("training_ledger")
     if led:
         out.append(f"- Training in the ledger: ${_num(led['usd'], 6)}, status {led['status']} "
