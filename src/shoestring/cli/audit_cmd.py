@@ -79,46 +79,42 @@ def _fmt(v: dict | None) -> str:
 
 
 def _render(c: CliContext, r: dict, out: Path) -> None:
-    from rich.table import Table
+    """The report as tables that are never cut (:mod:`shoestring.cli.layout`)."""
+    from shoestring.cli.layout import Column, print_table
 
+    num = {"justify": "right", "wrap": False}
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
     c.out.print(f"Audited {r['data']['examples']:,} {r['data']['split']} examples of "
                 f"{r['data']['source']}: {metrics}", highlight=False)
     ex = r.get("explanations")
     if ex:
-        t = Table(title=f"explanations ({ex['kind']}, {ex['library']})")
-        for col in ("method", "examples", "s/example", "stability", "completeness"):
-            t.add_column(col)
+        rows = []
         for m in ex["methods"]:
             comp = (m.get("completeness") or {}).get("median_relative_error")
-            t.add_row(m["method"], str(m["examples"]), f"{m['seconds_per_example']:.4f}",
-                      f"{m['stability']['spearman_mean']:.3f}",
-                      "–" if comp is None else f"{comp:.2%}")
-        c.out.print(t)
+            rows.append([m["method"], str(m["examples"]), f"{m['seconds_per_example']:.4f}",
+                         f"{m['stability']['spearman_mean']:.3f}",
+                         "–" if comp is None else f"{comp:.2%}"])
+        print_table(c.out, f"explanations ({ex['kind']}, {ex['library']})",
+                    [Column("method"), Column("examples", **num), Column("s/example", **num),
+                     Column("stability", **num), Column("completeness error", **num)], rows)
         c.out.print(f"Surrogate tree fidelity: {ex['surrogate']['fidelity']:.1%}",
                     highlight=False)
     for name, col in ((r.get("fairness") or {}).get("columns") or {}).items():
-        t = Table(title=f"fairness: {name}")
         metric = "error_rate" if "error_rate" in col["groups"][0]["metrics"] else "mse"
-        for h in ("group", "n", f"{metric} [95% CI]"):
-            t.add_column(h)
-        for g in col["groups"]:
-            t.add_row(g["group"] + (" (too small)" if g["too_small"] else ""), str(g["n"]),
-                      _fmt(g["metrics"][metric]))
-        c.out.print(t)
-        for k, v in col["gaps"].items():
-            if k != "fairlearn":
-                c.out.print(f"  {k}: {_fmt(v)}", highlight=False)
+        rows = [[g["group"] + (" (too small)" if g["too_small"] else ""), str(g["n"]),
+                 _fmt(g["metrics"][metric])] for g in col["groups"]]
+        rows += [[f"gap: {k}", "", _fmt(v)] for k, v in col["gaps"].items() if k != "fairlearn"]
+        print_table(c.out, f"fairness: {name}",
+                    [Column("group"), Column("n", **num),
+                     Column(f"{metric} [95% CI]", wrap=False)], rows)
         for w in col["warnings"]:
             c.err.print(f"[yellow]Warning:[/] {name}: {w}", highlight=False)
     mit = r.get("mitigation")
     if mit:
-        t = Table(title=f"mitigation: {mit['method']} ({mit['column']})")
-        for h in ("gap", "before", "after"):
-            t.add_column(h)
-        for row in mit["table"]:
-            t.add_row(row["gap"], _fmt(row["before"]), _fmt(row["after"]))
-        c.out.print(t)
+        print_table(c.out, f"mitigation: {mit['method']} ({mit['column']})",
+                    [Column("gap"), Column("before", wrap=False), Column("after", wrap=False)],
+                    [[row["gap"], _fmt(row["before"]), _fmt(row["after"])]
+                     for row in mit["table"]])
     c.out.print(f"Model card: {out / 'model_card.md'}  (audit files in {out})", highlight=False)
 
 
