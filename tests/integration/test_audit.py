@@ -288,6 +288,15 @@ def test_cli_json_and_table(planted_run, tmp_path):
     report = json.loads(r.stdout)
     assert report["fairness"]["columns"]["group"]["gaps"]["error_rate"]["value"] > 0.05
     assert "no explanations computed (--explain 0)" in report["caveats"]
+    # The human view: every value whole at 80 columns (tables wrap or stack, never cut).
+    gap = report["fairness"]["columns"]["group"]["gaps"]["error_rate"]
+    r = CliRunner().invoke(build_cli(), ["audit", str(planted_run), "--out", str(tmp_path / "b"),
+                                         "--explain", "0", "--n-boot", "60",
+                                         "--mitigate", "thresholds"],
+                           env={"COLUMNS": "80"}, catch_exceptions=False)
+    assert r.exit_code == 0 and "…" not in r.stdout, r.output
+    assert f"{gap['value']:.4f} [{gap['ci'][0]:.4f}, {gap['ci'][1]:.4f}]" in r.stdout
+    assert "accuracy of A" in r.stdout and "model_card.md" in r.stdout
     assert report["serving"]["usd_per_1000"] > 0 and report["serving"]["ms_per_request"] > 0
 
 
@@ -350,3 +359,23 @@ def test_a_language_model_run_is_refused(tmp_path):
                            catch_exceptions=False)
     assert r.exit_code == 1 and "language model" in r.output and "shoestring eval" in r.output
     assert not (tmp_path / "gpt" / "audit").exists()
+
+
+def test_reweight_retrains_a_run_with_balanced_batches(planted_run, tmp_path):
+    """--mitigate reweight retrains through the training hooks into audit/reweighted/ and
+    scores both models on the same split (on this bias it cannot narrow the gap: B's
+    corrupted rows carry no signal; the bench shows that)."""
+    from shoestring.audit.mitigate import balanced_weights
+    from shoestring.models.run_folder import load_run
+
+    r = _audit(planted_run, tmp_path / "a", explain=0, mitigate="reweight", n_boot=60)
+    mit = r.report["mitigation"]
+    retrained = Path(mit["retrained_run"])
+    assert load_run(retrained).card.family == "mlp"
+    assert (retrained / "config.toml").read_text().count("group") >= 1
+    assert {row["gap"] for row in mit["table"]} >= {"error_rate", "accuracy of A"}
+    assert mit["before"]["groups"][0]["n"] == mit["after"]["groups"][0]["n"]
+    # Every (group, label) cell weighs the same in the batches drawn.
+    w = balanced_weights(["A"] * 6 + ["B"] * 2, np.array([0, 0, 0, 0, 1, 1, 0, 1]))
+    cells = {("A", 0): w[:4].sum(), ("A", 1): w[4:6].sum(), ("B", 0): w[6], ("B", 1): w[7]}
+    assert all(v == pytest.approx(0.25) for v in cells.values())
