@@ -148,6 +148,7 @@ def load_evidence(config: AuditConfig) -> Evidence:
         tokenizer=card.tokenizer.kind if card.tokenizer else None,
         max_length=card.input_shape[0] if card.takes_tokens else None,
         tokenizer_file=folder.tokenizer if card.tokenizer else None,
+        layout=card.tokenizer.layout if card.tokenizer else None,
         groups=tuple(groups))
     dataset = load_dataset(spec, options)
     if tuple(dataset.input_shape) != card.input_shape:
