@@ -63,21 +63,22 @@ def available_memory(device: str) -> int:
 
 
 def setup_for(train: TrainSection, spec: ModelSpec, device: str) -> StepSetup:
-    """The planner's step for a ``[train]`` section."""
-    precision = train.precision
+    """The planner's step for a ``[train]`` section (a :class:`TrainSection`, or a partial
+    one read from an old run's ``config.toml``: unset fields take TrainSection's defaults)."""
+    precision = getattr(train, "precision", "fp32")
     if precision in ("bf16", "fp16"):
         prec = "bf16-mixed"
     elif precision == "auto":
         prec = "bf16-mixed" if device == "cuda" else "fp32"
     else:
         prec = "fp32"
-    nproc = train.nproc
-    fsdp = train.strategy == "fsdp"
-    micro = train.micro_batch_size or math.ceil(train.batch_size / nproc)
+    nproc = getattr(train, "nproc", 1)
+    fsdp = getattr(train, "strategy", "ddp") == "fsdp"
+    micro = getattr(train, "micro_batch_size", None) or math.ceil(train.batch_size / nproc)
     seq = spec.max_seq if spec.family != "mlp" else 1
     return StepSetup(
         micro_batch=micro, seq_len=seq, precision=prec,
-        checkpointing="full" if train.activation_checkpointing else "none",
+        checkpointing="full" if getattr(train, "activation_checkpointing", False) else "none",
         optimizer="sgd" if train.optimizer == "sgd" else "adamw",
         grad_accum=max(1, math.ceil(train.batch_size / (micro * nproc))), dp=nproc,
         zero_stage=3 if fsdp and nproc > 1 else 0, kernels="cuda" if device == "cuda" else "cpu")
