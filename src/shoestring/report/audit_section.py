@@ -1,7 +1,8 @@
 """The audit section: the files ``shoestring audit`` leaves in ``RUN/audit/``
 (named in docs/audit.md): explanation heatmaps (``heatmaps/*.png``), the surrogate tree
 (``surrogate.png`` / ``surrogate.txt``), the fairness table with bootstrap intervals
-(``fairness.json``: ``groups[].metrics[m] = {value, ci}``, ``gaps``, ``warnings``), and the
+(``fairness.json``: per group column, ``columns[name].groups[].metrics[m] = {value, ci}``,
+``gaps``, ``warnings``), and the
 generated model card (``model_card.md``). Each part appears when its file exists."""
 
 from __future__ import annotations
@@ -25,16 +26,24 @@ def _interval(cell: Any) -> str:
 
 
 def _fairness(data: dict[str, Any]) -> str:
+    """fairness.json holds one table per group column under ``columns`` (a single
+    column's table, ``{groups, gaps, warnings}``, is accepted on its own too)."""
+    columns = data.get("columns")
+    if isinstance(columns, dict):
+        return "".join(_fairness_column(name, col) for name, col in columns.items()
+                       if isinstance(col, dict))
+    return _fairness_column(None, data)
+
+
+def _fairness_column(name: str | None, data: dict[str, Any]) -> str:
     groups = data.get("groups")
-    if not isinstance(groups, list):
-        data = next((v for v in data.values() if isinstance(v, dict) and "groups" in v), {})
-        groups = data.get("groups")
     if not isinstance(groups, list) or not groups:
         return ""
     metrics = list(dict.fromkeys(m for g in groups for m in (g.get("metrics") or {})))
     rows = [[g.get("group"), g.get("n"), *[_interval((g.get("metrics") or {}).get(m))
                                            for m in metrics]] for g in groups]
-    out = ["<h3>Fairness by group (95% bootstrap intervals)</h3>",
+    title = "Fairness by group" + (f" ({h.esc(name)})" if name else "")
+    out = [f"<h3>{title}, 95% bootstrap intervals</h3>",
            h.table(["group", "examples", *metrics], rows)]
     gaps = {k: v for k, v in (data.get("gaps") or {}).items()
             if isinstance(v, dict) and "value" in v}

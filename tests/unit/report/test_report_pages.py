@@ -105,7 +105,7 @@ def test_compression_and_audit_sections_appear_when_their_files_exist(tmp_path):
     plots = parse(text).plots
     assert "compression-pareto-latency" in plots and "compression-pareto-size" in plots
     assert '<tr class="chosen"><td>dynamic-int8</td>' in text
-    assert "Fairness by group (95% bootstrap intervals)" in text
+    assert "Fairness by group, 95% bootstrap intervals" in text
     assert "0.91 [0.88, 0.94]" in text and "too small to judge" in text
     assert "data:image/png;base64," in text and "Model card: seed-mlp" in text
     plain = render_report([read_run(parent)])
