@@ -56,6 +56,23 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per thread name of a process (the main thread as
+    'main'); the server names its threads (serve/threads.py), so e.g. 'ss-ledger' is the
+    usage-log writer."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main" if task.name == str(pid) else raw[raw.index("(") + 1:raw.rindex(")")]
+        name = name.rstrip("0123456789").rstrip("_-") or name  # ss-db_0..3 -> ss-db
+        fields = raw.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -153,6 +170,7 @@ def run_clients(url: str, body_file: Path, headers: tuple[str, ...], concurrency
 def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: Path,
             client_cpus: set[int] | None) -> dict:
     user0, sys0 = cpu_seconds(v.proc.proc.pid)
+    threads0 = thread_cpu_seconds(v.proc.proc.pid)
     s = run_clients(v.proc.url + path, body_file, v.headers, concurrency, seconds, client_cpus)
     # The client's warm-up (0.5 s) is inside the CPU interval but not in the counts: count
     # the server's CPU per request over the whole run, warm-up requests estimated at the
@@ -161,6 +179,9 @@ def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: 
     served = s["requests"] * (seconds + 0.5) / seconds
     s["server_cpu_us"] = 1e6 * (user1 - user0 + sys1 - sys0) / served if served else math.nan
     s["server_sys_us"] = 1e6 * (sys1 - sys0) / served if served else math.nan
+    threads1 = thread_cpu_seconds(v.proc.proc.pid)
+    s["thread_cpu_us"] = {k: 1e6 * (t - threads0.get(k, 0.0)) / served if served else math.nan
+                          for k, t in sorted(threads1.items())}
     # Near 100%: the server is the bottleneck; well below it, the client is.
     s["server_busy"] = (user1 - user0 + sys1 - sys0) / (seconds + 0.5)
     v.ok_total += s["ok_all"]

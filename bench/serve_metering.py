@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -113,10 +114,21 @@ def main() -> None:
         sat, cpu = saturation(v), median_of(v, top, "server_cpu_us")
         line = f"  {v.name:<28} {cap:8.0f} (c={at}) | {sat:8.0f} | {cpu:6.0f} µs"
         if v is not off:
-            line += (f"   metering cost: {100 * (1 - cap / off_cap):5.1f}% | "
+            lost = f"{100 * (1 - cap / off_cap):5.1f}%" if off_cap else "  n/a"
+            line += (f"   metering cost: {lost} | "
                      f"{100 * (1 - sat / saturation(off)):5.1f}% | "
                      f"{100 * (cpu / median_of(off, top, 'server_cpu_us') - 1):+5.1f}% CPU")
         print(line)
+    # Where the CPU goes, per thread (median over rounds at the top level): the event loop
+    # ('main'), the usage-log writer ('ss-ledger'), the reconciler ('ss-reconcile'), the
+    # database threads ('ss-db'), the inference thread ('ss-infer'), anything else.
+    names = sorted({k for v in variants for r in v.runs[top] for k in r["thread_cpu_us"]})
+    print(f"\nserver CPU per request by thread at c={top} (µs, median of rounds):")
+    print(f"  {'':<28} " + " ".join(f"{n[:12]:>12}" for n in names))
+    for v in variants:
+        cells = [statistics.median(r["thread_cpu_us"].get(n, 0.0) for r in v.runs[top])
+                 for n in names]
+        print(f"  {v.name:<28} " + " ".join(f"{c:12.1f}" for c in cells))
     print(f"\nledger check: {events} usage events recorded, {ok_metered} metered 200s "
           f"answered: {'equal' if events == ok_metered else 'DIFFERENT'}; exit codes {codes}")
 

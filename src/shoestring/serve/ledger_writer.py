@@ -32,6 +32,7 @@ import orjson
 
 from shoestring.serve.ledger_sql import LedgerSql
 from shoestring.serve.metering import ChargeResult, Outcome, UsageEvent
+from shoestring.serve.threads import name_native_thread
 from shoestring.serve.usage_log import UsageLog
 
 _STOP = object()
@@ -50,7 +51,7 @@ class LedgerWriter:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="shoestring-ledger", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ss-ledger", daemon=True)
         self._thread.start()
 
     def submit(self, records: list[list | UsageEvent]) -> asyncio.Future:
@@ -73,6 +74,7 @@ class LedgerWriter:
             self._thread = None
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             first = self._q.get()
             if first is _STOP:

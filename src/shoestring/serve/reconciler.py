@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoestring.serve.ledger_sql import LedgerSql
+from shoestring.serve.threads import name_native_thread
 from shoestring.serve.usage_log import Position, UsageLog, read_records, segment_number
 
 _log = logging.getLogger("shoestring.serve")
@@ -66,7 +67,7 @@ class Reconciler:
         return self.recorded - before
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="shoestring-reconcile",
+        self._thread = threading.Thread(target=self._run, name="ss-reconcile",
                                         daemon=True)
         self._thread.start()
 
@@ -101,6 +102,7 @@ class Reconciler:
     # -- the work ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        name_native_thread()
         _lower_priority()
         while not self._stop:
             self._wake.wait(self.interval_s)

@@ -45,6 +45,7 @@ import torch
 from shoestring.models.kv_cache import KVCache
 from shoestring.models.sampling import SamplingParams, next_tokens
 from shoestring.models.text_stream import TextStream
+from shoestring.serve.threads import name_native_thread
 
 _log = logging.getLogger("shoestring.serve")
 
@@ -168,7 +169,7 @@ class Scheduler:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name=f"shoestring-gen-{self.name}",
+        self._thread = threading.Thread(target=self._run, name=f"ss-gen-{self.name}",
                                         daemon=True)
         self._thread.start()
 
@@ -217,6 +218,7 @@ class Scheduler:
     # -- the scheduler thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             with self._cond:
                 while not (self._waiting or self._running or self._stopping):

@@ -44,6 +44,7 @@ from shoestring.serve.plans import load_plans
 from shoestring.serve.protocol import Limits, ProtocolError, error_body, parse_infer
 from shoestring.serve.ratelimit import retry_after_header
 from shoestring.serve.reconciler import Reconciler
+from shoestring.serve.threads import name_native_thread
 from shoestring.serve.usage_log import UsageLog, default_usage_log
 
 _log = logging.getLogger("shoestring.serve")
@@ -78,8 +79,10 @@ class Service:
         self.metrics = ServerMetrics()
         self.limits = Limits(config.max_rows_per_request, 1_000_000, config.max_text_bytes)
         self.plans = load_plans(config.plans) if config.auth else {}
-        self.inference = ThreadPoolExecutor(1, thread_name_prefix="shoestring-infer")
-        self.db_executor = ThreadPoolExecutor(4, thread_name_prefix="shoestring-db")
+        self.inference = ThreadPoolExecutor(1, thread_name_prefix="ss-infer",
+                                            initializer=name_native_thread)
+        self.db_executor = ThreadPoolExecutor(4, thread_name_prefix="ss-db",
+                                              initializer=name_native_thread)
         self.engine = open_ledger(config.db, durable=config.durable) if config.auth else None
         self.keys = KeyStore(self.engine, self.plans, now) if self.engine else None
         self.usage_log: UsageLog | None = None  # opened by start(): one server per directory
