@@ -119,6 +119,8 @@ class Grant:
     legacy_digests: tuple[str, ...] = ()
     started: float = 0.0
     cost_nano_usd: int = 0
+    held: bool = False             # everything below that applies is taken
+    token: bool = False            # a rate-limit token taken
     key_leased: bool = False       # units taken from the key's quota lease
     project_leased: bool = False   # cost taken from the project's budget lease
     replay: Reply | None = None
@@ -155,15 +157,17 @@ class Billing:
 
     async def reserve(self, who: Principal, model: str, version: str, units: int, *,
                       idempotency_key: str | None = None, request_digest: str | None = None,
-                      legacy_digests: tuple[str, ...] = (), started: float | None = None
-                      ) -> Grant:
-        """Hold ``units`` for a request (``started``: when it arrived, for its latency)."""
+                      legacy_digests: tuple[str, ...] = (), started: float | None = None,
+                      partial: Grant | None = None) -> Grant:
+        """Hold ``units`` for a request (``started``: when it arrived, for its latency;
+        ``partial``: what :meth:`reserve_now` took already)."""
         if not who.plan.allows(model):
             raise ProtocolError(403, f"plan {who.plan.name!r} does not include model {model!r}")
         now = self.now()
-        grant = Grant(who, model, version, units, self._period(now), _usage_id(),
-                      idempotency_key, request_digest, legacy_digests,
-                      self.clock() if started is None else started, self.cost(who.plan, units))
+        grant = partial or Grant(
+            who, model, version, units, self._period(now), _usage_id(), idempotency_key,
+            request_digest, legacy_digests, self.clock() if started is None else started,
+            self.cost(who.plan, units))
         try:
             if idempotency_key is not None:
                 stored = await asyncio.get_running_loop().run_in_executor(
@@ -173,6 +177,7 @@ class Billing:
                     grant.settled = True
                     return grant
             await self._hold(grant, now)
+            grant.held = True
         except ProtocolError:
             raise
         except Exception as exc:  # the ledger database is away: refuse, charge nothing
@@ -181,16 +186,55 @@ class Billing:
             raise ledger_unavailable() from None
         return grant
 
+    def reserve_now(self, who: Principal, model: str, version: str, units: int,
+                    started: float) -> Grant | None:
+        """:meth:`reserve` without waiting, for a request without an Idempotency-Key.
+
+        Returns the grant, complete (``held``) if this replica held a rate token and the
+        units already (the common case: a few dict lookups, no coroutine); otherwise pass
+        it to ``await reserve(..., partial=grant)``, which goes on from what was taken.
+        None if the plan does not include the model (``reserve`` says why).
+        """
+        if not who.plan.allows(model):
+            return None
+        grant = Grant(who, model, version, units, self._period(self.now()), _usage_id(),
+                      started=started, cost_nano_usd=self.cost(who.plan, units))
+        grant.held = self._hold_now(grant)
+        return grant
+
+    def _hold_now(self, grant: Grant) -> bool:
+        """Take what :meth:`_hold` takes from what is held here, without waiting; False
+        (with the grant's flags saying what was taken) when a lease or tokens are needed."""
+        who, held = grant.who, self.allowances
+        if not grant.token:
+            if not held.token_now(who.key.id):
+                return False
+            grant.token = True
+        if not grant.key_leased and who.quota is not None:
+            if not held.take_now(key_scope(who.key.id), grant.period, grant.units):
+                return False
+            grant.key_leased = True
+        if not grant.project_leased and who.budget_nano_usd is not None:
+            if not held.take_now(project_scope(who.key.project), grant.period,
+                                 grant.cost_nano_usd):
+                return False
+            grant.project_leased = True
+        return True
+
     async def _hold(self, grant: Grant, now: datetime) -> None:
         who, plan, held = grant.who, grant.who.plan, self.allowances
-        if not held.token_now(who.key.id):  # the common case needs no await
+        if self._hold_now(grant):  # the common case needs no await
+            return
+        if not grant.token:
             wait = await held.token(who.key.id, plan.requests_per_second, plan.burst)
             if wait > 0:
+                self.release(grant)
                 raise ProtocolError(429, f"rate limit of plan {plan.name!r} "
                                     f"({plan.requests_per_second:g} requests/s) exceeded",
                                     {"Retry-After": retry_after_header(wait)})
+            grant.token = True
         quota = who.quota
-        if quota is not None:
+        if quota is not None and not grant.key_leased:
             scope = key_scope(who.key.id)
             if not held.take_now(scope, grant.period, grant.units):
                 try:
@@ -199,7 +243,7 @@ class Billing:
                     raise quota_error(who, quota, now) from None
             grant.key_leased = True
         budget = who.budget_nano_usd
-        if budget is not None:
+        if budget is not None and not grant.project_leased:
             scope = project_scope(who.key.project)
             try:
                 if not held.take_now(scope, grant.period, grant.cost_nano_usd):

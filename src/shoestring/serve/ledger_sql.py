@@ -34,6 +34,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from itertools import chain
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -52,6 +53,8 @@ EVENT_COLS = ("id", "key_id", "project", "plan", "model", "version", "units", "c
               "latency_ms", "created_at", "period", "idempotency_key", "request_sha256",
               "response_json")
 _MARKS = ", ".join("?" for _ in EVENT_COLS)
+# A usage-log record's first fields are its event's row (usage_log.FIELDS).
+LOGGED_COLS = 11
 # SQLite allows 32,766 parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32):
 # 14 columns x 512 rows stays well below it.
 ROWS_PER_INSERT = 512
@@ -166,12 +169,25 @@ class LedgerSql:
     def apply(self, records: list[list], reached: Position | None) -> None:
         """Record logged events (:data:`~shoestring.serve.usage_log.FIELDS` order) and the
         log position they reach, in one transaction."""
+        # Per event, only C-level work where possible: the first LOGGED_COLS fields of a
+        # record are its row (the Idempotency-Key columns stay NULL), and the counters get
+        # one sum per (key, project, month, leased flags) rather than one update per event.
+        totals: dict[tuple, list[int]] = {}
+        for r in records:
+            k = (r[1], r[2], r[10], r[11], r[12])
+            t = totals.get(k)
+            if t is None:
+                totals[k] = [r[6], r[7]]
+            else:
+                t[0] += r[6]
+                t[1] += r[7]
+
         def work(conn: Connection) -> list[tuple[str, str]]:
-            rows = [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-                     None, None, None) for r in records]
-            self._insert(conn, rows)
-            ensured = self._settle(conn, ((r[1], r[2], r[10], r[6], r[7], r[11], r[12])
-                                          for r in records))
+            self._insert(conn, records, LOGGED_COLS)
+            ensured = self._settle(conn, ((key_id, project, period, t[0], t[1], k_leased,
+                                           p_leased)
+                                          for (key_id, project, period, k_leased, p_leased), t
+                                          in totals.items()))
             if reached is not None:
                 self._x(conn, "checkpoint", (self.replica, reached.segment, reached.offset,
                                              _stamp()))
@@ -220,18 +236,21 @@ class LedgerSql:
             out.append(res)
         return out
 
-    def _insert(self, conn: Connection, rows: list[tuple]) -> None:
+    def _insert(self, conn: Connection, rows: list, width: int = len(EVENT_COLS)) -> None:
+        """Insert the first ``width`` fields of each row into the first ``width`` columns."""
         # One multi-row INSERT per chunk rather than executemany: the driver releases and
         # retakes the GIL around every statement step, and each retake waits for the event
         # loop thread, so row-by-row inserts cost the loop far more than the insert itself.
         for i in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[i:i + ROWS_PER_INSERT]
-            sql = self._insert_cache.get(len(chunk))
+            sql = self._insert_cache.get((len(chunk), width))
             if sql is None:
-                sql = self._insert_cache[len(chunk)] = _for_driver(
-                    f"INSERT INTO serve_usage_events ({', '.join(EVENT_COLS)}) VALUES "
-                    + ", ".join(f"({_MARKS})" for _ in chunk), self._dialect)
-            conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+                marks = "(" + ", ".join("?" for _ in range(width)) + ")"
+                sql = self._insert_cache[(len(chunk), width)] = _for_driver(
+                    f"INSERT INTO serve_usage_events ({', '.join(EVENT_COLS[:width])}) "
+                    "VALUES " + ", ".join(marks for _ in chunk), self._dialect)
+            conn.exec_driver_sql(sql, tuple(chain.from_iterable(
+                chunk if width == len(chunk[0]) else (row[:width] for row in chunk))))
 
     def _settle(self, conn: Connection, items: Iterable[tuple]) -> list[tuple[str, str]]:
         """Add (key_id, project, period, units, cost, key_leased, project_leased) to the

@@ -290,16 +290,21 @@ class Service:
         grant = None
         if adm.who is not None:
             idem = idempotency_key(headers)
-            digest, legacy = None, ()
+            digest, legacy, grant = None, (), None
             if idem is not None:
                 digest = request_digest(model.name, model.version, req.doc)
                 legacy = (hashlib.sha256(f"{adm.name}\n{adm.version or ''}\n".encode()
                                          + body).hexdigest(),)
-            grant = await self.billing.reserve(adm.who, model.name, model.version, req.rows,
-                                               idempotency_key=idem, request_digest=digest,
-                                               legacy_digests=legacy, started=adm.started)
-            if grant.replay is not None:
-                return grant.replay
+            else:  # the common case: held here already, no coroutine
+                grant = self.billing.reserve_now(adm.who, model.name, model.version, req.rows,
+                                                 adm.started)
+            if grant is None or not grant.held:
+                grant = await self.billing.reserve(
+                    adm.who, model.name, model.version, req.rows, idempotency_key=idem,
+                    request_digest=digest, legacy_digests=legacy, started=adm.started,
+                    partial=grant)
+                if grant.replay is not None:
+                    return grant.replay
         batcher = self.batchers[(model.name, model.version)]
         try:
             batcher.admit(req.rows)

@@ -40,6 +40,7 @@ from shoestring.errors import ShoestringError
 from shoestring.ledger.db import sqlite_path
 
 HEADER = struct.Struct("<II")
+_HAS_DSYNC = hasattr(os, "O_DSYNC")
 SEGMENT = "usage-{:08d}.log"
 # The payload of a record, in order (see UsageRecord).
 FIELDS = ("id", "key_id", "project", "plan", "model", "version", "units", "cost_nano_usd",
@@ -106,7 +107,13 @@ class UsageLog:
             os.close(self._fd)
         self._seq += 1
         path = self.directory / SEGMENT.format(self._seq)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        # Durable: O_DSYNC, so each write returns once its data is on the device, like a
+        # write then fdatasync (open(2), "Synchronized I/O") but in one system call: the
+        # writer thread leaves and retakes the GIL once per group instead of twice.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        if self.durable:
+            flags |= getattr(os, "O_DSYNC", 0)
+        self._fd = os.open(path, flags, 0o600)
         self._size = 0
         _sync_dir(self.directory)  # the new file's name is durable too
         self.durable_position = Position(self._seq, 0)
@@ -122,10 +129,10 @@ class UsageLog:
             self._open_next()
         data = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
-            written = 0
-            while written < len(data):
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (rare): the rest, then sync it all
                 written += os.write(self._fd, data[written:])
-            if self.durable:
+            if self.durable and not _HAS_DSYNC:
                 os.fdatasync(self._fd)
         except OSError:
             os.ftruncate(self._fd, self._size)
