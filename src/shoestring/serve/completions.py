@@ -290,7 +290,7 @@ class Completions:
             if grant.replay is not None:
                 raise _Replay(self._replay(grant.replay, req))
         try:
-            gen = scheduler.submit(job)
+            gen = scheduler.submit(job, chunks=req.stream)
         except Overloaded as exc:
             if grant is not None:
                 self.billing.release(grant)

@@ -108,8 +108,11 @@ class Done:
 class Generation:
     """A submitted job, seen from the event loop: its events arrive on :attr:`events`."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, chunks: bool = True) -> None:
         self.job = job
+        # False: only the Done event (with the whole text) is delivered, e.g. to a client
+        # that does not stream: no event, and no hop to the event loop, per token.
+        self.chunks = chunks
         self.events: asyncio.Queue[Chunk | Done] = asyncio.Queue()
         self.cancelled = False
         self.submitted = time.perf_counter()
@@ -200,10 +203,11 @@ class Scheduler:
             raise TooLarge(f"the prompt plus max_tokens is {job.tokens} tokens, beyond this "
                            f"server's limit of {self.max_total_tokens} tokens in generation")
 
-    def submit(self, job: Job) -> Generation:
-        """Queue ``job``; it joins the running batch at the next step with room."""
+    def submit(self, job: Job, *, chunks: bool = True) -> Generation:
+        """Queue ``job``; it joins the running batch at the next step with room.
+        ``chunks=False``: deliver only the final :class:`Done` (a client not streaming)."""
         self.check(job)
-        gen = Generation(job)
+        gen = Generation(job, chunks)
         with self._cond:
             if self._stopping:
                 raise Overloaded("the server is shutting down", 1.0)
@@ -324,13 +328,13 @@ class Scheduler:
         seq.produced += 1
         self.stats.tokens += 1
         piece = seq.text.push(token)
-        if piece:
+        if piece and seq.gen.chunks:
             out.append((seq.gen, Chunk(piece)))
         if seq.text.stopped:
             self._finish(seq, "stop", out)
         elif seq.produced >= seq.gen.job.max_tokens:
             rest = seq.text.finish()
-            if rest:
+            if rest and seq.gen.chunks:
                 out.append((seq.gen, Chunk(rest)))
             self._finish(seq, "length", out)
 

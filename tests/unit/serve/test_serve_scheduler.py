@@ -91,6 +91,32 @@ def test_sequences_batched_together_get_the_text_they_get_alone(options):
     assert rows[-1] == 1  # the longest ran on alone once the others had left
 
 
+def test_a_generation_without_chunks_gets_only_its_done_with_the_same_text():
+    # A client that does not stream needs no event per token: the Done carries the text,
+    # identical to what the chunks of a streamed twin add up to.
+    model = tiny()
+
+    async def both():
+        s = started(model, max_running=8)
+        try:
+            quiet = [s.submit(j, chunks=False) for j in JOBS]
+            streamed = [s.submit(j) for j in JOBS]
+            got_quiet = []
+            for g in quiet:
+                first = await g.events.get()
+                assert isinstance(first, Done) and g.events.empty()
+                got_quiet.append(first)
+            got_streamed = await asyncio.gather(*(collect(g) for g in streamed))
+            return got_quiet, got_streamed
+        finally:
+            s.stop()
+
+    got_quiet, got_streamed = run(both())
+    for job, done, (text, sdone) in zip(JOBS, got_quiet, got_streamed):
+        assert done.text == text == sdone.text == alone(model, job)
+        assert done.completion_tokens == job.max_tokens
+
+
 def test_a_new_request_joins_the_running_batch_at_the_next_step():
     model = tiny()
     rows: list[int] = []
