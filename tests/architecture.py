@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "shoestring"
 
 # Layer of each top-level module or subpackage, and its rank (lower = lower layer).
 LAYERS: dict[str, int] = {
-    "types": 0, "errors": 0, "io": 0, "config": 0, "version": 0,
+    "types": 0, "errors": 0, "io": 0, "config": 0, "version": 0, "crypto": 0,
     "ledger": 1,
     "models": 2,
     "data": 3,

@@ -37,7 +37,7 @@ from shoestring.audit.files import (
 )
 from shoestring.audit.predict import outputs, probabilities
 from shoestring.errors import ShoestringError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import atomic_write_bytes, is_encrypted_path
 from shoestring.types import Task
 
 Progress = Callable[[str, int, int], None]
@@ -85,6 +85,11 @@ def audit(config: AuditConfig, *, ledger=None, progress: Progress | None = None,
     progress("loading", 1, 1)
     _check_requests(ev, config)  # before anything is written: bad input loses nothing
     folder.create()
+    if is_encrypted_path(config.run) and not is_encrypted_path(folder / CONFIG):
+        # An audit of an encrypted run stays encrypted, wherever --out puts it.
+        from shoestring.crypto.folder import encrypt_output
+
+        encrypt_output(folder.path)
     atomic_write_bytes(folder / CONFIG, tomli_w.dumps(config.model_dump(
         mode="json", exclude_none=True)).encode())
     torch.manual_seed(config.seed)

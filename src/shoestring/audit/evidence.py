@@ -26,6 +26,7 @@ from shoestring.data.sources import (
     split_spec,
 )
 from shoestring.errors import ShoestringError
+from shoestring.io import read_text
 from shoestring.models.run_folder import LoadedRun, load_run
 from shoestring.types import Task, TensorDataset
 
@@ -65,14 +66,14 @@ class Evidence:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_text(path))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except (OSError, ValueError):
         return {}
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shoestring.audit.files import AUDIT, CARD_JSON, CARD_MD
+from shoestring.io import read_text
 from shoestring.models.run_folder import RunFolder, read_card
 
 FORMAT = "shoestring.model-card/1"
@@ -44,7 +45,7 @@ def sha256(path: Path) -> str | None:
 
 def _json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except (OSError, ValueError):
         return {}
 
@@ -337,14 +338,14 @@ def verify_card(run_dir: Path, audit_dir: Path) -> list[str]:
     md_path, json_path = Path(audit_dir) / CARD_MD, Path(audit_dir) / CARD_JSON
     if not md_path.exists():
         return []
-    text = md_path.read_text()
+    text = read_text(md_path)
     content = build_card(run_dir, audit_dir)
     expected = set(_fact_lines(render_markdown(content, intended_use_of(text))))
     problems = [f"{CARD_MD}: '{line.strip()}' is not supported by the artifacts"
                 for line in _fact_lines(text) if line.strip() and line not in expected]
     if json_path.exists():
         try:
-            stored = json.loads(json_path.read_text())
+            stored = json.loads(read_text(json_path))
         except ValueError:
             stored = None
         if stored != json.loads(json.dumps(content)):
@@ -367,7 +368,7 @@ def write_card(run_dir: Path, audit_dir: Path) -> dict[str, Any]:
     from shoestring.io import atomic_write_bytes
 
     md_path = Path(audit_dir) / CARD_MD
-    intended = intended_use_of(md_path.read_text()) if md_path.exists() else TODO
+    intended = intended_use_of(read_text(md_path)) if md_path.exists() else TODO
     content = build_card(run_dir, audit_dir)
     atomic_write_bytes(Path(audit_dir) / CARD_JSON,
                        json.dumps(content, indent=2, sort_keys=True).encode())

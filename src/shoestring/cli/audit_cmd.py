@@ -120,7 +120,9 @@ def _render(c: CliContext, r: dict, out: Path) -> None:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        from shoestring.io import read_text
+
+        return tomllib.loads(read_text(path))
     except OSError as exc:
         raise ConfigError([f"cannot read '{path}': {exc.strerror}"],
                           hint="pass an existing TOML file to --config") from None

@@ -10,8 +10,10 @@ only here, a :class:`~shoestring.errors.ShoestringError` becomes ``Error: …``
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +24,8 @@ from shoestring.errors import ShoestringError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+KEY_FILE_HELP = ("Key file of encrypted run and prepared folders (base64 of 32 bytes, mode "
+                 "600; default: $SHOESTRING_ENCRYPTION_KEY). See 'shoestring encryption keygen'.")
 DB_HELP = ("Ledger database URL (default: $SHOESTRING_DB, else "
            "sqlite:///./.shoestring/ledger.db).")
 
@@ -54,12 +58,21 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None
         cli_context(ctx).debug = True
 
 
+def _set_key_file(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    # Through the environment, so that the workers a command starts (torchrun,
+    # server processes) find the key too; the file is read where a key is needed.
+    if value is not None:
+        os.environ["SHOESTRING_ENCRYPTION_KEY_FILE"] = str(Path(value).expanduser().absolute())
+
+
 def common_options() -> list[click.Option]:
-    """``--db`` and ``--debug``, accepted by the group and by every command."""
+    """``--db``, ``--debug`` and ``--key-file``, accepted by the group and by every command."""
     return [click.Option(["--db"], default=None, expose_value=False, is_eager=True,
                          callback=_set_db, help=DB_HELP),
             click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True,
-                         callback=_set_debug, help="Show tracebacks on errors.")]
+                         callback=_set_debug, help="Show tracebacks on errors."),
+            click.Option(["--key-file"], default=None, expose_value=False, is_eager=True,
+                         metavar="PATH", callback=_set_key_file, help=KEY_FILE_HELP)]
 
 
 def _guarded(ctx: click.Context, invoke) -> Any:

@@ -115,7 +115,7 @@ def quickstart_cmd(ctx, out, lm_steps) -> None:
 
 # Commands contributed by the capabilities; each module has register(group).
 EXTENSIONS = ("train", "plan", "data", "serve", "generate", "compress", "export", "report",
-              "ui", "audit")
+              "ui", "audit", "encryption")
 
 
 def build_cli() -> click.Group:

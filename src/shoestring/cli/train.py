@@ -56,6 +56,7 @@ def _launch(cfg, c: CliContext):
 
     from shoestring.errors import ShoestringError
     from shoestring.train.api import RunResult, resolve_run_folder
+    from shoestring.io import atomic_write_bytes
     from shoestring.train.distributed import check_strategy, launch, torchrun_argv
 
     from shoestring.models.run_folder import RunFolder
@@ -64,7 +65,12 @@ def _launch(cfg, c: CliContext):
     out, name = resolve_run_folder(cfg, datetime.now())
     folder = RunFolder(out)
     folder.create()
-    folder.launch.write_text(cfg.model_copy(update={"out": out, "name": name}).to_toml())
+    if cfg.encrypt:
+        from shoestring.crypto.folder import encrypt_output
+
+        encrypt_output(folder.path)
+    atomic_write_bytes(folder.launch,
+                       cfg.model_copy(update={"out": out, "name": name}).to_toml().encode())
     argv = [str(folder.launch), "--out", str(out)] + (["--resume"] if cfg.resume else [])
     t = cfg.train
     cmd = torchrun_argv(argv, t.nproc, t.nnodes, t.rdzv_endpoint, t.max_restarts)

@@ -40,8 +40,9 @@ from shoestring.compress.measure import (
 from shoestring.compress.session import Progress, Session, SilentProgress
 from shoestring.compress.table import document, rank
 from shoestring.compress.workload import load_workload, metric_problems
+from shoestring.crypto.folder import encrypt_output
 from shoestring.errors import ShoestringError
-from shoestring.io import fsync_dir
+from shoestring.io import atomic_write_bytes, fsync_dir, is_encrypted_path, read_bytes
 from shoestring.models.card import Lineage
 from shoestring.models.run_folder import RunFolder, read_card, save_run
 
@@ -123,6 +124,8 @@ def compress(config: CompressConfig, *, ledger: Any = "auto", progress: Progress
     try:
         progress.status(f"loading run '{config.run}' and its data")
         workload = load_workload(config.run, config.metric, workspace)
+        if config.encrypt or is_encrypted_path(config.run):  # never a plaintext copy of a secret
+            encrypt_output(tmp)  # before any candidate is written under tmp
         with CompressRow(ledger, config, workload, environ, workspace, clock) as row:
             session = Session(config, workload, tmp / "work", progress)
             result = _run(config, session, chains, tmp, row.id, clock)
@@ -207,7 +210,7 @@ def _write(config, s: Session, tmp: Path, table, built, chosen, folders, run_id)
         save_run(tmp, c.module, c.card.model_copy(update={"lineage": lineage}),
                  tokenizer=s.tokenizer)
         if w.parent.folder.config.exists():  # eval and plan read the data and model from it
-            sh.copyfile(w.parent.folder.config, out.config)
+            atomic_write_bytes(out.config, read_bytes(w.parent.folder.config))
         row = next(r for r in table["candidates"] if r["chosen"])
         summary = {"status": "finished", "stage": "compress", "chosen": chosen,
                    w.metric: row["metric"], "metric_drop": row["metric_drop"],

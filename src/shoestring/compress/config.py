@@ -156,6 +156,9 @@ class CompressConfig(StrictConfig):
     sensitivity_share: float = Field(0.5, gt=0, description="a layer whose int8 version alone "
                                      "costs more than this share of --max-drop stays float32")
     seed: int = 0
+    encrypt: bool = Field(False, description="encrypt every file of the new run folder "
+                          "(AES-256-GCM; key from --key-file or $SHOESTRING_ENCRYPTION_KEY); "
+                          "always on when RUN is encrypted")
 
 
 def resolve_compress_config(values: dict[str, Any]) -> CompressConfig:

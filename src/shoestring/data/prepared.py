@@ -30,13 +30,14 @@ from shoestring.data.images import load_images
 from shoestring.data.parquet_source import load_parquet
 from shoestring.data.sources import SourceOptions, require_path
 from shoestring.errors import DataError
+from shoestring.io import read_text
 from shoestring.types import Dataset, Task, TensorDataset
 
 
 def prepared_stats(directory: Path) -> dict | None:
     """The training split's normalization statistics saved by ``prepare`` (or None)."""
     path = Path(directory) / "stats.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return json.loads(read_text(path)) if path.exists() else None
 
 
 def _text_dataset(shards, directory: Path, eval_split: str, options: SourceOptions) -> Dataset:

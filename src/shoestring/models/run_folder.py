@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoestring.errors import ShoestringError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import append_bytes, atomic_write_bytes, is_encrypted_path, read_bytes, read_text
 from shoestring.models.card import ModelCard, card_from_json
 
 if TYPE_CHECKING:  # torch loads with the first model, so that light commands start fast
@@ -111,7 +111,7 @@ class RunFolder:
 
     def read_json(self, path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(path.read_text())
+            return json.loads(read_text(path))
         except (OSError, ValueError):
             return None
 
@@ -119,15 +119,14 @@ class RunFolder:
         return (self.read_json(self.run_info) or {}).get("id")
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_bytes(self.metrics, (json.dumps(record) + "\n").encode())
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop evaluation lines past ``after_step`` (work a resume will redo)."""
         if not self.metrics.exists():
             return
         kept = []
-        for line in self.metrics.read_text().splitlines():
+        for line in read_text(self.metrics).splitlines():
             try:
                 if json.loads(line).get("step", 0) <= after_step:
                     kept.append(line)
@@ -163,7 +162,7 @@ def read_card(directory: Path) -> ModelCard:
     if not folder.card.exists():
         raise _not_a_run(folder.path)
     try:
-        raw = json.loads(folder.card.read_text())
+        raw = json.loads(read_text(folder.card))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShoestringError(f"'{folder.card}' is not valid JSON: {exc}",
                               hint="the file is damaged; retrain or restore it") from exc
@@ -224,7 +223,7 @@ def load_run(directory: Path) -> LoadedRun:
 
     A Hugging Face checkpoint folder loads through :mod:`shoestring.models.hf.run`.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     from shoestring.models.hf import is_hf_checkpoint
 
@@ -239,7 +238,11 @@ def load_run(directory: Path) -> LoadedRun:
                               hint="the run did not finish; resume it with --resume")
     model = build_module(card)
     try:
-        state = load_file(str(folder.weights))
+        # An encrypted folder's weights are decrypted into memory, never onto disk.
+        state = load(read_bytes(folder.weights)) if is_encrypted_path(folder.weights) \
+            else load_file(str(folder.weights))
+    except ShoestringError:
+        raise
     except Exception as exc:  # safetensors raises its own error types
         raise ShoestringError(f"cannot read weights '{folder.weights}': {exc}",
                               hint="the file is damaged; retrain or restore it") from exc

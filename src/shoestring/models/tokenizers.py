@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from shoestring.errors import DataError, ShoestringError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import atomic_write_bytes, read_text
 
 FORMAT = "shoestring.tokenizer/1"
 KINDS = ("char", "byte", "bpe")
@@ -218,7 +218,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
     if not path.exists():
         raise ShoestringError(f"tokenizer file '{path}' does not exist",
                               hint="text runs save tokenizer.json in their run folder")
-    return tokenizer_from_json(path.read_text(encoding="utf-8"), where=f"'{path}'")
+    return tokenizer_from_json(read_text(path), where=f"'{path}'")
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> Path:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shoestring.io import read_bytes, read_text
 from shoestring.report import html as h
 
 MAX_HEATMAPS = 8
@@ -66,22 +67,22 @@ def audit_section(audit_dir: Path, summary: dict[str, Any] | None) -> str:
     heatmaps = sorted((audit_dir / "heatmaps").glob("*.png"))[:MAX_HEATMAPS]
     if heatmaps:
         parts.append("<h3>Explanations</h3><div>" + "".join(
-            h.png_img(p.read_bytes(), f"explanation heatmap {p.stem}", "wide")
+            h.png_img(read_bytes(p), f"explanation heatmap {p.stem}", "wide")
             for p in heatmaps) + "</div>")
     if (audit_dir / "surrogate.png").is_file():
         parts.append("<h3>Surrogate decision tree</h3>"
-                     + h.png_img((audit_dir / "surrogate.png").read_bytes(),
+                     + h.png_img(read_bytes(audit_dir / "surrogate.png"),
                                  "surrogate decision tree", "wide"))
     elif (audit_dir / "surrogate.txt").is_file():
         parts.append("<h3>Surrogate decision tree</h3>"
-                     + h.pre((audit_dir / "surrogate.txt").read_text(errors="replace")))
+                     + h.pre(read_text(audit_dir / "surrogate.txt", errors="replace")))
     fairness = audit_dir / "fairness.json"
     if fairness.is_file():
         try:
-            parts.append(_fairness(json.loads(fairness.read_text())))
+            parts.append(_fairness(json.loads(read_text(fairness))))
         except ValueError as exc:
             parts.append(h.notes([f"fairness.json could not be read ({exc})"]))
     card = audit_dir / "model_card.md"
     if card.is_file():
-        parts.append("<h3>Model card</h3>" + h.pre(card.read_text(errors="replace")))
+        parts.append("<h3>Model card</h3>" + h.pre(read_text(card, errors="replace")))
     return "".join(parts)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shoestring.errors import ShoestringError
+from shoestring.io import read_bytes, read_text
 from shoestring.models.run_folder import RunFolder
 
 # Sibling capabilities' documented artifacts (see the module docstring).
@@ -97,19 +98,18 @@ def read_metrics(path: Path) -> MetricsLog:
     log = MetricsLog()
     if not path.exists():
         return log
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                log.skipped.append(number)
-                continue
-            if not isinstance(record, dict):
-                log.skipped.append(number)
-                continue
-            log.records.append(record)
+    for number, raw in enumerate(read_bytes(path).split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            log.skipped.append(number)
+            continue
+        if not isinstance(record, dict):
+            log.skipped.append(number)
+            continue
+        log.records.append(record)
     return log
 
 
@@ -117,7 +117,7 @@ def _read_json(path: Path, notes: list[str], what: str) -> dict[str, Any] | None
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         notes.append(f"{what} '{path.name}' could not be read ({exc}); left out")
         return None
@@ -173,7 +173,7 @@ def read_run(directory: Path | str) -> RunView:
     config_text = None
     if folder.config.exists():
         try:
-            config_text = folder.config.read_text()
+            config_text = read_text(folder.config)
         except (OSError, UnicodeDecodeError) as exc:
             notes.append(f"config.toml could not be read ({exc})")
     compress = _read_json(path / COMPRESS_TABLE, notes, "the compression table")

@@ -27,6 +27,7 @@ import torch
 from shoestring.data.array_cache import default_array_cache
 from shoestring.data.sources import SourceOptions
 from shoestring.errors import ConfigError, ShoestringError
+from shoestring.io import atomic_write_bytes
 from shoestring.ledger.db import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
@@ -222,6 +223,10 @@ def train(
     reporter = (reporter or SilentReporter()) if info.is_main else SilentReporter()
     out, name = _resolve_out(config, now(), info)
     folder = RunFolder(out)
+    if config.encrypt and info.is_main:
+        from shoestring.crypto.folder import encrypt_output
+
+        encrypt_output(folder.path)
     finished = _check_resume(config, folder, reporter)
     if finished is not None:
         return RunResult(out, folder.run_id() or "", finished)
@@ -327,7 +332,7 @@ def _write_run_files(ctx: RunContext, config: TrainConfig, state: TrainingState)
         folder.metrics.unlink()
     folder.truncate_metrics(state.global_step)
     resolved = config.model_copy(update={"out": folder.path, "name": ctx.name, "resume": False})
-    folder.config.write_text(resolved.to_toml())
+    atomic_write_bytes(folder.config, resolved.to_toml().encode())
 
 
 def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from shoestring.io import atomic_write_bytes
+from shoestring.io import atomic_write_bytes, read_bytes, read_text
 
 MANIFEST = "manifest.json"
 KEEP = 3  # good checkpoints kept on disk; older ones are deleted
@@ -134,7 +134,7 @@ def decode_checkpoint(data: bytes, path: Path) -> Checkpoint:
 
 def _read_manifest(directory: Path) -> list[dict[str, Any]]:
     try:
-        return json.loads((directory / MANIFEST).read_text())["checkpoints"]
+        return json.loads(read_text(directory / MANIFEST))["checkpoints"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -173,7 +173,7 @@ def load_latest_checkpoint(directory: Path) -> tuple[Checkpoint | None, list[str
     for entry in reversed(entries):
         path = directory / entry["file"]
         try:
-            data = path.read_bytes()
+            data = read_bytes(path)
         except OSError as exc:
             warnings.append(f"checkpoint '{path}' unreadable ({exc}); using an older one")
             continue

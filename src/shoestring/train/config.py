@@ -210,6 +210,8 @@ class TrainConfig(_Section):
                                   "or name in the ledger, whose weights this run starts from")
     name: str | None = Field(None, description="run name (default: model-data-time)")
     resume: bool = Field(False, description="continue from the latest good checkpoint in out")
+    encrypt: bool = Field(False, description="encrypt every file of the run folder (AES-256-GCM; "
+                          "key from --key-file or $SHOESTRING_ENCRYPTION_KEY; docs/privacy.md)")
 
     def to_toml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
@@ -220,9 +222,10 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainSection}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    from shoestring.io import read_text
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(read_text(path))
     except FileNotFoundError:
         raise ConfigError([f"config file '{path}' does not exist"],
                           hint="check the path, or pass options as flags") from None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from shoestring.errors import ShoestringError
+from shoestring.io import read_text
 
 MAX_WINDOWS = 4096   # bounds the time of an eval on a large corpus
 BATCH_WINDOWS = 32
@@ -30,7 +31,7 @@ def _val_fraction(config_path: Path) -> float:
     from shoestring.data.text import DEFAULT_VAL_FRACTION
 
     try:
-        saved = tomllib.loads(config_path.read_text())
+        saved = tomllib.loads(read_text(config_path))
     except (OSError, tomllib.TOMLDecodeError):
         return DEFAULT_VAL_FRACTION
     return float(saved.get("data", {}).get("val_fraction", DEFAULT_VAL_FRACTION))

@@ -33,6 +33,18 @@ def heatmap_png(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], titl
             ax.set_xticks([])
             ax.set_yticks([])
         fig.suptitle(title, fontsize=9)
-        fig.savefig(path, bbox_inches="tight")
+        save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save ``fig`` as PNG through :func:`shoestring.io.atomic_write_bytes`, so a figure in an
+    encrypted run folder is encrypted like every other file there."""
+    import io
+
+    from shoestring.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write_bytes(Path(path), buffer.getvalue(), durable=False)

@@ -43,6 +43,7 @@ from shoestring.audit.explain.memory import (
 from shoestring.audit.files import ATTRIBUTIONS, HEATMAPS, AuditFolder
 from shoestring.audit.predict import as_function, outputs
 from shoestring.errors import ShoestringError
+from shoestring.io import atomic_write_bytes
 from shoestring.types import Task
 
 SUPPORTED = {"mlp": ("table", "image"), "cnn": ("image",), "encoder": ("text",)}
@@ -131,7 +132,8 @@ def explain(ev: Evidence, cfg: AuditConfig, folder: AuditFolder, *,
     kind_run = {"table": _explain_table, "image": _explain_image, "text": _explain_text}[ev.kind]
     result = kind_run(ev, cfg, model, x, target, share, _Timer(clock), progress)
     rows = _attribution_rows(ev, pick, target, out, result.pop("_per_example"))
-    (folder / ATTRIBUTIONS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_bytes(folder / ATTRIBUTIONS,
+                       "".join(json.dumps(r) + "\n" for r in rows).encode(), durable=False)
     if ev.kind == "image":
         result["heatmaps"] = _heatmaps(ev, folder, pick, target, result.pop("_maps"))
     progress("surrogate tree", 0, 1)

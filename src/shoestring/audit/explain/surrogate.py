@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from shoestring.audit.explain.plots import save_figure
+from shoestring.io import atomic_write_bytes
+
 DEPTH = 4
 TOP_TOKENS = 200
 
@@ -64,7 +67,7 @@ def fit_surrogate(x_fit: np.ndarray, pred_fit: np.ndarray, x_eval: np.ndarray,
         shown_classes = [str(class_names[int(c)]) for c in tree.classes_]
     text = export_text(tree, feature_names=list(names), class_names=shown_classes,
                        decimals=3)
-    (out_dir / SURROGATE_TEXT).write_text(text)
+    atomic_write_bytes(out_dir / SURROGATE_TEXT, text.encode(), durable=False)
     _draw(tree, names, shown_classes, out_dir / SURROGATE_PNG)
     return {"fidelity": round(fidelity, 4), "fidelity_measure": measure, "depth": DEPTH,
             "leaves": int(tree.get_n_leaves()), "fitted_on": len(x_fit),
@@ -83,6 +86,6 @@ def _draw(tree, names, class_names, path: Path) -> None:
     try:
         plot_tree(tree, feature_names=list(names), class_names=class_names, filled=True,
                   impurity=False, rounded=True, fontsize=7, ax=ax)
-        fig.savefig(path, bbox_inches="tight")
+        save_figure(fig, path)
     finally:
         plt.close(fig)

@@ -87,6 +87,8 @@ class PrepareConfig(DetectConfig):
         "SHOESTRING_PII_KEY", description="environment variable holding the hash salt or the "
         "AES key (hex or base64; never written by Shoestring)")
     pii_key_file: Path | None = Field(None, description="file holding the salt or key instead")
+    encrypt: bool = Field(False, description="encrypt every file of the prepared folder "
+                          "(AES-256-GCM; key from --key-file or $SHOESTRING_ENCRYPTION_KEY)")
     label_issues: bool = Field(True, description="flag likely mislabeled examples (confident "
                                "learning on cross-validated probabilities)")
     drop_label_issues: bool = Field(False, description="remove flagged examples too")
@@ -124,7 +126,9 @@ class PrepareConfig(DetectConfig):
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that decide the output (everything but where and whether to redo)."""
-        return self.model_dump(mode="json", exclude={"out", "force", "chunk_records"})
+        # ``encrypt`` joins the key only when set, so older folders keep their key.
+        return self.model_dump(mode="json", exclude={"out", "force", "chunk_records"} |
+                               (set() if self.encrypt else {"encrypt"}))
 
 
 class LeakageConfig(DetectConfig):

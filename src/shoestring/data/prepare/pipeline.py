@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shoestring.crypto.folder import encrypt_in_place, encrypt_output, unencrypted_files
 from shoestring.data.prepare import clusters as cl
 from shoestring.data.prepare.config import PrepareConfig
 from shoestring.data.prepare.fingerprint import PREPARE_VERSION, content_key
@@ -45,8 +46,10 @@ from shoestring.data.prepare.validate import Rules, check_ranges_known
 from shoestring.data.prepare.writeout import Decisions, write_output
 from shoestring.data.sources import split_spec
 from shoestring.errors import ConfigError, DataError, ShoestringError
+from shoestring.io import read_text
 
 MANIFEST = "manifest.json"
+SCRATCH = ("staging", "minhash")  # removed before the folder takes its name
 LABEL, OVERLAP = 3, 4  # drop reasons after clusters.EXACT (1) and clusters.NEAR (2)
 
 
@@ -59,7 +62,7 @@ class PrepareResult:
 
 def _existing(out: Path) -> dict | None:
     try:
-        return json.loads((out / MANIFEST).read_text())
+        return json.loads(read_text(out / MANIFEST))
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -75,7 +78,7 @@ def _check_out(out: Path, key: str, force: bool) -> dict | None:
         return None
     if manifest.get("key") == key and not force:
         try:
-            return json.loads((out / "report.json").read_text())
+            return json.loads(read_text(out / "report.json"))
         except (OSError, json.JSONDecodeError):
             return None
     if manifest.get("key") != key and not force:
@@ -129,10 +132,14 @@ def prepare(config: PrepareConfig, *, environ: Mapping[str, str] | None = None,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
+        if config.encrypt:
+            encrypt_output(work)
         report = _run(config, source, work, secret, log)
         report["key"] = key
         report["elapsed_seconds"] = round(clock() - start, 3)
         write_manifest_and_report(work, report, key, source)
+        if config.encrypt:
+            _encrypt_streamed_files(work)
         _swap_in(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -276,8 +283,15 @@ def write_manifest_and_report(work: Path, report: dict, key: str, source: Record
     atomic_write_bytes(work / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
+def _encrypt_streamed_files(work: Path) -> None:
+    """Encrypt what was appended to as it went (the quarantine); scratch is removed."""
+    for path in unencrypted_files(work):
+        if path.relative_to(work).parts[0] not in SCRATCH:
+            encrypt_in_place(path)
+
+
 def _swap_in(work: Path, out: Path) -> None:
-    for scratch in ("staging", "minhash"):
+    for scratch in SCRATCH:
         shutil.rmtree(work / scratch, ignore_errors=True)
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -106,7 +106,7 @@ def build_report(config, source, ing, d, splits: dict, stats: dict | None,
 def load_report(directory: Path) -> dict:
     path = Path(directory) / "report.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except FileNotFoundError:
         raise DataError(f"no report in '{directory}'",
                         hint="is it a folder written by 'shoestring data prepare'?") from None

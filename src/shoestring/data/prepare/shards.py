@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from shoestring.errors import DataError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import (
+    atomic_write_bytes,
+    is_encrypted_path,
+    read_bytes,
+    read_chunks,
+    read_text,
+)
 
 FORMAT = "shoestring-shards/1"
 INDEX = "index.json"
@@ -40,10 +46,10 @@ def split_alias(name: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of the file's contents (its plaintext, in an encrypted folder)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for block in read_chunks(path):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -148,6 +154,13 @@ def write_index(directory: Path, kind: str, splits: dict, meta: dict) -> None:
     atomic_write_bytes(Path(directory) / INDEX, json.dumps(index, indent=1).encode())
 
 
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors shard; an encrypted one is decrypted into memory, never onto disk."""
+    from safetensors.numpy import load, load_file
+
+    return load(read_bytes(path)) if is_encrypted_path(path) else load_file(str(path))
+
+
 class ShardSet:
     """Reads the shards of a prepared folder, verifying checksums.
 
@@ -162,7 +175,7 @@ class ShardSet:
         self.verify = verify
         path = self.directory / INDEX
         try:
-            self.index = json.loads(path.read_text())
+            self.index = json.loads(read_text(path))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"'{path}' is missing or unreadable ({exc.__class__.__name__})",
                             hint="is this a folder written by 'shoestring data prepare'? "
@@ -207,18 +220,16 @@ class ShardSet:
         """``(x, y)`` arrays, or ``(texts, labels)`` lists for text."""
         path = self._checked(shard)
         if "offsets" in shard:
-            cuts = np.frombuffer(self._checked(shard, "offsets").read_bytes(), dtype="<u8")
-            blob = path.read_bytes()
+            cuts = np.frombuffer(read_bytes(self._checked(shard, "offsets")), dtype="<u8")
+            blob = read_bytes(path)
             tail = len(shard.get("separator", "\n").encode())
             texts = [blob[a:b - tail].decode("utf-8", "surrogatepass")
                      for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
             return texts, [None] * len(texts)
         if self.kind == "text":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            rows = [json.loads(line) for line in read_text(path).splitlines()]
             return [r["text"] for r in rows], [r.get("label") for r in rows]
-        from safetensors.numpy import load_file
-
-        data = load_file(str(path))
+        data = _load_arrays(path)
         return data["x"], data["y"]
 
     def load(self, split: str):
@@ -239,9 +250,7 @@ class ShardSet:
         names, levels = meta.get("names") or [], meta.get("levels") or []
         if not names:
             return {}
-        from safetensors.numpy import load_file
-
-        codes = [load_file(str(self._checked(s)))["g"] for s in self._shards(split)]
+        codes = [_load_arrays(self._checked(s))["g"] for s in self._shards(split)]
         g = np.concatenate(codes) if codes else np.empty((0, len(names)), np.int32)
         return {name: tuple(levels[c][int(v)] for v in g[:, c]) for c, name in enumerate(names)}
 
