@@ -77,6 +77,15 @@ PLANS: dict[str, DocPlan] = {
         setup="\n".join([LOANS, TINY_FMNIST.format(out="runs/fmnist")]),
         rules=[Rule("shoestring audit runs/fmnist --explain 32 --time-budget 300",
                     subs=(("--explain 32 --time-budget 300", "--explain 4 --time-budget 60"),))]),
+    "docs/encryption.md": DocPlan(rules=[
+        Rule("--methods dynamic-int8 --key-file team.key",
+             subs=(("--methods dynamic-int8", "--methods dynamic-int8 --measure-seconds 0.1 "
+                    "--batch-sizes 1"),),
+             after="test -f runs/private-int8/encryption.json"),
+        Rule("shoestring eval runs/private --key-file team.key", expect=("test_accuracy",)),
+        Rule("python bench/privacy_encryption.py --quick",
+             skip="a benchmark: run by hand from the checkout (it measures, it is not a test)"),
+    ]),
     "docs/compress.md": DocPlan(
         setup="\n".join([TINY_FMNIST.format(out="runs/fmnist"), TINY_LM.format(out="runs/lm"),
                          TINY_FMNIST.format(out="runs/big"),

@@ -98,7 +98,7 @@ def _damaged(name: str, what: str) -> DecryptionError:
 def parse_header(raw: bytes, name: str) -> Header:
     if len(raw) < HEADER_BYTES or not is_encrypted(raw):
         raise _damaged(name, "has no complete encryption header")
-    magic, version, algorithm, _, chunk, key_id, folder_id, salt = _HEADER.unpack(
+    _magic, version, algorithm, _, chunk, key_id, folder_id, salt = _HEADER.unpack(
         raw[:HEADER_BYTES])
     if version != VERSION or algorithm != ALGORITHM_AES256_GCM_HKDF:
         raise DecryptionError(f"encrypted file '{name}' has format version {version}, "
@@ -147,7 +147,7 @@ class EncryptingWriter:
         self._closed = False
         out.write(packed)
 
-    def _emit(self, plaintext: bytes, last: bool) -> None:
+    def _emit(self, plaintext, last: bool) -> None:
         if self._index >= MAX_CHUNKS:
             raise ShoestringError("file too large to encrypt (2^32 chunks)",
                                   hint="use a larger chunk size")
@@ -158,15 +158,21 @@ class EncryptingWriter:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         n = len(view)
-        while view:
-            # Hold up to chunk+1 bytes: a full chunk is sealed only once more data
-            # follows it, so the final chunk (full or not) is the one close() seals.
-            room = self._chunk + 1 - len(self._buf)
-            self._buf += view[:room]
-            view = view[room:]
-            if len(self._buf) > self._chunk:
-                self._emit(bytes(self._buf[:self._chunk]), last=False)
-                del self._buf[:self._chunk]
+        # A full chunk is sealed only once more data follows it, so the final chunk
+        # (full or not) is the one close() seals. Whole chunks of a large write are
+        # encrypted straight from the caller's buffer; only a remainder is copied.
+        if self._buf:
+            take = min(self._chunk - len(self._buf), len(view))
+            self._buf += view[:take]
+            view = view[take:]
+            if not view:
+                return n
+            self._emit(self._buf, last=False)
+            self._buf = bytearray()
+        while len(view) > self._chunk:
+            self._emit(view[:self._chunk], last=False)
+            view = view[self._chunk:]
+        self._buf += view
         return n
 
     def close(self) -> None:
@@ -175,7 +181,7 @@ class EncryptingWriter:
             self._buf = bytearray()
             self._closed = True
 
-    def __enter__(self) -> EncryptingWriter:
+    def __enter__(self):  # noqa: PYI034 (returns self)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,22 +217,38 @@ def decrypt_chunks(source: BinaryIO, key: EncryptionKey, *, name: str, folder_id
     aes = _cipher(key, header.salt)
     aad = _aad_prefix(raw_header[:HEADER_BYTES], name)
     block = header.chunk_size + TAG_BYTES
-    current = source.read(block)
+    # Two reusable buffers: the chunk being decrypted and the one after it (whose
+    # absence says the current chunk must be the last).
+    current, following = bytearray(block), bytearray(block)
+    got = _read_into(source, current)
     index = 0
     while True:
-        following = source.read(block) if len(current) == block else b""
-        last = not following
-        if len(current) < TAG_BYTES:
-            raise _damaged(display, f"is truncated (chunk {index} is {len(current)} bytes)")
+        ahead = _read_into(source, following) if got == block else 0
+        last = ahead == 0
+        if got < TAG_BYTES:
+            raise _damaged(display, f"is truncated (chunk {index} is {got} bytes)")
         try:
-            yield aes.decrypt(_nonce(index), current, aad + struct.pack(">QB", index, last))
+            yield aes.decrypt(_nonce(index), memoryview(current)[:got],
+                              aad + struct.pack(">QB", index, last))
         except InvalidTag:
             raise _damaged(display, f"failed authentication at chunk {index} (byte "
-                           f"{HEADER_BYTES + index * block}): a byte was changed, or chunks "
-                           "were cut, added or reordered") from None
+                           f"{HEADER_BYTES + index * block}): a byte was changed, chunks were "
+                           "cut, added or reordered, or the file was renamed or swapped") \
+                from None
         if last:
             return
-        current, index = following, index + 1
+        current, following, got, index = following, current, ahead, index + 1
+
+
+def _read_into(source: BinaryIO, buf: bytearray) -> int:
+    """Fill ``buf`` from ``source`` as far as the data goes; the byte count."""
+    view, total = memoryview(buf), 0
+    while total < len(buf):
+        n = source.readinto(view[total:])
+        if not n:
+            break
+        total += n
+    return total
 
 
 def plaintext_size(encrypted_size: int, chunk_size: int) -> int:

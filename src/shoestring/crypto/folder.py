@@ -203,11 +203,11 @@ def encrypt_in_place(path: Path, environ: Mapping[str, str] | None = None) -> No
         raise ValueError(f"'{path}' is not in an encrypted folder")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     key = folder.key(os.environ if environ is None else environ, f"writing '{path}'")
-    with open(path, "rb") as src, open(tmp, "wb") as out:
-        with EncryptingWriter(out, key, name=folder.name_of(path), folder_id=folder.folder_id,
-                              chunk_size=folder.chunk_size) as w:
-            for block in iter(lambda: src.read(folder.chunk_size), b""):
-                w.write(block)
+    with open(path, "rb") as src, open(tmp, "wb") as out, \
+            EncryptingWriter(out, key, name=folder.name_of(path), folder_id=folder.folder_id,
+                             chunk_size=folder.chunk_size) as w:
+        for block in iter(lambda: src.read(folder.chunk_size), b""):
+            w.write(block)
     os.replace(tmp, path)
 
 

@@ -154,13 +154,6 @@ def write_index(directory: Path, kind: str, splits: dict, meta: dict) -> None:
     atomic_write_bytes(Path(directory) / INDEX, json.dumps(index, indent=1).encode())
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """A safetensors shard; an encrypted one is decrypted into memory, never onto disk."""
-    from safetensors.numpy import load, load_file
-
-    return load(read_bytes(path)) if is_encrypted_path(path) else load_file(str(path))
-
-
 class ShardSet:
     """Reads the shards of a prepared folder, verifying checksums.
 
@@ -210,26 +203,51 @@ class ShardSet:
         path = self.directory / shard[key]
         if not path.exists():
             raise DataError(f"shard '{path}' is missing", hint="prepare the data again")
-        digest = shard["sha256" if key == "file" else f"{key}_sha256"]
-        if self.verify and sha256_file(path) != digest:
-            raise DataError(f"shard '{path}' does not match its SHA-256 in {INDEX}",
-                            hint="the file was changed or damaged; prepare the data again")
+        if self.verify and sha256_file(path) != self._digest(shard, key):
+            raise self._mismatch(path)
         return path
+
+    def _digest(self, shard: dict, key: str) -> str:
+        return shard["sha256" if key == "file" else f"{key}_sha256"]
+
+    def _mismatch(self, path: Path) -> DataError:
+        return DataError(f"shard '{path}' does not match its SHA-256 in {INDEX}",
+                         hint="the file was changed or damaged; prepare the data again")
+
+    def _verified_bytes(self, shard: dict, key: str = "file") -> bytes:
+        """The shard's contents, read (and decrypted) once and checked against the index."""
+        path = self.directory / shard[key]
+        if not path.exists():
+            raise DataError(f"shard '{path}' is missing", hint="prepare the data again")
+        data = read_bytes(path)
+        if self.verify and hashlib.sha256(data).hexdigest() != self._digest(shard, key):
+            raise self._mismatch(path)
+        return data
+
+    def _arrays(self, shard: dict) -> dict[str, np.ndarray]:
+        """A safetensors shard: memory-mapped when plain; an encrypted one is decrypted into
+        memory, never onto disk."""
+        from safetensors.numpy import load, load_file
+
+        path = self.directory / shard["file"]
+        if is_encrypted_path(path):
+            return load(self._verified_bytes(shard))
+        return load_file(str(self._checked(shard)))
 
     def read_shard(self, shard: dict):
         """``(x, y)`` arrays, or ``(texts, labels)`` lists for text."""
-        path = self._checked(shard)
         if "offsets" in shard:
-            cuts = np.frombuffer(read_bytes(self._checked(shard, "offsets")), dtype="<u8")
-            blob = read_bytes(path)
+            cuts = np.frombuffer(self._verified_bytes(shard, "offsets"), dtype="<u8")
+            blob = self._verified_bytes(shard)
             tail = len(shard.get("separator", "\n").encode())
             texts = [blob[a:b - tail].decode("utf-8", "surrogatepass")
                      for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
             return texts, [None] * len(texts)
         if self.kind == "text":
-            rows = [json.loads(line) for line in read_text(path).splitlines()]
+            rows = [json.loads(line) for line in
+                    self._verified_bytes(shard).decode("utf-8").splitlines()]
             return [r["text"] for r in rows], [r.get("label") for r in rows]
-        data = _load_arrays(path)
+        data = self._arrays(shard)
         return data["x"], data["y"]
 
     def load(self, split: str):
@@ -250,7 +268,7 @@ class ShardSet:
         names, levels = meta.get("names") or [], meta.get("levels") or []
         if not names:
             return {}
-        codes = [_load_arrays(self._checked(s))["g"] for s in self._shards(split)]
+        codes = [self._arrays(s)["g"] for s in self._shards(split)]
         g = np.concatenate(codes) if codes else np.empty((0, len(names)), np.int32)
         return {name: tuple(levels[c][int(v)] for v in g[:, c]) for c, name in enumerate(names)}
 
