@@ -79,8 +79,8 @@ PLANS: dict[str, DocPlan] = {
                     subs=(("--explain 32 --time-budget 300", "--explain 4 --time-budget 60"),))]),
     "docs/encryption.md": DocPlan(rules=[
         Rule("--methods dynamic-int8 --key-file team.key",
-             subs=(("--methods dynamic-int8", "--methods dynamic-int8 --measure-seconds 0.1 "
-                    "--batch-sizes 1"),),
+             subs=(("--methods dynamic-int8",
+                    "--methods dynamic-int8 --measure-seconds 0.1 --batch-sizes 1"),),
              after="test -f runs/private-int8/encryption.json"),
         Rule("shoestring eval runs/private --key-file team.key", expect=("test_accuracy",)),
         Rule("python bench/privacy_encryption.py --quick",

@@ -181,7 +181,7 @@ class EncryptingWriter:
             self._buf = bytearray()
             self._closed = True
 
-    def __enter__(self):  # noqa: PYI034 (returns self)
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
