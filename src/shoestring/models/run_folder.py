@@ -13,6 +13,8 @@
       launch.toml          multi-process runs: what torchrun's workers read
       vendor.pub           licensed runs: the vendor key licenses must be signed by
       checkpoints/         ckpt-*.safetensors + manifest.json (shoestring.train.checkpoint)
+      encryption.json      encrypted runs (--encrypt): the one plaintext file; every other
+                           file is AES-256-GCM through shoestring.io (docs/encryption.md)
 
 Every file name lives here and nowhere else. :func:`save_run` and
 :func:`load_run` are the only way a model goes into or comes out of a run

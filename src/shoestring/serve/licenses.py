@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shoestring.errors import ShoestringError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import atomic_write_bytes, read_bytes
 from shoestring.models.run_folder import CARD, RunFolder
 
 FORMAT = "shoestring.license/1"
@@ -74,7 +74,7 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
 def _read_key(path: Path, private: bool):
     what = "signing (private)" if private else "public"
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(Path(path))  # vendor.pub of an encrypted run is encrypted too
     except OSError as exc:
         raise ShoestringError(f"cannot read {what} key '{path}': {exc.strerror}",
                               hint="create a pair with 'shoestring license keygen'") from None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from shoestring.data.prepare import clusters as cl
 from shoestring.errors import DataError, ShoestringError
+from shoestring.io import read_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
