@@ -134,6 +134,14 @@ def test_a_tampered_weight_file_is_refused(encrypted, tmp_path):
     assert "model.safetensors" in r.output
 
 
+def test_training_a_plaintext_run_on_encrypted_data_warns(encrypted, tmp_path):
+    key, prep, _run = encrypted
+    r = invoke("train", "--data", f"prepared:{prep}", "--epochs", "1", "--out",
+               str(tmp_path / "plain"), "--key-file", str(key))
+    assert "is encrypted but the run folder will not be" in r.output
+    assert not (tmp_path / "plain" / MARKER).exists()
+
+
 def test_compress_of_an_encrypted_run_stays_encrypted(encrypted, tmp_path):
     key, _prep, run = encrypted
     out = tmp_path / "small"

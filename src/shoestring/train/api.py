@@ -27,7 +27,7 @@ import torch
 from shoestring.data.array_cache import default_array_cache
 from shoestring.data.sources import SourceOptions
 from shoestring.errors import ConfigError, ShoestringError
-from shoestring.io import atomic_write_bytes
+from shoestring.io import atomic_write_bytes, is_encrypted_path
 from shoestring.ledger.db import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
@@ -177,6 +177,13 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
     return None
 
 
+def _encrypted_source(source: str | None) -> bool:
+    """Whether ``source`` is a ``prepared:DIR`` folder that is encrypted."""
+    if not source or not source.startswith("prepared:"):
+        return False
+    return is_encrypted_path(Path(source.split(":", 1)[1].split("#", 1)[0]))
+
+
 def train(
     config: TrainConfig,
     *,
@@ -227,6 +234,9 @@ def train(
         from shoestring.crypto.folder import encrypt_output
 
         encrypt_output(folder.path)
+    elif info.is_main and _encrypted_source(config.data.source):
+        reporter.warn(f"the data '{config.data.source}' is encrypted but the run folder will not "
+                      "be: pass --encrypt to encrypt the weights and metrics too")
     finished = _check_resume(config, folder, reporter)
     if finished is not None:
         return RunResult(out, folder.run_id() or "", finished)
