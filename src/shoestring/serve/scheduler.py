@@ -255,13 +255,29 @@ class Scheduler:
     def _iteration(self, out: list) -> None:
         for seq in [s for s in self._running if s.gen.cancelled]:
             self._finish(seq, "abort", out)
-        self._admit(out)
-        if self._running:
-            self._decode(out)
+        decoding = list(self._running)
+        joining = self._admit(out)
+        if joining and decoding and self._fits_together(decoding, joining):
+            # One forward pass for both: the running rows' next token and the newcomers'
+            # prompts, right-padded to the longest (the mixed batches of Agrawal et al.
+            # 2024, *Sarathi-Serve*, OSDI, section 4.3, without chunking): a request that
+            # arrives while others decode costs them no extra pass.
+            self._step(decoding + joining, out, prompts=len(decoding))
+            return
+        if joining:
+            self._step(joining, out, prompts=0)
+        if decoding:
+            self._step(decoding, out, prompts=None)
 
-    def _admit(self, out: list) -> None:
-        """Take waiting requests, oldest first, while a slot and the token budget allow, and
-        prefill them together (one forward pass, prompts right-padded)."""
+    def _fits_together(self, decoding: list[_Running], joining: list[_Running]) -> bool:
+        """Whether the decoding rows, padded to the longest prompt, stay within the cache
+        (their padding is written past their ends, then overwritten)."""
+        width = max(len(s.gen.job.prompt) for s in joining)
+        return max(self.cache.lengths[s.slot] for s in decoding) + width <= self.cache.capacity
+
+    def _admit(self, out: list) -> list[_Running]:
+        """Take waiting requests, oldest first, while a slot and the token budget allow
+        (placed in their cache slots; the caller runs their prompts)."""
         joining: list[_Running] = []
         with self._cond:
             while self._waiting:
@@ -275,8 +291,7 @@ class Scheduler:
                     break
                 self._waiting.popleft()
                 joining.append(self._place(gen))
-        if joining:
-            self._prefill(joining, out)
+        return joining
 
     def _place(self, gen: Generation) -> _Running:
         job = gen.job
@@ -291,37 +306,44 @@ class Scheduler:
         self.cache.reset(slot)
         return seq
 
-    def _prefill(self, seqs: list[_Running], out: list) -> None:
-        prompts = [s.gen.job.prompt for s in seqs]
-        width = max(map(len, prompts))
-        idx = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
+    def _step(self, seqs: list[_Running], out: list, prompts: int | None) -> None:
+        """One forward pass and one sampled token for each of ``seqs``. Rows from index
+        ``prompts`` on are newcomers fed their whole prompt (right-padded), the rows before
+        it their last token; ``prompts=None``: a pure decode step (every row one token)."""
+        t0 = time.perf_counter()
+        if prompts is None:
+            idx = torch.tensor([[s.last] for s in seqs])
+            counts: int | list[int] = 1
+        else:
+            rows = [[s.last] for s in seqs[:prompts]] + [s.gen.job.prompt for s in seqs[prompts:]]
+            counts = [len(r) for r in rows]
+            width = max(counts)
+            idx = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        before = [self.cache.lengths[s.slot] for s in seqs[:prompts or 0]]
         try:
             with self.lock, torch.no_grad():
-                logits, _ = self.model(idx, last_only=True, cache=self.cache.step(
-                    [s.slot for s in seqs], [len(p) for p in prompts]))
+                logits, _ = self.model(idx, last_only=prompts is not None,
+                                       cache=self.cache.step([s.slot for s in seqs], counts))
             tokens = next_tokens(logits[:, -1], [s.gen.job.params for s in seqs],
                                  [s.generator for s in seqs], self.vocab_limit).tolist()
-        except Exception as exc:  # e.g. out of memory: these requests fail, the rest go on
+        except Exception as exc:
+            if prompts is None or before != [self.cache.lengths[s.slot]
+                                             for s in seqs[:prompts]]:
+                raise  # decoding rows were advanced or failed: _run fails every running one
+            # e.g. out of memory in a prefill: its newcomers fail; decoding rows go on
+            # (the failed pass did not advance their cache: lengths move after a whole pass).
             _log.exception("prefill failed")
-            for seq in seqs:
+            for seq in seqs[prompts:]:
                 self._finish(seq, "error", out, f"{type(exc).__name__}: {exc}")
+            if prompts:
+                self._step(seqs[:prompts], out, prompts=None)
             return
         for seq, token in zip(seqs, tokens):
             self._accept(seq, token, out)
-
-    def _decode(self, out: list) -> None:
-        seqs = list(self._running)
-        t0 = time.perf_counter()
-        with self.lock, torch.no_grad():
-            logits, _ = self.model(torch.tensor([[s.last] for s in seqs]),
-                                   cache=self.cache.step([s.slot for s in seqs], 1))
-        tokens = next_tokens(logits[:, -1], [s.gen.job.params for s in seqs],
-                             [s.generator for s in seqs], self.vocab_limit).tolist()
-        for seq, token in zip(seqs, tokens):
-            self._accept(seq, token, out)
-        self.stats.steps += 1
-        if self.on_step is not None:
-            self.on_step(len(seqs), time.perf_counter() - t0)
+        if prompts != 0:  # a pass that advanced the running sequences
+            self.stats.steps += 1
+            if self.on_step is not None:
+                self.on_step(len(seqs), time.perf_counter() - t0)
 
     def _accept(self, seq: _Running, token: int, out: list) -> None:
         seq.last = token

@@ -143,8 +143,42 @@ def test_a_new_request_joins_the_running_batch_at_the_next_step():
 
     (_, done1), (_, done2) = run(main())
     assert done1.completion_tokens == 40 and done2.completion_tokens == 4
-    # Joined at the very next step (prefill gave its first token), left after 3 more.
-    assert rows[:7] == [1, 1, 1, 2, 2, 2, 1]
+    # Joined at the very next step, its prompt in the same forward pass as the running
+    # sequence's next token (that pass gave its first token), and left after 3 more.
+    assert rows[:8] == [1, 1, 1, 2, 2, 2, 2, 1]
+
+
+@pytest.mark.parametrize("options", [{}, {"pos": "rope", "n_kv_head": 1}], ids=["gpt2", "llama"])
+def test_newcomers_prefilled_in_the_running_pass_get_the_text_they_get_alone(options):
+    # Sampled jobs join while another decodes: their prompts share its forward pass
+    # (right-padded), which must change nobody's text.
+    model = tiny(**options)
+    rows: list[int] = []
+    gate = threading.Event()
+
+    def on_step(n: int, _seconds: float) -> None:
+        rows.append(n)
+        if len(rows) == 2:
+            gate.wait(30)
+
+    async def main():
+        s = Scheduler(model, decode, limits=SchedulerLimits(max_running=8), on_step=on_step)
+        s.start(asyncio.get_running_loop())
+        try:
+            first = s.submit(JOBS[1])
+            while len(rows) < 2:
+                await asyncio.sleep(0.001)
+            others = [s.submit(j) for j in (JOBS[0], JOBS[2], JOBS[3])]
+            gate.set()
+            return await asyncio.gather(*(collect(g) for g in [first, *others]))
+        finally:
+            gate.set()
+            s.stop()
+
+    results = run(main())
+    for job, (text, done) in zip([JOBS[1], JOBS[0], JOBS[2], JOBS[3]], results):
+        assert done.reason == "length" and text == done.text == alone(model, job)
+    assert rows[2] == 4  # the three newcomers joined the running one's pass
 
 
 def gated(model: GPT, at_step: int, **limits) -> tuple[Scheduler, list[int], threading.Event]:
