@@ -16,30 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_harness import load_average
+from serve_harness import load_average, thread_cpu_seconds
 
 
 def thread_cpu() -> dict[str, float]:
-    """CPU seconds per native thread name of this process (serve/threads.py names them)."""
-    import os
-    pid = os.getpid()
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            raw = (task / "stat").read_text()
-        except OSError:
-            continue
-        name = "event loop" if task.name == str(pid) else raw[raw.index("(") + 1:raw.rindex(")")]
-        name = name.rstrip("0123456789").rstrip("_-") or name
-        f = raw.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    return out
+    """CPU seconds per thread of this process ('main' is the event loop)."""
+    return thread_cpu_seconds(os.getpid())
 
 
 async def drive(args, root: Path) -> None:
@@ -66,7 +55,7 @@ async def drive(args, root: Path) -> None:
     db = f"sqlite:///{root / 'ledger.db'}"
     engine = open_ledger(db, durable=args.durable)
     keys = KeyStore(engine, plans)
-    secret, info = keys.create(project="bench", plan="bench")
+    secret, _ = keys.create(project="bench", plan="bench")
     keys.set_budget("bench", 1e6)
     executor = ThreadPoolExecutor(4, thread_name_prefix="ss-db", initializer=name_native_thread)
     loop = asyncio.get_running_loop()

@@ -34,8 +34,8 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from itertools import chain
 from datetime import datetime, timezone
+from itertools import chain
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, select
