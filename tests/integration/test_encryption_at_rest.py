@@ -176,3 +176,61 @@ def test_encrypting_into_a_plaintext_folder_is_refused(tmp_path):
     r = invoke("train", "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "r2"),
                "--encrypt", ok=False)
     assert "--encrypt" in r.output and "needs the encryption key" in r.output
+
+
+def test_an_encrypted_run_resumes_from_its_encrypted_checkpoint(encrypted, tmp_path):
+    import shutil
+
+    key, _prep, run = encrypted
+    copy = tmp_path / "digits"
+    shutil.copytree(run, copy)
+    before = json.loads(invoke("eval", str(copy), "--key-file", str(key), "--json").output)
+    r = invoke("train", "--out", str(copy), "--resume", "--epochs", "2", "--key-file", str(key))
+    assert "resum" in r.output.lower(), r.output
+    assert unencrypted_files(copy) == []
+    from shoestring.io import read_text
+
+    os.environ[ENV_KEY_FILE] = str(key)
+    try:
+        summary = json.loads(read_text(copy / "summary.json"))
+        steps = [json.loads(line)["step"] for line in
+                 read_text(copy / "metrics.jsonl").splitlines()]
+    finally:
+        os.environ.pop(ENV_KEY_FILE)
+    # The second epoch continued from the first's encrypted checkpoint and metrics.
+    assert summary["status"] == "finished" and summary["epochs_run"] == 2.0, summary
+    assert len(steps) == 2 and steps[1] == 2 * steps[0] == summary["steps"], steps
+    assert before["test_accuracy"] > 0
+
+
+def test_a_tampered_or_substituted_shard_is_refused(encrypted, tmp_path):
+    import shutil
+
+    key, prep, _run = encrypted
+    copy = tmp_path / "prep"
+    shutil.copytree(prep, copy)
+    shard = next((copy / "shards").glob("train-*.safetensors"))
+    args = ("train", "--data", f"prepared:{copy}", "--epochs", "1", "--out",
+            str(tmp_path / "r"), "--key-file", str(key))
+    raw = bytearray(shard.read_bytes())
+    raw[-1] ^= 1
+    shard.write_bytes(bytes(raw))
+    r = invoke(*args, ok=False)
+    assert shard.name in r.output and "authentication" in r.output
+    shard.write_bytes(b"plaintext forgery")
+    r = invoke(*args, ok=False)
+    assert "is not encrypted, but its folder" in r.output
+
+
+def test_an_encrypted_text_corpus_is_not_streamed_undecrypted(tmp_path):
+    key = tmp_path / "key"
+    write_new_key(key)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i} of a small corpus about nothing\n" for i in range(300)))
+    prep = tmp_path / "prep"
+    invoke("data", "prepare", f"text:{corpus}", "--out", str(prep), "--encrypt",
+           "--key-file", str(key))
+    r = invoke("train", "--model", "gpt-nano", "--data", f"text:{prep}/shards/train",
+               "--max-steps", "1", "--out", str(tmp_path / "lm"), "--key-file", str(key),
+               ok=False)
+    assert "lies in an encrypted folder" in r.output

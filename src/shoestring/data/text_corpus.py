@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoestring.errors import DataError
+from shoestring.io import is_encrypted_path
 
 CHUNK_BYTES = 1 << 20
 
@@ -44,6 +45,10 @@ def corpus_files(path: Path) -> list[CorpusFile]:
         out.append(CorpusFile(f.resolve(), st.st_size, st.st_mtime_ns))
     if sum(f.size for f in out) == 0:
         raise DataError(f"text corpus '{path}' is empty", hint="it needs some text to learn from")
+    if is_encrypted_path(files[0]):  # read in place below, so never decrypted
+        raise DataError(f"text corpus '{path}' lies in an encrypted folder",
+                        hint="language-model corpora are streamed in place and not decrypted "
+                        "(yet): prepare the corpus without --encrypt to train on it")
     return out
 
 
