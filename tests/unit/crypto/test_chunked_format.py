@@ -52,7 +52,7 @@ def test_round_trip_at_chunk_boundaries(size, writes):
     data = os.urandom(size)
     blob = seal(data, writes=writes)
     assert blob.startswith(MAGIC)
-    assert data not in blob or size == 0
+    assert size < 16 or data not in blob  # (a byte or two may occur in random ciphertext)
     n_chunks = max(1, -(-size // CHUNK))
     assert len(blob) == HEADER_BYTES + size + n_chunks * TAG_BYTES
     assert plaintext_size(len(blob), CHUNK) == size
