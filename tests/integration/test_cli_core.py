@@ -94,3 +94,31 @@ def test_help_explains_every_command(cli):
         assert command in r.output
     r = cli("train", "--help")
     assert "--max-cost" in r.output and "--recipe" in r.output and "--resume" in r.output
+
+
+def test_each_command_module_loads_alone_and_train_imports_no_other():
+    """``shoestring train`` imports only its own command module (startup time), and each
+    module named in OWN_NAME adds the command of that name (else lazy loading breaks)."""
+    import ast
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from shoestring.cli import main
+try:
+    main.cli.main(["train", "--help"], prog_name="shoestring")
+except SystemExit:
+    pass
+print(sorted(m for m in sys.modules if m.startswith(("shoestring.cli.", "shoestring.report",
+                                                    "shoestring.plan", "sqlalchemy"))))
+for name in sorted(main.OWN_NAME):
+    main.cli.register(name)
+    assert name in main.cli.commands, name
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    loaded = ast.literal_eval(out)  # the printed list of module names
+    assert "shoestring.cli.train" in loaded
+    assert not [m for m in loaded if m.endswith("_cmd") or m.startswith(
+        ("shoestring.report", "shoestring.plan", "sqlalchemy"))], loaded
