@@ -20,7 +20,10 @@ so that machine noise hits both sides alike:
 
 Both sides read the same files. Baselines use PyTorch's default threads unless
 ``--baseline-threads`` says otherwise; Shoestring chooses its own. Each
-Shoestring run's ``summary.json`` time breakdown is printed beside it.
+Shoestring run's ``summary.json`` time breakdown is printed beside it. Every
+process's CPU time (user + system, from ``getrusage(RUSAGE_CHILDREN)``) is
+printed beside its wall time, and the table gives both ratios: on a shared,
+loaded machine the CPU ratio is the steadier of the two.
 
 Usage: python bench/train_whole_process.py [--repeats 3] [--quick] [--pairs target,fixed,gpt]
 Needs Debian's dataset-fashion-mnist and ../shared/data/shakespeare.txt.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -164,10 +168,23 @@ def ensure_tf_python() -> Path:
     return py
 
 
-def run(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
-    t = time.perf_counter()
+def children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Timed(float):
+    """Wall seconds of one process, with its CPU seconds as ``.cpu``."""
+
+    cpu: float
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> tuple[Timed, str]:
+    t, c = time.perf_counter(), children_cpu()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t
+    seconds = Timed(time.perf_counter() - t)
+    seconds.cpu = children_cpu() - c
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n"
                          f"{proc.stderr[-3000:]}")
@@ -185,7 +202,7 @@ class Shoestring:
         self.workspace, self.args, self.n = workspace, args, 0
         workspace.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, env: dict) -> tuple[float, dict]:
+    def __call__(self, env: dict) -> tuple[Timed, dict]:
         self.n += 1
         out = self.workspace / f"run-{self.n}"
         seconds, _ = run([sys.executable, "-m", "shoestring", "train", *self.args,
@@ -206,17 +223,19 @@ def compare(title: str, ours, theirs, repeats: int, env: dict, quality) -> dict:
     for r in range(repeats + 1):
         label = "cold" if r == 0 else f"[{r}] "
         t, summary = ours(env)
-        print(f"  {label} shoestring {t:7.2f} s  {quality(summary)}  ({breakdown(summary)})",
-              flush=True)
+        print(f"  {label} shoestring {t:7.2f} s (cpu {t.cpu:6.2f})  {quality(summary)}  "
+              f"({breakdown(summary)})", flush=True)
         if r:
             rows["ours"].append((t, summary))
         t, result = theirs(env)
-        print(f"  {label} baseline   {t:7.2f} s  {quality(result)}  "
+        print(f"  {label} baseline   {t:7.2f} s (cpu {t.cpu:6.2f})  {quality(result)}  "
               f"(its training loop {result['train_seconds']:.2f} s)", flush=True)
         if r:
             rows["theirs"].append((t, result))
     med = {k: statistics.median(t for t, _ in v) for k, v in rows.items()}
-    return {"ours": med["ours"], "theirs": med["theirs"], "rows": rows}
+    cpu = {k: statistics.median(t.cpu for t, _ in v) for k, v in rows.items()}
+    return {"ours": med["ours"], "theirs": med["theirs"], "ours_cpu": cpu["ours"],
+            "theirs_cpu": cpu["theirs"], "rows": rows}
 
 
 def main() -> None:
@@ -288,14 +307,18 @@ def main() -> None:
                                  lambda s: f"val_loss {s['val_loss']:.3f}")
 
     print(f"\nload average {open('/proc/loadavg').read().split()[:3]}")
-    print(f"{'pair':<8} {'shoestring s':>12} {'baseline s':>11} {'ratio':>7}  aim")
+    print("medians of the timed runs; cpu = user + system seconds of the whole process")
+    print(f"{'pair':<8} {'shoestring s':>12} {'baseline s':>11} {'ratio':>7}  "
+          f"{'cpu ours':>8} {'cpu base':>8} {'ratio':>6}  aim")
     aims = {"target": ("baseline/shoestring", ">= 6.7"), "fixed": ("shoestring/baseline", "<= 0.8"),
             "gpt": ("baseline/shoestring", ">= 1.25")}
     for name, r in results.items():
         kind, aim = aims[name]
-        ratio = r["theirs"] / r["ours"] if kind == "baseline/shoestring" else \
-            r["ours"] / r["theirs"]
-        print(f"{name:<8} {r['ours']:12.2f} {r['theirs']:11.2f} {ratio:7.2f}  {kind} {aim}")
+        wall, cpu = ((r["theirs"] / r["ours"], r["theirs_cpu"] / r["ours_cpu"])
+                     if kind == "baseline/shoestring" else
+                     (r["ours"] / r["theirs"], r["ours_cpu"] / r["theirs_cpu"]))
+        print(f"{name:<8} {r['ours']:12.2f} {r['theirs']:11.2f} {wall:7.2f}  "
+              f"{r['ours_cpu']:8.2f} {r['theirs_cpu']:8.2f} {cpu:6.2f}  {kind} {aim}")
 
 
 if __name__ == "__main__":
