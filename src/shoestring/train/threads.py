@@ -8,7 +8,11 @@ step goes from 2.5 ms on one thread to 26-97 ms on two). So unless ``--threads``
 fixes it, :class:`AutoThreads` times real training steps with one thread and
 with all of them, interleaved, keeps the faster, and measures again every
 ``REPROBE_S`` seconds in case the load changed. The probe steps are ordinary
-training steps: nothing is wasted but the slower setting's extra time.
+training steps: nothing is wasted but the slower setting's extra time, and
+that is kept small: the warm-up steps run on one thread, and a probe block
+that is already ``DECISIVE`` times slower than the other setting ends after
+its first step (beside a busy process, two threads cost 380 ms a step where
+one costs 5 ms: three such steps were a second of a two-second run).
 
 Results differ in the last bits between thread counts (reductions are split
 differently), so a run that must be bit-reproducible passes ``--threads N``.
@@ -63,6 +67,7 @@ class AutoThreads:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *rest) -> torch.Tensor:
         if self.warm < WARMUP_STEPS:
+            self._use(1)  # the safe setting: it does not wait for a descheduled thread
             self.warm += 1
             return self.stepper(x, y, *rest)
         if not self.plan and self.clock() >= self.next_probe:
@@ -74,7 +79,8 @@ class AutoThreads:
         loss = self.stepper(x, y, *rest)
         self.block_s += self.clock() - t
         self.block_steps += 1
-        if self.block_s >= PROBE_S and self.block_steps >= PROBE_MIN_STEPS:
+        if (self.block_s >= PROBE_S and self.block_steps >= PROBE_MIN_STEPS) or \
+                self._hopeless(self.plan[0]):
             n = self.plan.pop(0)
             self.timings.setdefault(n, []).append(self.block_s / self.block_steps)
             self.block_s, self.block_steps = 0.0, 0
@@ -82,6 +88,11 @@ class AutoThreads:
                 self.plan = []
                 self._decide()
         return loss
+
+    def _hopeless(self, n: int) -> bool:
+        """This block is already ``DECISIVE`` times slower than the other setting."""
+        other = self.timings.get(self.many if n == 1 else 1)
+        return bool(other) and self.block_s / self.block_steps > DECISIVE * other[0]
 
     def _new_plan(self) -> list[int]:
         return [n or self.many for n in PROBE_ORDER * 2]
