@@ -70,17 +70,17 @@ def _lineage(run_dir: Path) -> list[dict[str, Any]]:
     return chain
 
 
+# What the card states of a DP run: ε spent, δ, and what they rest on.
+PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "max_grad_norm",
+                "accountant")
+
+
 def _privacy(summary: dict[str, Any], prep: dict[str, Any]) -> dict[str, Any]:
-    dp = summary.get("dp") or summary.get("privacy") or {}
-    eps = dp.get("epsilon") if isinstance(dp, dict) else None
-    if eps is None:
-        eps = summary.get("dp_epsilon", summary.get("epsilon"))
+    # summary.json's "privacy", as training writes it (shoestring.train.privacy.summary).
+    dp = summary.get("privacy")
     out: dict[str, Any] = {"differential_privacy": "none", "source": "summary.json"}
-    if eps is not None:
-        out["differential_privacy"] = {k: dp.get(k) for k in ("epsilon", "delta",
-                                                              "noise_multiplier", "sample_rate",
-                                                              "accountant") if k in dp} \
-            if isinstance(dp, dict) and dp else {"epsilon": eps}
+    if isinstance(dp, dict) and dp.get("epsilon") is not None:
+        out["differential_privacy"] = {k: dp[k] for k in PRIVACY_KEYS if k in dp}
     pii = (prep.get("pii_summary") or {})
     if pii:
         out["pii"] = {"mode": pii.get("mode"), "records_with_pii": pii.get("records_with_pii"),
@@ -282,7 +282,9 @@ def _explanations_md(e: dict[str, Any] | None) -> list[str]:
 
 def _privacy_md(p: dict[str, Any]) -> list[str]:
     dp = p["differential_privacy"]
-    line = "none" if dp == "none" else ", ".join(f"{k} {_num(v)}" for k, v in dp.items())
+    # Significant digits: δ is ~1e-6, which four decimal places would print as 0.0000.
+    line = "none" if dp == "none" else ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {_num(v)}" for k, v in dp.items())
     out = ["", "## Privacy", "", f"- Differential privacy: {line} (source: {p['source']})"]
     if p.get("pii"):
         out.append(f"- PII in the data: mode {p['pii']['mode']}, "

@@ -25,6 +25,11 @@ Examples:
   shoestring train --data csv:houses.csv --label price --max-cost 0.50 --price-per-hour 1.2
   shoestring train run.toml --max-time 600 --price-per-hour 1.2
   shoestring train --out runs/fmnist --resume       # continue after a kill
+  shoestring train --data fashion-mnist --dp epsilon=3 --batch-size 1024 --lr 0.005
+
+--dp KEY=VALUE,... trains with differential privacy (DP-SGD through Opacus;
+docs/privacy.md): epsilon (required), delta (default 1/N^1.1),
+max-grad-norm (per-example clipping bound, default 1), accountant (rdp, prv).
 """
 
 
@@ -105,7 +110,7 @@ def _split_target(c: CliContext, params: dict) -> dict:
 def train_command() -> click.Command:
     from shoestring.train.config import TrainConfig
 
-    flags = config_flags(TrainConfig, aliases={
+    flags = config_flags(TrainConfig, skip=("privacy",), aliases={
         "model.name": ["--model"], "data.source": ["--data", "--source"],
         "out": ["--out", "-o"]}, renamed=RENAMED)
 
@@ -120,7 +125,12 @@ def train_command() -> click.Command:
         # again at every full collection during training (gc.freeze, Python >= 3.7).
         gc.freeze()
         c = cli_context(ctx)
+        dp = params.pop("dp", None)
         values = flags.values(_split_target(c, params))
+        if dp is not None:
+            from shoestring.train.config import parse_dp
+
+            values["privacy"] = parse_dp(dp)
         out = values.get("out")
         base = {}
         if config is not None:
@@ -147,7 +157,11 @@ def train_command() -> click.Command:
 
     params: list[click.Parameter] = [
         click.Argument(["config"], required=False, type=click.Path(path_type=Path)),
-        *flags.params]
+        *flags.params,
+        click.Option(["--dp"], metavar="epsilon=E[,delta=D][,max-grad-norm=C]",
+                     help="[privacy] train with differential privacy (DP-SGD): the budget ε "
+                     "the run may spend, δ (default 1/N^1.1), the per-example clipping norm C "
+                     "(default 1); see docs/privacy.md")]
     return Command("train", callback=callback, params=params, help=HELP,
                    short_help="Train a model (flags mirror the config's sections).")
 

@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "onnx": "shoestring.models.onnx_module:onnx",
     "prune": "shoestring.models.pruned:prune",
     "lora": "shoestring.models.adapters:apply_lora_transform",
+    "dp-fix": "shoestring.models.dp_fix:dp_fix",
 }
 
 

@@ -58,12 +58,14 @@ def _fairness_column(name: str | None, data: dict[str, Any]) -> str:
 
 def audit_section(audit_dir: Path, summary: dict[str, Any] | None) -> str:
     parts: list[str] = []
-    eps = (summary or {}).get("epsilon")
-    if eps is None and isinstance((summary or {}).get("privacy"), dict):
-        eps = summary["privacy"].get("epsilon")
-    if eps is not None:
-        parts.append(h.key_values([("privacy ε (DP-SGD)", eps),
-                                   ("δ", (summary or {}).get("delta"))]))
+    dp = (summary or {}).get("privacy")  # as training writes it (train/privacy.py)
+    if isinstance(dp, dict) and dp.get("epsilon") is not None:
+        parts.append(h.key_values([("privacy ε spent (DP-SGD)", dp["epsilon"]),
+                                   ("δ", dp.get("delta")),
+                                   ("noise multiplier σ", dp.get("noise_multiplier")),
+                                   ("sample rate", dp.get("sample_rate")),
+                                   ("max grad norm", dp.get("max_grad_norm")),
+                                   ("accountant", dp.get("accountant"))]))
     heatmaps = sorted((audit_dir / "heatmaps").glob("*.png"))[:MAX_HEATMAPS]
     if heatmaps:
         parts.append("<h3>Explanations</h3><div>" + "".join(

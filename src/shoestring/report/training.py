@@ -103,6 +103,8 @@ def time_breakdown(run: RunView, anchor: str) -> str:
 
 def headline(run: RunView) -> str:
     s = run.summary or {}
+    if isinstance(s.get("privacy"), dict):  # a DP run: ε spent (train/privacy.py's layout)
+        s = {**s, "epsilon": s["privacy"].get("epsilon")}
     items = [("status", run.status)] + [(label, s[k]) for k, label in HEADLINE[1:]
                                        if s.get(k) is not None]
     if s.get("mfu") is not None:

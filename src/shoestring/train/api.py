@@ -358,18 +358,28 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
     config = settled(config, ctx.info.world)
     recipe = recipe_hooks(config, problem, parent, ctx.device.type, ctx.info.world)
     ctx = replace(ctx, hooks=recipe.then(ctx.hooks))
+    privacy = None
+    if config.privacy is not None:  # DP-SGD: the last hooks, around everything else
+        from shoestring.train.privacy import PrivateTraining
+
+        privacy = PrivateTraining(config, problem, ctx.info.world)
+        ctx = replace(ctx, hooks=ctx.hooks.then(privacy.hooks()))
     warm_notes: list[str] = []
     model = build_run_model(problem, config, ctx.device, parent, ctx.hooks, warm_notes)
     for note in warm_notes + list(recipe.notes) + [trainable_note(model)]:
         ctx.reporter.log(note)
     cfg = config.train
     precision = Precision(resolve_precision(
-        cfg.precision, ctx.device, read_cpuinfo(),
+        "fp32" if privacy is not None else cfg.precision, ctx.device, read_cpuinfo(),
         ctx.device.type == "cuda" and torch.cuda.is_bf16_supported()), ctx.device.type)
     ctx.folder.create()
     state, ckpt = restore_checkpoint(config, ctx.folder, model, ctx.reporter)
+    if privacy is not None:
+        privacy.restore(state)
     parts, wrapped = assemble_parts(model, problem, config, ctx.info, ctx.device, ckpt,
                                     ctx.hooks)
+    for note in privacy.notes(parts.model) if privacy is not None else []:
+        ctx.reporter.log(note)
     _write_run_files(ctx, config, state)
     run_id = ctx.folder.run_id() if config.resume else None
     row = _LedgerRow(ledger, ctx.clock, state.elapsed_seconds, cfg.price_per_hour)
@@ -382,7 +392,7 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
         if ctx.main:
             ctx.folder.write_json(ctx.folder.run_info, {"id": run_id, "name": ctx.name})
         outcome, micro, extras = _train_loop(ctx, config, problem, parts, wrapped, precision,
-                                             state, phases)
+                                             state, phases, privacy)
         final = {}
         if problem.make_test_evaluate is not None:  # the test split, scored once
             with phases.phase("eval"):
@@ -394,6 +404,8 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
                                                 if p.requires_grad))
         summary.update(final)
         summary.update(extras)
+        if privacy is not None:
+            summary["privacy"] = privacy.summary()
         if ctx.main:
             with phases.phase("write"):
                 model, card = parts.model, run_card(problem, kind, parent, ctx.hooks)
@@ -422,11 +434,13 @@ def _loop_settings(config: TrainConfig) -> LoopSettings:
 
 def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: TrainingParts,
                 wrapped: torch.nn.Module, precision: Precision, state: TrainingState,
-                phases: PhaseClock) -> tuple[LoopOutcome, int | None, dict]:
+                phases: PhaseClock, privacy=None) -> tuple[LoopOutcome, int | None, dict]:
     """Choose the micro-batch, then run the loop under the signal handlers."""
     cfg, info = config.train, ctx.info
-    micro, note = choose_micro_batch(cfg, parts.model, parts.forward_model, parts.loss_of,
-                                     parts.source, ctx.device, precision, info)
+    # DP-SGD steps each (Poisson-sized) batch whole: no accumulation, no trial steps.
+    micro, note = (None, None) if privacy is not None else choose_micro_batch(
+        cfg, parts.model, parts.forward_model, parts.loss_of, parts.source, ctx.device,
+        precision, info)
     if note:
         ctx.reporter.log(note)
     hooks = ctx.hooks
@@ -442,10 +456,13 @@ def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: T
                       on_micro_batch=lambda done, n: ctx.reporter.micro_batch(
                           state.global_step, done, n))
     settings = _loop_settings(config)
+    if privacy is not None:  # never past the steps the noise was planned for
+        settings.max_steps = privacy.step_limit(
+            settings.max_steps, total_steps(settings, parts.source.steps_per_epoch))
     steps_left = total_steps(settings, parts.source.steps_per_epoch) - state.global_step
     extras: dict = {"compile": {"used": bool(cfg.compile), "auto": False}}
     auto_compile = auto_threads = None
-    if cfg.compile is None and not info.active:  # decided from the first steps' timings
+    if cfg.compile is None and not info.active and privacy is None:  # decided from the first steps' timings
         auto_compile = stepper = AutoCompile(
             stepper, steps_left,
             time_left=cfg.max_time - state.elapsed_seconds if cfg.max_time else None,
@@ -473,6 +490,8 @@ def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: T
             should_stop=should_stop, clock=ctx.clock, reporter=ctx.reporter, dist=info,
             train_loss_of=lambda v: mean_over_ranks(v, info))
         outcome = run_loop(stepper, parts.source, settings, state, io, hooks)
+    if privacy is not None:
+        privacy.explain_stop(outcome)
     if auto_compile is not None:
         extras.update(auto_compile.report())
     if auto_threads is not None:

@@ -199,6 +199,41 @@ class TrainSection(_Section):
         return v
 
 
+class PrivacyConfig(_Section):
+    """``[privacy]`` (``--dp epsilon=3,...``): differentially private training by DP-SGD
+    (Abadi et al. 2016) through Opacus; see docs/privacy.md."""
+
+    epsilon: float = Field(gt=0.0, description="the privacy budget ε the whole run may spend "
+                           "(smaller: more private, more noise)")
+    delta: float | None = Field(None, gt=0.0, lt=1.0, description="δ, the chance the guarantee "
+                                "fails; must be below 1/N (default 1/N^1.1)")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="C: each example's gradient is "
+                                 "clipped to this L2 norm before the noise is added")
+    accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="how ε is counted: rdp (Rényi DP, Mironov 2017) or prv (privacy "
+        "random variables, Gopi et al. 2021: a tighter ε for the same noise)")
+
+
+def parse_dp(spec: str) -> dict[str, Any]:
+    """``--dp epsilon=3,delta=1e-6,max-grad-norm=1`` as ``[privacy]`` values (strings that
+    the config validates: every problem is reported at once).
+
+    >>> parse_dp("epsilon=3, max-grad-norm=0.5")
+    {'epsilon': '3', 'max_grad_norm': '0.5'}
+    >>> parse_dp("3")        # a bare number is the budget
+    {'epsilon': '3'}
+    """
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    if len(items) == 1 and "=" not in items[0] and items[0][:1] in "0123456789.-":
+        return {"epsilon": items[0]}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        # A key without "=value" reaches validation as "": "not a valid number".
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
 class TrainConfig(_Section):
     """Everything ``shoestring train`` needs; ``out`` is the run folder."""
 
@@ -209,6 +244,8 @@ class TrainConfig(_Section):
     init_from: str | None = Field(None, description="warm start: a run folder, or a run's id "
                                   "or name in the ledger, whose weights this run starts from")
     name: str | None = Field(None, description="run name (default: model-data-time)")
+    privacy: PrivacyConfig | None = Field(None, description="differential privacy (DP-SGD): "
+                                          "none unless given")
     resume: bool = Field(False, description="continue from the latest good checkpoint in out")
     encrypt: bool = Field(False, description="encrypt every file of the run folder (AES-256-GCM; "
                           "key from --key-file or $SHOESTRING_ENCRYPTION_KEY; docs/privacy.md)")

@@ -164,9 +164,9 @@ class _Loop:
         record = {"step": st.global_step, "epoch": round(st.global_step / self.per_epoch, 4),
                   "elapsed_seconds": round(self.elapsed(), 4),
                   "train_loss": self.io.train_loss_of(self.loss.item()), **metrics}
-        self.io.on_eval(record)
-        if self.hooks.on_eval is not None:
+        if self.hooks.on_eval is not None:  # may add to the record (DP: ε spent so far)
             self.hooks.on_eval(record)
+        self.io.on_eval(record)
         self.outcome.last_metrics = metrics
         return metrics
 
