@@ -3,6 +3,8 @@ the accountant's bounded history, and what is refused (train/privacy.py, models/
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -139,3 +141,30 @@ def test_what_dp_sgd_does_not_support_is_listed_together():
                   "optimizer_in_backward"):
         assert any(p.startswith(f"train.{field}") for p in problems), (field, problems)
     assert unsupported(resolve_config({}, {"privacy": {"epsilon": 3}})) == []
+
+
+def test_ghost_clipping_steps_as_materialized_per_example_gradients_do():
+    """The fast path (per-example norms only) and Opacus' per-example gradients take the same
+    step: the clipped mean, here without noise, and not the plain mean gradient."""
+    from shoestring.train.privacy import PerExampleLoss, PrivacyPlan, dp_sgd_parts
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(32, 5) * 3, torch.randint(0, 3, (32,))
+    plan = PrivacyPlan(epsilon_target=1, delta=1e-5, max_grad_norm=0.1, accountant="rdp",
+                       examples=1000, sample_rate=0.032, expected_batch_size=32,
+                       planned_steps=1, noise_multiplier=0.0)
+    stepped = []
+    for per_example in (PerExampleLoss(torch.nn.functional.cross_entropy), None):
+        model = copy.deepcopy(base)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        wrapped, dp_opt, loss_of = dp_sgd_parts(model, opt, plan, per_example)
+        loss_of = loss_of or (lambda m, a, b: torch.nn.functional.cross_entropy(m(a), b))
+        loss_of(wrapped, x, y).backward()
+        dp_opt.step()
+        stepped.append([p.detach().clone() for p in model.parameters()])
+    plain = copy.deepcopy(base)
+    torch.nn.functional.cross_entropy(plain(x), y).backward()
+    for ghost, materialized, p in zip(*stepped, plain.parameters()):
+        assert torch.allclose(ghost, materialized, atol=1e-6)
+        assert not torch.allclose(ghost, p.detach() - p.grad, atol=1e-4)
