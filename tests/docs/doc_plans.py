@@ -86,6 +86,15 @@ PLANS: dict[str, DocPlan] = {
         Rule("python bench/privacy_encryption.py --quick",
              skip="a benchmark: run by hand from the checkout (it measures, it is not a test)"),
     ]),
+    "docs/privacy.md": DocPlan(rules=[
+        Rule("shoestring audit runs/digits-dp --explain 0",
+             after="grep -q 'Differential privacy: epsilon' runs/digits-dp/audit/model_card.md"),
+        Rule("--dp epsilon=0,max-grad-norm=-1,noise=2",
+             skip="an error shown with its output; tests/integration/test_train_privacy.py "
+             "(test_cli_dp_flag_reports_every_bad_key) checks it"),
+        Rule("python bench/privacy_utility.py",
+             skip="the bench trains five Fashion-MNIST runs (minutes); --quick is its check"),
+    ]),
     "docs/compress.md": DocPlan(
         setup="\n".join([TINY_FMNIST.format(out="runs/fmnist"), TINY_LM.format(out="runs/lm"),
                          TINY_FMNIST.format(out="runs/big"),
