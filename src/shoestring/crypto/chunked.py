@@ -142,7 +142,7 @@ class EncryptingWriter:
         packed = header.pack()
         self._aad = _aad_prefix(packed, name)
         self._aes = _cipher(key, header.salt)
-        self._buf = bytearray()
+        self._pending: bytes | bytearray | memoryview = b""
         self._index = 0
         self._closed = False
         out.write(packed)
@@ -159,26 +159,30 @@ class EncryptingWriter:
         view = memoryview(data).cast("B")
         n = len(view)
         # A full chunk is sealed only once more data follows it, so the final chunk
-        # (full or not) is the one close() seals. Whole chunks of a large write are
-        # encrypted straight from the caller's buffer; only a remainder is copied.
-        if self._buf:
-            take = min(self._chunk - len(self._buf), len(view))
-            self._buf += view[:take]
-            view = view[take:]
+        # (full or not) is the one close() seals. Whole chunks are encrypted straight
+        # from the caller's buffer; a tail is held without a copy when the caller's
+        # buffer is immutable (bytes) and copied otherwise.
+        if len(self._pending):
+            take = min(self._chunk - len(self._pending), n)
+            if take:
+                if not isinstance(self._pending, bytearray):
+                    self._pending = bytearray(self._pending)
+                self._pending += view[:take]
+                view = view[take:]
             if not view:
                 return n
-            self._emit(self._buf, last=False)
-            self._buf = bytearray()
+            self._emit(self._pending, last=False)
+            self._pending = b""
         while len(view) > self._chunk:
             self._emit(view[:self._chunk], last=False)
             view = view[self._chunk:]
-        self._buf += view
+        self._pending = view if isinstance(data, bytes) else bytearray(view)
         return n
 
     def close(self) -> None:
         if not self._closed:
-            self._emit(bytes(self._buf), last=True)
-            self._buf = bytearray()
+            self._emit(self._pending, last=True)
+            self._pending = b""
             self._closed = True
 
     def __enter__(self):

@@ -169,3 +169,17 @@ def test_nonces_are_unique_per_chunk_and_keys_per_file():
 def test_writer_refuses_absurd_chunk_sizes():
     with pytest.raises(ValueError):
         EncryptingWriter(io.BytesIO(), KEY, name="x", folder_id=FOLDER, chunk_size=8)
+
+
+def test_a_reused_mutable_buffer_is_copied_not_held():
+    """Callers may refill a bytearray after write(): the writer must not keep a view of it."""
+    data = os.urandom(3 * CHUNK + 50)
+    out, buf = io.BytesIO(), bytearray(100)
+    with EncryptingWriter(out, KEY, name="model.safetensors", folder_id=FOLDER,
+                          chunk_size=CHUNK) as w:
+        for lo in range(0, len(data), 100):
+            part = data[lo:lo + 100]
+            buf[:len(part)] = part
+            w.write(memoryview(buf)[:len(part)])
+            buf[:] = b"\xff" * 100
+    assert unseal(out.getvalue()) == data
