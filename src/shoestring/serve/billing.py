@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -136,8 +136,9 @@ class Billing:
         self.sql: LedgerSql | None = None
         self.writer: LedgerWriter | None = None
         self.allowances: Allowances | None = None
-        self._costs: dict[tuple[Plan, int], int] = {}
-        self._period_minute, self._period_name = -1, ""
+        self._costs: dict[tuple[int, int], tuple[Plan, int]] = {}
+        self._period_start = self._period_end = datetime.min.replace(tzinfo=timezone.utc)
+        self._period_name = ""
         self.on_charged: Callable[[str, str, int], None] = lambda model, plan, units: None
 
     def attach(self, sql: LedgerSql, writer: LedgerWriter, allowances: Allowances) -> None:
@@ -256,20 +257,29 @@ class Billing:
             grant.project_leased = True
 
     def _period(self, now: datetime) -> str:
-        """The billing month of ``now``, recomputed once a minute (it is on every request)."""
-        minute = int(now.timestamp()) // 60
-        if minute != self._period_minute:
-            self._period_minute, self._period_name = minute, period_of(now)
+        """The billing month of ``now`` (on every request: two comparisons while the month
+        lasts, recomputed when it changes)."""
+        if now.tzinfo is None:  # a naive clock (tests): local time, as period_of reads it
+            return period_of(now)
+        if not self._period_start <= now < self._period_end:
+            t = now.astimezone(timezone.utc)
+            self._period_start = datetime(t.year, t.month, 1, tzinfo=timezone.utc)
+            self._period_end = datetime(t.year + (t.month == 12), t.month % 12 + 1, 1,
+                                        tzinfo=timezone.utc)
+            self._period_name = period_of(t)
         return self._period_name
 
     def cost(self, plan: Plan, units: int) -> int:
-        """The exact price of ``units`` in nano-dollars (cached: Decimal arithmetic is slow)."""
-        k = (plan, units)
-        c = self._costs.get(k)
-        if c is None:
-            if len(self._costs) > 65536:
-                self._costs.clear()
-            c = self._costs[k] = plan.cost_nano_usd(units)
+        """The exact price of ``units`` in nano-dollars (cached: Decimal arithmetic is slow;
+        keyed by the plan object's identity, since hashing a plan's fields costs more than
+        the lookup)."""
+        hit = self._costs.get((id(plan), units))
+        if hit is not None and hit[0] is plan:
+            return hit[1]
+        if len(self._costs) > 65536:
+            self._costs.clear()
+        c = plan.cost_nano_usd(units)
+        self._costs[(id(plan), units)] = (plan, c)
         return c
 
     def release(self, grant: Grant) -> None:

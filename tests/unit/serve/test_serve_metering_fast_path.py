@@ -181,3 +181,22 @@ def test_the_key_cache_answers_from_the_header_and_still_refuses_bad_ones(tmp_pa
     asyncio.run(main())
     m.log.close()
     m.pool.shutdown()
+
+
+def test_the_billing_month_changes_exactly_at_midnight_utc(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    m = metered(tmp_path)
+    end = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    tick = timedelta(microseconds=1)
+    assert m.billing._period(end - tick) == "2026-11"
+    assert m.billing._period(end) == "2026-12"
+    assert m.billing._period(end - tick) == "2026-11"  # a clock stepping back
+    new_year = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert m.billing._period(new_year - tick) == "2026-12"
+    assert m.billing._period(new_year) == "2027-01"
+    # Another time zone: the month is UTC's.
+    assert m.billing._period(datetime(2027, 1, 31, 23, 30, tzinfo=timezone(
+        timedelta(hours=-5)))) == "2027-02"
+    m.log.close()
+    m.pool.shutdown()
