@@ -2,7 +2,9 @@
 
 ``concurrency`` workers each keep one connection of an ``aiohttp.ClientSession``
 and send the next request as soon as the previous answer is read, for
-``seconds`` after a warm-up. Prints one JSON line: requests, 200s, statuses,
+``seconds`` after a warm-up; with ``--rate R`` each worker instead waits for its next
+slot (the workers together offer R requests/s, never more than ``concurrency`` in
+flight), so servers can be compared doing the same work per second. Prints one JSON line: requests, 200s, statuses,
 wall seconds, and the latencies' percentiles. Run it pinned to CPUs other
 than the server's (bench/serve_harness.py does).
 
@@ -23,7 +25,7 @@ import yarl
 
 
 async def run(url: str, body: bytes, headers: dict[str, str], concurrency: int,
-              seconds: float, warmup: float) -> dict:
+              seconds: float, warmup: float, rate: float | None = None) -> dict:
     latencies: list[float] = []
     statuses: Counter = Counter()
     ok_all = [0]  # 200s including the warm-up's (for the ledger check)
@@ -45,8 +47,15 @@ async def run(url: str, body: bytes, headers: dict[str, str], concurrency: int,
             await asyncio.sleep(max(0.0, stop - time.perf_counter()))
             cpu[0] = time.process_time() - c0
 
-        async def worker() -> None:
+        async def worker(w: int) -> None:
+            step = concurrency / rate if rate else 0.0
+            slot = start + w / rate if rate else 0.0
             while True:
+                if rate:  # paced: this worker's next slot (at once if it is late)
+                    wait = slot - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    slot += step
                 t0 = time.perf_counter()
                 if t0 >= stop:
                     return
@@ -62,7 +71,7 @@ async def run(url: str, body: bytes, headers: dict[str, str], concurrency: int,
                     latencies.append(t1 - t0)
                     statuses[status] += 1
 
-        await asyncio.gather(client_cpu(), *(worker() for _ in range(concurrency)))
+        await asyncio.gather(client_cpu(), *(worker(w) for w in range(concurrency)))
         wall = time.perf_counter() - measure_from
     latencies.sort()
 
@@ -86,6 +95,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--header", action="append", default=[])
+    p.add_argument("--rate", type=float, default=None,
+                   help="offered requests/s in total (default: closed loop, as fast as answered)")
     args = p.parse_args()
     headers = {"Content-Type": "application/json"}
     for h in args.header:
@@ -101,7 +112,7 @@ def main() -> None:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
         result = runner.run(run(args.url, body, headers, args.concurrency, args.seconds,
-                                args.warmup))
+                                args.warmup, args.rate))
     print(json.dumps(result))
 
 

@@ -130,8 +130,10 @@ class Variant:
 
 
 def run_clients(url: str, body_file: Path, headers: tuple[str, ...], concurrency: int,
-                seconds: float, client_cpus: set[int] | None) -> dict:
-    """One closed-loop run split over one client process per client CPU; merged results."""
+                seconds: float, client_cpus: set[int] | None, rate: float | None = None
+                ) -> dict:
+    """One closed-loop run split over one client process per client CPU; merged results.
+    ``rate``: offered requests/s in total (paced) instead of as fast as answered."""
     procs = max(1, min(len(client_cpus or {0}), concurrency))
     shares = [concurrency // procs + (i < concurrency % procs) for i in range(procs)]
     cpus = sorted(client_cpus) if client_cpus else [None] * procs
@@ -141,6 +143,8 @@ def run_clients(url: str, body_file: Path, headers: tuple[str, ...], concurrency
                "--concurrency", str(share), "--seconds", str(seconds)]
         for h in headers:
             cmd += ["--header", h]
+        if rate:
+            cmd += ["--rate", str(rate * share / concurrency)]
         pin = {cpus[i % len(cpus)]} if cpus[0] is not None else None
         children.append(subprocess.Popen(pinned(cmd, pin), stdout=subprocess.PIPE, text=True))
     parts = []
@@ -168,10 +172,11 @@ def run_clients(url: str, body_file: Path, headers: tuple[str, ...], concurrency
 
 
 def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: Path,
-            client_cpus: set[int] | None) -> dict:
+            client_cpus: set[int] | None, rate: float | None = None) -> dict:
     user0, sys0 = cpu_seconds(v.proc.proc.pid)
     threads0 = thread_cpu_seconds(v.proc.proc.pid)
-    s = run_clients(v.proc.url + path, body_file, v.headers, concurrency, seconds, client_cpus)
+    s = run_clients(v.proc.url + path, body_file, v.headers, concurrency, seconds, client_cpus,
+                    rate)
     # The client's warm-up (0.5 s) is inside the CPU interval but not in the counts: count
     # the server's CPU per request over the whole run, warm-up requests estimated at the
     # measured rate.
@@ -185,7 +190,8 @@ def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: 
     # Near 100%: the server is the bottleneck; well below it, the client is.
     s["server_busy"] = (user1 - user0 + sys1 - sys0) / (seconds + 0.5)
     v.ok_total += s["ok_all"]
-    v.runs.setdefault(concurrency, []).append(s)
+    if rate is None:
+        v.runs.setdefault(concurrency, []).append(s)
     return s
 
 

@@ -15,6 +15,7 @@ CPU per request. One independent client (bench/serve_client.py), servers and
 client pinned apart, variants interleaved; ends with a ledger check.
 
 Usage: python bench/serve_metering.py [--quick] [--inputs 784] [--seconds 4] [--rounds 3]
+       [--rate 2000]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from serve_harness import (
     capacity,
     cpu_set,
     load_average,
+    measure,
     median_of,
     saturation,
     seed_mlp_run,
@@ -51,6 +53,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="1 round of 2 s per level")
     p.add_argument("--target-ms", type=float, default=50.0)
     p.add_argument("--levels", default="16,64")
+    p.add_argument("--rate", type=float, default=None,
+                   help="also offer this many requests/s (paced, at the top level) to every "
+                   "variant and compare CPU per request doing the same work per second "
+                   "(pick one all variants sustain, e.g. half the metered saturation)")
     p.add_argument("--inputs", type=int, default=784, choices=[64, 784])
     p.add_argument("--hidden", default="128,64",
                    help="hidden widths (128,64: the seed MLP; wider: a costlier model)")
@@ -95,6 +101,15 @@ def main() -> None:
                   f"{args.server_cpus}, client on {args.client_cpus}; load average "
                   f"{load_before}")
             sweep(variants, levels, args.seconds, args.rounds, PATH, body_file, client_cpus)
+            paced: dict[str, list[dict]] = {v.name: [] for v in variants}
+            for r in range(args.rounds if args.rate else 0):
+                for v in (variants if r % 2 == 0 else variants[::-1]):
+                    m = measure(v, max(levels), args.seconds, PATH, body_file, client_cpus,
+                                rate=args.rate)
+                    paced[v.name].append(m)
+                    print(f"  round {r + 1} {args.rate:g} req/s offered  {v.name:<28} "
+                          f"{m['ok_per_s']:8.0f} ok/s  p99 {m['p99_ms']:6.2f} ms  server "
+                          f"{m['server_cpu_us']:5.0f} µs CPU/req  busy {100 * m['server_busy']:3.0f}%")
         finally:
             codes = [v.proc.stop() for v in variants]
         from sqlalchemy import func, select
@@ -129,6 +144,22 @@ def main() -> None:
         cells = [statistics.median(r["thread_cpu_us"].get(n, 0.0) for r in v.runs[top])
                  for n in names]
         print(f"  {v.name:<28} " + " ".join(f"{c:12.1f}" for c in cells))
+    if args.rate:
+        # The same work per second for every variant: the CPU per request no longer depends
+        # on how much throughput each one got from a busy machine.
+        print(f"\nat {args.rate:g} requests/s offered (c={top}): server CPU per request "
+              "by thread, µs (median of rounds):")
+        print(f"  {'':<28} {'ok/s':>8} {'total':>8} " + " ".join(f"{n[:12]:>12}"
+                                                            for n in names))
+        base = statistics.median(m["server_cpu_us"] for m in paced[off.name])
+        for v in variants:
+            ms = paced[v.name]
+            tot = statistics.median(m["server_cpu_us"] for m in ms)
+            cells = [statistics.median(m["thread_cpu_us"].get(n, 0.0) for m in ms)
+                     for n in names]
+            print(f"  {v.name:<28} {statistics.median(m['ok_per_s'] for m in ms):8.0f} "
+                  f"{tot:8.1f} " + " ".join(f"{c:12.1f}" for c in cells)
+                  + ("" if v is off else f"   metering: {100 * (tot / base - 1):+5.1f}% CPU"))
     print(f"\nledger check: {events} usage events recorded, {ok_metered} metered 200s "
           f"answered: {'equal' if events == ok_metered else 'DIFFERENT'}; exit codes {codes}")
 
