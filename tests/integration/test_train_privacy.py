@@ -168,3 +168,45 @@ def test_cli_dp_flag_reports_every_bad_key(tmp_path):
     for needle in ("privacy.epsilon", "privacy.max_grad_norm", "privacy.noise: unknown key"):
         assert needle in res.output, res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_epsilon_and_weights(tmp_path):
+    """``kill -9`` of a ``shoestring train --dp`` process, then ``--resume``: the accountant
+    and the sampler continue from the checkpoint, as if nothing had happened."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--data", "digits", "--epochs", "6", "--batch-size", "32", "--lr", "0.01",
+            "--seed", "1", "--threads", "1", "--checkpoint-every", "20", "--dp", "epsilon=3"]
+    env = {**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp_path / 'ledger.db'}"}
+
+    def shoestring(*extra):
+        return subprocess.Popen([sys.executable, "-m", "shoestring", *args, *extra], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    ref = shoestring("--out", str(tmp_path / "ref"))   # meanwhile, the uninterrupted run
+    victim = tmp_path / "victim"
+    proc = shoestring("--out", str(victim))
+    manifest = victim / "checkpoints" / "manifest.json"
+    deadline = time.monotonic() + 300
+    while not manifest.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (victim / "summary.json").exists()       # killed mid-run, not after it
+    resumed = shoestring("--out", str(victim), "--resume")
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0 and "resumed from" in output, output
+    ref_out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, ref_out
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("ref", "victim"))
+    assert a["privacy"] == b["privacy"] and a["privacy"]["epsilon"] <= 3.0
+    wa, wb = load_run(tmp_path / "ref").model.state_dict(), load_run(victim).model.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["epsilon"] for r in metrics(tmp_path / "ref")] == \
+        [r["epsilon"] for r in metrics(victim)]

@@ -245,7 +245,7 @@ class PerExampleLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.fn(output, target, reduction="none")
-        per_example = loss.reshape(len(loss), -1).mean(1)
+        per_example = loss.flatten(1).mean(1) if loss.dim() > 1 else loss
         return per_example if self.reduction == "none" else per_example.mean()
 
 

@@ -168,3 +168,30 @@ def test_ghost_clipping_steps_as_materialized_per_example_gradients_do():
     for ghost, materialized, p in zip(*stepped, plain.parameters()):
         assert torch.allclose(ghost, materialized, atol=1e-6)
         assert not torch.allclose(ghost, p.detach() - p.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("ghost", [True, False])
+def test_an_empty_poisson_batch_is_a_noise_only_step(ghost):
+    """With probability (1 - q)^N a Poisson batch is empty; DP-SGD still steps (noise only)
+    and the accountant counts it, rather than crashing or skipping."""
+    from opacus.accountants import RDPAccountant
+
+    from shoestring.train.privacy import PerExampleLoss, PrivacyPlan, dp_sgd_parts
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    plan = PrivacyPlan(epsilon_target=1, delta=1e-5, max_grad_norm=1.0, accountant="rdp",
+                       examples=1000, sample_rate=0.032, expected_batch_size=32,
+                       planned_steps=1, noise_multiplier=1.0)
+    per_example = PerExampleLoss(torch.nn.functional.cross_entropy) if ghost else None
+    wrapped, opt, loss_of = dp_sgd_parts(model, torch.optim.SGD(model.parameters(), lr=1.0),
+                                         plan, per_example)
+    acc = RDPAccountant()
+    opt.attach_step_hook(acc.get_optimizer_hook_fn(sample_rate=plan.sample_rate))
+    loss_of = loss_of or (lambda m, a, b: torch.nn.functional.cross_entropy(m(a), b))
+    loss_of(wrapped, torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)).backward()
+    opt.step()
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() and not torch.equal(p, b) for p, b in zip(after, before))
+    assert acc.history == [(1.0, 0.032, 1)]
