@@ -25,7 +25,7 @@ Examples:
   shoestring train --data csv:houses.csv --label price --max-cost 0.50 --price-per-hour 1.2
   shoestring train run.toml --max-time 600 --price-per-hour 1.2
   shoestring train --out runs/fmnist --resume       # continue after a kill
-  shoestring train --data fashion-mnist --dp epsilon=3 --batch-size 1024 --lr 0.005
+  shoestring train --data fashion-mnist --dp epsilon=3 --batch-size 1024 --lr 0.002
 
 --dp KEY=VALUE,... trains with differential privacy (DP-SGD through Opacus;
 docs/privacy.md): epsilon (required), delta (default 1/N^1.1),
@@ -49,6 +49,11 @@ def _print_summary(c: CliContext, s: dict, out_dir) -> None:
                 f"{s['train_seconds']:.2f} s, {speed}{mfu}, {cost}"
                 + (f", target reached: {s['target_reached']}" if s.get("target") else ""),
                 highlight=False)
+    dp = s.get("privacy")
+    if dp:
+        c.out.print(f"Privacy: ε {dp['epsilon']:.4g} spent of {dp['epsilon_target']:g} at "
+                    f"δ {dp['delta']:.3g} (noise σ {dp['noise_multiplier']:.3g}, clip "
+                    f"{dp['max_grad_norm']:g}, {dp['accountant']} accountant)", highlight=False)
     seconds = s.get("seconds") or {}
     if seconds:
         c.out.print("Time: " + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()

@@ -30,3 +30,14 @@ def test_the_fairness_table_of_every_group_column_is_shown(tmp_path):
         assert text in html, text
     acc_f = report["columns"]["sex"]["groups"][0]["metrics"]["accuracy"]["value"]
     assert f"{acc_f:.4g}"[:4] in html
+
+
+def test_the_privacy_figures_are_read_as_training_writes_them(tmp_path):
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    summary = {"privacy": {"epsilon": 2.990399, "delta": 5.55e-06, "noise_multiplier": 1.0791,
+                           "sample_rate": 0.0171, "max_grad_norm": 1.0, "accountant": "rdp"}}
+    html = audit_section(audit, summary)
+    for text in ("privacy ε spent (DP-SGD)", "2.99", "5.55e-06", "1.079", "rdp"):
+        assert text in html, text
+    assert "DP-SGD" not in audit_section(audit, {"test_accuracy": 0.9})   # no DP: no line
