@@ -112,6 +112,8 @@ def compare_row(row: dict[str, Any], models: dict[str, Any]) -> list[Compared]:
     if "tokens_per_s" in measured:
         tps = batch * seq / fit.step_s / (setup.dp * setup.tp)
         out.append(Compared(row["id"], "tokens/s", measured["tokens_per_s"], tps, "tokens/s"))
+    row_implied[row["id"]] = implied_utilisation(spec, setup, device, measured,
+                                                 row.get("tokens"))
     if "hours" in measured:
         out.append(Compared(row["id"], "hours", measured["hours"], fit.hours, "h"))
     if "cost_usd" in measured and price is not None:
@@ -121,6 +123,30 @@ def compare_row(row: dict[str, Any], models: dict[str, Any]) -> list[Compared]:
         out.append(Compared(row["id"], "GPU-hours", measured["gpu_hours"],
                             fit.hours * setup.dp * setup.tp, "GPU-h"))
     return out
+
+
+row_implied: dict[str, float | None] = {}
+
+
+def implied_utilisation(spec, setup, device, measured: dict[str, Any],
+                        tokens: float | None) -> float | None:
+    """The hardware FLOPs utilisation a published throughput claims: its tokens/s per
+    device × the planner's executed FLOPs per token (recomputation and LoRA's skipped
+    weight gradients counted) ÷ the card's dense bf16 peak. Above ~0.8 no whole training
+    step we know of reaches it; above 1 the figure cannot be what the recipe ran."""
+    from shoestring.plan.compute import step_flops
+
+    per_device_tokens = setup.micro_batch * setup.grad_accum * setup.seq_len
+    if "tokens_per_s" in measured:
+        tps = measured["tokens_per_s"]
+    elif "hours" in measured and tokens:
+        tps = tokens / (measured["hours"] * 3600) / (setup.dp * setup.tp)
+    elif "gpu_hours" in measured and tokens:
+        tps = tokens / (measured["gpu_hours"] * 3600)
+    else:
+        return None
+    flops_per_token = step_flops(spec, setup).total / per_device_tokens / setup.tp
+    return tps * flops_per_token / device.peak("bf16")
 
 
 def compare_all(path: Path = DATA) -> list[tuple[dict[str, Any], list[Compared]]]:
@@ -170,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     results = compare_all()
     if args.json:
         print(json.dumps([{"id": r["id"], "what": r["what"], "source": r["url"],
+                           "implied_utilisation": row_implied.get(r["id"]),
                            "figures": [c.__dict__ | {"error": c.error} for c in comps]}
                           for r, comps in results], indent=2))
         return 0

@@ -15,11 +15,20 @@ of large, compiled, well-fused training, e.g. 0.40 on H100s from Llama 3's
   recomputation and LoRA's skipped weight gradients), from torchtune's
   measurements on one GPU (README "Memory and training speed" and
   "Optimization flags" tables, 2024–25): LoRA's small adapter matmuls and
-  extra kernels run at 0.84 of a full fine-tune's rate; QLoRA's
-  dequantisation costs another 0.87 (the geometric mean of torchtune's 0.78,
-  2,413 against 3,083 tokens/s for Llama 3.1 8B on an RTX 4090, and 0.98,
-  8,035 against 8,210 for Llama 3.2 3B on an A100); 8-bit AdamW 0.95
+  extra kernels run at 0.84 of a full fine-tune's rate; 8-bit AdamW 0.95
   (−4.7%); eager PyTorch without ``torch.compile`` 0.79 (compile gave +27%).
+
+QLoRA's 4-bit base is not a rate factor but memory traffic
+(:func:`dequantize_seconds`): every use of a frozen NF4 weight — the forward,
+the recomputed forward under activation checkpointing, and the backward's
+input gradient — first dequantises it to bf16, one memory-bound kernel that
+reads the codes (0.5 byte per weight plus the block constants) and writes two
+bytes (bitsandbytes' ``dequantize_4bit``, QLoRA section 3: "we dequantize the
+storage data type to the computation data type to perform the forward and
+backward pass"), at the roofline's 80% of the card's bandwidth. No measured
+throughput informs it. (It replaced a fitted factor of 0.87, the geometric
+mean of torchtune's QLoRA/LoRA ratios of 0.78 and 0.98, whose 0.78 came
+from an RTX 4090 row that implies more than 80% of the card's peak.)
 
 Goodput, the share of wall time that trains (Llama 3 reports >90% over 54
 days on 16k GPUs, Dubey et al. 2024, section 3.3.4), loses time to evaluations
@@ -33,13 +42,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shoestring.plan.memory import NF4_BYTES
+from shoestring.plan.serving import BANDWIDTH_EFFICIENCY
 from shoestring.plan.setup import StepSetup
-from shoestring.plan.specs import ModelSpec
+from shoestring.plan.specs import ModelSpec, layer_linears
 
 SIZE_HALF_WIDTH = 400
 REFERENCE_WIDTH = 4096
 LORA_RATE = 0.84
-QLORA_RATE = 0.87
 EIGHT_BIT_OPTIMIZER_RATE = 0.95
 EAGER_RATE = 1 / 1.27
 # Llama 3 (Dubey et al. 2024, table 5 and section 3.3.4).
@@ -65,13 +75,26 @@ def recipe_factor(setup: StepSetup, *, compiled: bool) -> float:
     f = 1.0
     if setup.adapters:
         f *= LORA_RATE
-    if setup.finetune == "qlora":
-        f *= QLORA_RATE
     if setup.optimizer in ("adam8bit", "paged-adam8bit"):
         f *= EIGHT_BIT_OPTIMIZER_RATE
     if not compiled:
         f *= EAGER_RATE
     return f
+
+
+def dequantize_seconds(spec: ModelSpec, setup: StepSetup, bandwidth_gbs: float) -> float:
+    """Seconds per step that QLoRA spends dequantising its 4-bit base (0 otherwise).
+
+    Each block matrix is dequantised once per use: forward, recomputation
+    (full activation checkpointing) and backward (its input gradient), per
+    micro-batch; each time the kernel reads its NF4 bytes and writes bf16.
+    """
+    if setup.finetune != "qlora" or spec.family == "mlp":
+        return 0.0
+    weights = spec.layers * sum(i * o for i, o in layer_linears(spec).values()) / max(setup.tp, 1)
+    uses = 2 + (setup.checkpointing == "full")
+    moved = uses * weights * (NF4_BYTES + 2) * setup.grad_accum
+    return moved / (bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,9 @@ def setup_for(train: TrainSection, spec: ModelSpec, device: str) -> StepSetup:
     """The planner's step for a ``[train]`` section (a :class:`TrainSection`, or a partial
     one read from an old run's ``config.toml``: unset fields take TrainSection's defaults)."""
     precision = getattr(train, "precision", "fp32")
-    if precision in ("bf16", "fp16"):
+    if precision == "bf16-true":
+        prec = "bf16"
+    elif precision in ("bf16", "fp16"):
         prec = "bf16-mixed"
     elif precision == "auto":
         prec = "bf16-mixed" if device == "cuda" else "fp32"
@@ -76,12 +78,37 @@ def setup_for(train: TrainSection, spec: ModelSpec, device: str) -> StepSetup:
     fsdp = getattr(train, "strategy", "ddp") == "fsdp"
     micro = getattr(train, "micro_batch_size", None) or math.ceil(train.batch_size / nproc)
     seq = spec.max_seq if spec.family != "mlp" else 1
+    optimizer = train.optimizer if train.optimizer in ("sgd", "adam8bit", "paged-adam8bit") \
+        else "adamw"
+    finetune = getattr(train, "finetune", None) or "full"
+    lora: dict[str, Any] = {}
+    if finetune != "full":
+        lora = {"lora_rank": train.lora_rank, "lora_alpha": train.lora_alpha,
+                "lora_dropout": train.lora_dropout,
+                "lora_targets": _lora_roles(train.lora_targets, spec)}
     return StepSetup(
         micro_batch=micro, seq_len=seq, precision=prec,
         checkpointing="full" if getattr(train, "activation_checkpointing", False) else "none",
-        optimizer="sgd" if train.optimizer == "sgd" else "adamw",
+        optimizer=optimizer, finetune=finetune, **lora,
+        # The trainer's Adam/AdamW is the fused kernel on every device (train/optim.py).
+        fused_optimizer=optimizer == "adamw",
+        optimizer_in_backward=getattr(train, "optimizer_in_backward", False),
+        loss_chunks=getattr(train, "loss_chunks", 1),
+        offload_activations=getattr(train, "offload_activations", False) and device == "cuda",
         grad_accum=max(1, math.ceil(train.batch_size / (micro * nproc))), dp=nproc,
         zero_stage=3 if fsdp and nproc > 1 else 0, kernels="cuda" if device == "cuda" else "cpu")
+
+
+def _lora_roles(targets: str, spec: ModelSpec) -> tuple[str, ...]:
+    """The planner's roles for ``--lora-targets`` (Hugging Face aliases and ``all``
+    resolved as the trainer resolves them, shoestring.models.lora)."""
+    from shoestring.models.lora import ALIASES
+    from shoestring.plan.specs import layer_linears
+
+    wanted = [ALIASES.get(t.strip(), t.strip()) for t in targets.split(",") if t.strip()]
+    if "all" in wanted:
+        return tuple(layer_linears(spec))
+    return tuple(dict.fromkeys(wanted))
 
 
 def _largest_fitting_micro(spec: ModelSpec, setup: StepSetup, budget: float) -> int:

@@ -21,6 +21,7 @@ from shoestring.plan.cost import Throughput, step_seconds
 from shoestring.plan.efficiency import (
     EAGER_RATE,
     HOST_LINK_GBS,
+    dequantize_seconds,
     goodput,
     recipe_factor,
     size_factor,
@@ -239,6 +240,8 @@ def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
                            interconnect_gbs=device.interconnect_gbs,
                            devices_per_node=device.max_per_node,
                            inter_node_gbs=cfg.inter_node_gbs)
+    if device.kind == "gpu":
+        secs += dequantize_seconds(spec, setup, device.bandwidth_gbs)
     host = _host_transfer_seconds(spec, setup, mem, device) if device.kind == "gpu" else 0.0
     secs = max(secs, host)   # host copies overlap compute on a side stream
     units_per_step = setup.micro_batch * setup.grad_accum * setup.dp * \

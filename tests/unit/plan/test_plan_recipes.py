@@ -11,11 +11,12 @@ from shoestring.plan.api import plan
 from shoestring.plan.catalog import Catalog, default_catalog
 from shoestring.plan.config import resolve_plan_config
 from shoestring.plan.cost import data_parallel_seconds
-from shoestring.plan.efficiency import goodput, recipe_factor, size_factor
+from shoestring.plan.efficiency import dequantize_seconds, goodput, recipe_factor, size_factor
 from shoestring.plan.largest import longest_context
-from shoestring.plan.memory import GIB, estimate_memory
+from shoestring.plan.memory import GIB, NF4_BYTES, estimate_memory
 from shoestring.plan.presets import load_preset
 from shoestring.plan.setup import StepSetup
+from shoestring.plan.specs import layer_linears
 
 LLAMA = load_preset("llama-3-8b")
 P = 8_030_261_248
@@ -86,8 +87,18 @@ def test_efficiency_by_size_and_recipe_and_goodput():
     assert size_factor(LLAMA) == 1.0
     full = recipe_factor(FULL, compiled=True)
     assert recipe_factor(FULL.with_(finetune="lora"), compiled=True) < full
-    assert recipe_factor(FULL.with_(finetune="qlora"), compiled=True) < \
-        recipe_factor(FULL.with_(finetune="lora"), compiled=True)
+    # QLoRA's 4-bit base costs memory traffic, not a rate factor: each block matrix is
+    # dequantised (0.516 bytes read, 2 written) per use — forward, backward, and the
+    # recomputation when checkpointing — at 80% of the card's bandwidth.
+    qlora = FULL.with_(finetune="qlora")
+    assert recipe_factor(qlora, compiled=True) == recipe_factor(FULL.with_(finetune="lora"),
+                                                                compiled=True)
+    assert dequantize_seconds(LLAMA, FULL.with_(finetune="lora"), 1000.0) == 0.0
+    per_use = LLAMA.layers * sum(i * o for i, o in layer_linears(LLAMA).values()) \
+        * (NF4_BYTES + 2) / (1000e9 * 0.8)
+    assert dequantize_seconds(LLAMA, qlora.with_(checkpointing="none"), 1000.0) == \
+        pytest.approx(2 * per_use)
+    assert dequantize_seconds(LLAMA, qlora, 1000.0) == pytest.approx(3 * per_use)
     assert recipe_factor(FULL, compiled=False) < full
     g = goodput(checkpoint_bytes=96e9, devices=8, eval_fraction=0.02,
                 checkpoint_interval_h=0.5, checkpoint_write_gbs=1.0)
