@@ -13,10 +13,23 @@ of large, compiled, well-fused training, e.g. 0.40 on H100s from Llama 3's
   gives 0.72, 0.79, 0.87, 0.92, 0.95 and 1);
 - **recipe** (factors on the rate of *executed* FLOPs, which already count
   recomputation and LoRA's skipped weight gradients), from torchtune's
-  measurements on one GPU (README "Memory and training speed" and
-  "Optimization flags" tables, 2024–25): LoRA's small adapter matmuls and
-  extra kernels run at 0.84 of a full fine-tune's rate; 8-bit AdamW 0.95
-  (−4.7%); eager PyTorch without ``torch.compile`` 0.79 (compile gave +27%).
+  measurements on one GPU (README "Optimization flags" table, 2024–25):
+  8-bit AdamW 0.95 (−4.7%); eager PyTorch without ``torch.compile`` 0.79
+  (compile gave +27%).
+
+LoRA's adapters are not a rate factor either but memory traffic
+(:func:`adapter_seconds`): a rank-r adapter's matmuls do ~r FLOPs per byte,
+far below any GPU's ridge point (an A100's is ~150), so they, the scaling
+and the sum with the frozen projection's output run at the speed of memory.
+Per adapted projection and token, PEFT's and torchtune's
+``base(x) + scale · B(A(dropout(x)))`` reads the input, writes B's output,
+scales it and adds it to the frozen output (``in + 6·out`` values eager;
+compiled, the scale and sum fuse: ``in + 4·out``), and its backward reads the
+output gradient twice (for B's gradient and A's output gradient), the input
+again (A's gradient), and writes and adds the input gradient to the frozen
+path's (``5·in + 2·out``); checkpointing reruns the forward, at the
+roofline's 80% of the card's bandwidth. (This replaced a factor of 0.84
+fitted to torchtune's LoRA rows.)
 
 QLoRA's 4-bit base is not a rate factor but memory traffic
 (:func:`dequantize_seconds`): every use of a frozen NF4 weight — the forward,
@@ -49,7 +62,6 @@ from shoestring.plan.specs import ModelSpec, layer_linears
 
 SIZE_HALF_WIDTH = 400
 REFERENCE_WIDTH = 4096
-LORA_RATE = 0.84
 EIGHT_BIT_OPTIMIZER_RATE = 0.95
 EAGER_RATE = 1 / 1.27
 # Llama 3 (Dubey et al. 2024, table 5 and section 3.3.4).
@@ -73,13 +85,30 @@ def size_factor(spec: ModelSpec) -> float:
 def recipe_factor(setup: StepSetup, *, compiled: bool) -> float:
     """Rate of executed FLOPs relative to a compiled full-training step."""
     f = 1.0
-    if setup.adapters:
-        f *= LORA_RATE
     if setup.optimizer in ("adam8bit", "paged-adam8bit"):
         f *= EIGHT_BIT_OPTIMIZER_RATE
     if not compiled:
         f *= EAGER_RATE
     return f
+
+
+def adapter_seconds(spec: ModelSpec, setup: StepSetup, bandwidth_gbs: float) -> float:
+    """Seconds per step of LoRA's memory-bound adapter kernels (0 without adapters)."""
+    if not setup.adapters or spec.family == "mlp":
+        return 0.0
+    shapes = layer_linears(spec)
+    fwd_out = 4 if setup.compiled else 6
+    per_token = 0
+    for role in setup.lora_targets:
+        if role not in shapes:
+            continue
+        i, o = shapes[role]
+        forward = i + fwd_out * o
+        per_token += forward * (1 + (setup.checkpointing == "full")) + 5 * i + 2 * o
+    elem = 4 if setup.precision == "fp32" else 2
+    tokens = setup.micro_batch * setup.seq_len * setup.grad_accum
+    moved = spec.layers * per_token * elem * tokens / max(setup.tp, 1)
+    return moved / (bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY)
 
 
 def dequantize_seconds(spec: ModelSpec, setup: StepSetup, bandwidth_gbs: float) -> float:

@@ -21,6 +21,7 @@ from shoestring.plan.cost import Throughput, step_seconds
 from shoestring.plan.efficiency import (
     EAGER_RATE,
     HOST_LINK_GBS,
+    adapter_seconds,
     dequantize_seconds,
     goodput,
     recipe_factor,
@@ -240,6 +241,7 @@ def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
                            interconnect_gbs=device.interconnect_gbs,
                            devices_per_node=device.max_per_node,
                            inter_node_gbs=cfg.inter_node_gbs)
+    secs += adapter_seconds(spec, setup, device.bandwidth_gbs)
     if device.kind == "gpu":
         secs += dequantize_seconds(spec, setup, device.bandwidth_gbs)
     host = _host_transfer_seconds(spec, setup, mem, device) if device.kind == "gpu" else 0.0

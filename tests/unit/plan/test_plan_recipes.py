@@ -11,7 +11,13 @@ from shoestring.plan.api import plan
 from shoestring.plan.catalog import Catalog, default_catalog
 from shoestring.plan.config import resolve_plan_config
 from shoestring.plan.cost import data_parallel_seconds
-from shoestring.plan.efficiency import dequantize_seconds, goodput, recipe_factor, size_factor
+from shoestring.plan.efficiency import (
+    adapter_seconds,
+    dequantize_seconds,
+    goodput,
+    recipe_factor,
+    size_factor,
+)
 from shoestring.plan.largest import longest_context
 from shoestring.plan.memory import GIB, NF4_BYTES, estimate_memory
 from shoestring.plan.presets import load_preset
@@ -86,7 +92,18 @@ def test_efficiency_by_size_and_recipe_and_goodput():
     assert size_factor(load_preset("gpt2-124m")) == pytest.approx(0.72, abs=0.01)
     assert size_factor(LLAMA) == 1.0
     full = recipe_factor(FULL, compiled=True)
-    assert recipe_factor(FULL.with_(finetune="lora"), compiled=True) < full
+    # LoRA's adapters cost memory traffic, not a rate factor: per adapted projection and
+    # token, forward in + 4·out values compiled (in + 6·out eager), rerun under
+    # checkpointing, backward 5·in + 2·out; 2 bytes each in bf16, at 80% of the bandwidth.
+    lora = FULL.with_(finetune="lora", lora_targets=("q",), precision="bf16", compiled=True)
+    assert recipe_factor(lora, compiled=True) == full
+    assert adapter_seconds(LLAMA, FULL, 1000.0) == 0.0
+    h, tokens = LLAMA.hidden, 2 * 2048
+    per_token = 2 * (h + 4 * h) + 5 * h + 2 * h
+    assert adapter_seconds(LLAMA, lora, 1000.0) == pytest.approx(
+        LLAMA.layers * per_token * 2 * tokens / (1000e9 * 0.8))
+    eager = adapter_seconds(LLAMA, lora.with_(compiled=False), 1000.0)
+    assert eager > adapter_seconds(LLAMA, lora, 1000.0)
     # QLoRA's 4-bit base costs memory traffic, not a rate factor: each block matrix is
     # dequantised (0.516 bytes read, 2 written) per use — forward, backward, and the
     # recomputation when checkpointing — at 80% of the card's bandwidth.
