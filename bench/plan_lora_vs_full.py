@@ -1,29 +1,42 @@
-"""LoRA against full fine-tuning of one small Llama-style model: measured beside the planner.
+"""LoRA against full fine-tuning of one small Llama-style model, through the real trainer,
+measured beside the planner.
 
-    python bench/plan_lora_vs_full.py            # reference loop, ~2 minutes on 2 cores
-    python bench/plan_lora_vs_full.py --quick    # a smaller model, seconds
-    python bench/plan_lora_vs_full.py --trainer shoestring   # `shoestring train --finetune`
+    python bench/plan_lora_vs_full.py            # ~75M parameters, about 2 minutes here
+    python bench/plan_lora_vs_full.py --quick    # 0.75M parameters, seconds (a check)
 
-For each of full fine-tuning and LoRA (rank 16 on q, k, v, o) of the same
-Llama-style model (RMSNorm, SwiGLU, RoPE, grouped-query attention), on this
-CPU in fp32:
+The base is one step of ``shoestring train`` with a Llama-style shape
+(RMSNorm, SwiGLU, RoPE, grouped-query attention, untied head); each mode then
+runs ``shoestring.train.api.train`` — what ``shoestring train --init-from BASE
+--finetune full|lora`` calls, with the same config — in its own process, on
+this CPU in fp32, LoRA rank 16 (α 32) on q, k, v, o. Per mode:
 
-- **measured**: trainable parameters; the tensor peak of one steady-state step
-  (torch's MemTracker on the real tensors: parameters, gradients, optimizer
-  states, activations, temporaries); the growth of the process's peak RSS
-  over the training (an outsider's view, which also counts allocator slack);
-  tokens per second (median of the timed steps);
-- **predicted**: the planner's peak tensors and tokens per second for the same
-  step (``estimate_memory`` and the cpu-local catalog rate), and the ratio.
+- **trainable** parameters (the trainer's own count, summary.json);
+- **measured peak tensors**: the largest total of live tensor storages during
+  one steady-state step (the optimizer states already exist), counted by a
+  ``TorchDispatchMode`` over every tensor the step creates (each storage once,
+  freed when its last reference goes) plus what is alive when the step starts
+  (parameters, buffers, optimizer states). This is what the planner's "peak
+  tensors" predicts: the same quantity that ``torch.cuda.max_memory_allocated``
+  measures on a GPU, without the allocator's rounding;
+- **RSS growth**: the process's peak resident memory (``ru_maxrss``) minus its
+  resident memory just before the run starts (torch and shoestring imported,
+  no model yet), at the end of the last training step ("steps") and at the
+  end of the run ("run": the final evaluation and checkpoint included). An
+  outsider's view: it also holds the data, the loaded base checkpoint's pages
+  and the allocator's slack, which the planner does not model, so it is
+  shown, not compared;
+- **tokens/s**: batch × sequence over the median wall time of the steps after
+  the first (timed between the loop's ``batch`` and ``after_step`` events: forward,
+  backward, optimizer step), beside the planner's rate for the same step on
+  this machine (the catalog's ``cpu-local`` rate, and the rate fitted to
+  ``plan --calibrate``'s probes of *full* steps, with LoRA's from the recipe);
+  the LoRA/full speed ratio is also given by the process's CPU time per step,
+  which other processes' load disturbs far less than wall time.
 
-``--trainer reference`` (the default) trains with Shoestring's GPT module and
-the planner's reference adapters (shoestring.plan.lora, what trace mode runs);
-``--trainer shoestring`` runs ``shoestring train --init-from BASE --finetune MODE``
-as a user would (BASE: one step of ``shoestring train`` with this shape), one
-process per mode, and compares its summary.json (trainable parameters, peak
-RSS, tokens/s) instead; the peak RSS is set beside the planner by what LoRA
-saves, since the process also holds Python, torch and the data. Print the
-load average beside the figures: on a shared machine the times are noisy.
+The planner's step comes from ``shoestring.plan.preflight.setup_for`` — the
+mapping ``train --plan-first`` uses — applied to the very config trained. Print
+the load average beside the figures: on a shared machine times are noisy;
+memory is not.
 """
 
 from __future__ import annotations
@@ -37,22 +50,135 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 MIB = 2 ** 20
 MODELS = {
-    # ~29M parameters: tensors dominate the process, a step takes ~1-3 s here.
-    "default": {"n_layer": 6, "n_head": 8, "n_kv_head": 2, "n_embd": 512, "block_size": 256,
+    # ~75M parameters: a full fine-tune's weights, gradients and AdamW states
+    # (16 bytes per parameter, ~1.1 GiB) dominate; a step takes a few seconds here.
+    "default": {"n_layer": 8, "n_head": 12, "n_kv_head": 4, "n_embd": 768, "block_size": 256,
                 "vocab_size": 8192},
     "quick": {"n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 128, "block_size": 64,
               "vocab_size": 1024},
 }
 LLAMA_STYLE = {"norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "bias": False,
                "tie_embeddings": False}
-TARGETS = ("q", "k", "v", "o")
+TARGETS = "q,k,v,o"
 RANK, ALPHA = 16, 32.0
+
+
+class TensorPeak(TorchDispatchMode):
+    """The peak of live tensor bytes while active: every storage an op returns is counted
+    once, and uncounted when its last reference dies (a weakref finalizer on the storage,
+    which torch keeps alive exactly as long as the C++ storage)."""
+
+    def __init__(self, alive: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: dict[int, weakref.finalize] = {}
+        for t in alive:
+            self._count(t)
+
+    def _count(self, t: torch.Tensor) -> None:
+        st = t.untyped_storage()
+        key = st.data_ptr()
+        if st.device.type == "meta" or key == 0 or key in self._seen:
+            return
+        n = st.nbytes()
+        self.live += n
+        self.peak = max(self.peak, self.live)
+        self._seen[key] = weakref.finalize(st, self._free, key, n)
+
+    def _free(self, key: int, n: int) -> None:
+        if self._seen.pop(key, None) is not None:
+            self.live -= n
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self._count(t)
+        return out
+
+
+def _alive(parts) -> list[torch.Tensor]:
+    """What exists when a step starts: parameters, their gradients, buffers, optimizer states."""
+    out = list(parts.model.parameters()) + list(parts.model.buffers())
+    out += [p.grad for p in parts.model.parameters() if p.grad is not None]
+    for state in getattr(parts.optimizer, "state", {}).values():
+        out += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    return out
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def train_config(shape: dict, mode: str, batch: int, steps: int, corpus: Path,
+                 out: Path) -> dict:
+    """The config ``shoestring train --init-from BASE --finetune MODE --precision fp32
+    --batch-size B --micro-batch-size B --max-steps S`` resolves to."""
+    train = {"precision": "fp32", "batch_size": batch, "micro_batch_size": batch,
+             "max_steps": steps, "eval_iters": 1, "finetune": mode, "device": "cpu"}
+    if mode == "lora":
+        train.update(lora_rank=RANK, lora_alpha=ALPHA, lora_targets=TARGETS)
+    return {"data": {"source": f"text:{corpus}"}, "train": train, "out": str(out)}
+
+
+def child(shape: dict, mode: str, batch: int, steps: int, corpus: Path, base: Path) -> dict:
+    """One mode in this process: train through the real trainer with probing hooks."""
+    from shoestring.train.api import train
+    from shoestring.train.config import resolve_config
+    from shoestring.train.hooks import TrainHooks
+
+    probe_step = 2                       # steps 0 and 1 create the optimizer states
+    seen: dict = {"times": []}
+
+    def setup(parts):
+        seen["parts"] = parts
+        seen["rss_setup"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return parts
+
+    def on_batch(x, y, step):
+        if step == probe_step:
+            seen["mode"] = TensorPeak(_alive(seen["parts"]))
+            seen["mode"].__enter__()
+        seen["t0"], seen["c0"] = time.perf_counter(), time.process_time()
+        return x, y
+
+    def after_step(model, step):
+        dt = time.perf_counter() - seen["t0"]
+        dc = time.process_time() - seen["c0"]
+        seen["rss_steps"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if step == probe_step:
+            seen["mode"].__exit__(None, None, None)
+        else:
+            seen["times"].append(dt)
+            seen.setdefault("cpu", []).append(dc)
+
+    rss0 = _rss_now()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = resolve_config(train_config(shape, mode, batch, steps, corpus,
+                                             Path(tmp) / "run"))
+        result = train(config, init_from=base, ledger=None, workspace=Path(tmp),
+                       hooks=TrainHooks(setup=setup, batch=on_batch, after_step=after_step))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    s = result.summary
+    tokens = batch * shape["block_size"]
+    return {"trainable": s["trainable_parameters"], "peak_tensors": seen["mode"].peak,
+            "rss_growth_setup": seen["rss_setup"] - rss0,
+            "rss_growth_steps": seen["rss_steps"] - rss0, "rss_growth": rss - rss0,
+            "tokens_per_s": tokens / statistics.median(
+                seen["times"][1:] or seen["times"]),
+            "cpu_s_per_step": statistics.median(seen["cpu"][1:] or seen["cpu"]),
+            "steps": s["steps"],
+            "config": config.train.model_dump(mode="json")}
 
 
 def _spec(shape: dict):
@@ -62,110 +188,46 @@ def _spec(shape: dict):
                                   "bench-llama")
 
 
-def _setup(mode: str, batch: int, seq: int):
-    from shoestring.plan.setup import StepSetup
-
-    return StepSetup(micro_batch=batch, seq_len=seq, precision="fp32", finetune=mode,
-                     lora_rank=RANK, lora_alpha=ALPHA, lora_targets=TARGETS, kernels="cpu")
-
-
-def predict(shape: dict, mode: str, batch: int, calibration: list | None = None) -> dict:
-    """The planner's peak tensors and tokens/s for this step on this CPU.
-
-    ``calibration``: ``plan --calibrate`` points of *full* steps of this model;
-    with them the rate (and per-step overhead) is fitted, and LoRA's comes from
-    the recipe factor, as a user's plan after ``--calibrate`` would do.
-    """
+def predict(shape: dict, train_section: dict, calibration: list | None) -> dict:
+    """The planner's trainable parameters, peak tensors and tokens/s for the trained config."""
     from shoestring.plan.catalog import default_catalog
     from shoestring.plan.compute import trained_params
     from shoestring.plan.config import resolve_plan_config
     from shoestring.plan.memory import estimate_memory
-    from shoestring.plan.rates import RateBook
+    from shoestring.plan.preflight import setup_for
+    from shoestring.plan.rates import Measurement, RateBook
     from shoestring.plan.search import time_setup
     from shoestring.plan.workload import Workload
+    from shoestring.train.config import TrainSection
 
-    spec, seq = _spec(shape), shape["block_size"]
-    setup = _setup(mode, batch, seq)
+    spec = _spec(shape)
+    setup = setup_for(TrainSection.model_validate(train_section), spec, "cpu")
     mem = estimate_memory(spec, setup)
     cfg = resolve_plan_config({"model": "gpt-nano", "eval_fraction": 0.0})
-    work = Workload("finetune", seq, batch, float(batch * seq * 10), mode)
+    tokens = setup.micro_batch * setup.seq_len
+    work = Workload("finetune", setup.seq_len, setup.micro_batch, float(tokens * 10),
+                    setup.finetune)
     device = default_catalog().get("cpu-local")
     fit = time_setup(spec, work, device, setup, RateBook(), cfg)
     out = {"trainable": trained_params(spec, setup), "peak_tensors": mem.peak_tensors,
-           "phase": mem.phase, "tokens_per_s": batch * seq / fit.step_s}
+           "phase": mem.phase, "tokens_per_s": tokens / fit.step_s}
     if calibration:
-        from shoestring.plan.rates import Measurement
-
         points = [Measurement("cpu-local", spec.name, r["dtype"], r["flops_per_step"],
                               r["seconds_per_step"], "calibration") for r in calibration
                   if r["model"] == spec.name]
         cal = time_setup(spec, work, device, setup, RateBook(points), cfg)
-        out["tokens_per_s_calibrated"] = batch * seq / cal.step_s
+        out["tokens_per_s_calibrated"] = tokens / cal.step_s
     return out
 
 
 def calibrate_full(shape: dict, batch: int) -> list[dict]:
     """``shoestring plan --calibrate``'s probes: full fp32 steps at the batch and a quarter."""
     from shoestring.plan.calibrate import calibrate
+    from shoestring.plan.setup import StepSetup
 
-    return calibrate(_spec(shape), _setup("full", batch, shape["block_size"]),
-                     dtypes=("fp32",))
-
-
-def _reference_model(shape: dict, mode: str):
-    from shoestring.models.gpt import GPT, GPTConfig
-    from shoestring.plan.lora import apply_lora
-
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(**shape, **LLAMA_STYLE, dropout=0.0))
-    if mode == "lora":
-        apply_lora(model, _spec(shape), TARGETS, RANK, ALPHA, quantize=False)
-    model.train()
-    return model
-
-
-def measure_reference(shape: dict, mode: str, batch: int, steps: int) -> dict:
-    """Train ``steps`` real steps in-process; tensor peak of one steady step, RSS, tokens/s."""
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    model = _reference_model(shape, mode)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)   # per-tensor on CPU, as the trainer's
-    gen = torch.Generator().manual_seed(1)
-    v, t = shape["vocab_size"], shape["block_size"]
-    x = torch.randint(0, v, (batch, t), generator=gen)
-    y = torch.randint(0, v, (batch, t), generator=gen)
-
-    def step() -> None:
-        _, loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)   # the engine frees gradients right after the step
-
-    step()                                # creates the optimizer states
-    times = []
-    for _ in range(steps):                # timed before any tracking hook is installed
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    tracker = MemTracker()
-    for p in model.parameters():          # frozen weights get no gradient hooks
-        if not p.requires_grad:
-            tracker._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
-    tracker.track_external(model, opt)
-    with tracker:
-        step()
-    peak = next(iter(tracker.get_tracker_snapshot("peak").values()))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"trainable": sum(p.numel() for p in params),
-            "peak_tensors": int(peak["Total"]), "rss_growth": rss - rss0,
-            "tokens_per_s": batch * t / statistics.median(times), "steps": steps}
-
-
-class _NoHook:
-    def remove(self) -> None:
-        pass
+    setup = StepSetup(micro_batch=batch, seq_len=shape["block_size"], precision="fp32",
+                      kernels="cpu")
+    return calibrate(_spec(shape), setup, dtypes=("fp32",))
 
 
 def _shoestring(args: list[str], env: dict) -> None:
@@ -188,115 +250,88 @@ def make_base(shape: dict, corpus: Path, folder: Path, env: dict) -> Path:
     return folder
 
 
-def measure_shoestring(shape: dict, mode: str, batch: int, steps: int, corpus: Path,
-                       base: Path, extra: list[str], env: dict) -> dict:
-    """``shoestring train --init-from BASE --finetune MODE`` as a user runs it, one process
-    per mode; from its summary.json: trainable parameters, tokens/s and the process's peak
-    RSS (``ru_maxrss``: everything the process held, Python and torch included)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        args = ["train", "--init-from", str(base), "--data", f"text:{corpus}",
-                "--precision", "fp32", "--batch-size", str(batch), "--micro-batch-size",
-                str(batch), "--max-steps", str(steps + 1), "--eval-iters", "1",
-                "--finetune", mode, "--out", str(out), *extra]
-        if mode == "lora":
-            args += ["--lora-rank", str(RANK), "--lora-alpha", str(ALPHA),
-                     "--lora-targets", ",".join(TARGETS)]
-        _shoestring(args, env)
-        s = json.loads((out / "summary.json").read_text())
-    return {"trainable": s["trainable_parameters"], "peak_tensors": None,
-            "peak_rss": s["peak_memory_bytes"], "tokens_per_s": s["tokens_per_second"],
-            "steps": s["steps"]}
-
-
-def print_trainer_rows(rows: list[dict]) -> None:
-    """``--trainer shoestring``: the process's peak RSS holds Python, torch and the data as
-    well as the tensors the planner predicts, so the two are compared by what LoRA saves
-    (full minus LoRA), where that fixed part cancels out."""
-    print(f"{'':6} {'trainable':>12} {'peak RSS MiB':>13} {'planner tensors MiB':>20} "
-          f"{'tokens/s':>9} {'planner':>8} {'ratio':>6} {'calibrated':>10} {'ratio':>6}")
+def print_table(rows: list[dict]) -> None:
+    print(f"{'':5} {'trainable':>16} {'peak tensors MiB':>26} {'RSS growth MiB':>17} "
+          f"{'tokens/s':>38}")
+    print(f"{'':5} {'measured/planner':>16} {'measured planner  error':>26} "
+          f"{'steps':>8} {'run':>8} {'measured planner ratio calibrated ratio':>38}")
     for r in rows:
         m, p = r["measured"], r["predicted"]
+        err = p["peak_tensors"] / m["peak_tensors"] - 1
         tps, cal = m["tokens_per_s"], p.get("tokens_per_s_calibrated")
-        print(f"{r['mode']:6} {m['trainable']:>12,} {m['peak_rss'] / MIB:>13,.1f} "
-              f"{p['peak_tensors'] / MIB:>20,.1f} {tps:>9,.0f} {p['tokens_per_s']:>8,.0f} "
-              f"{tps / p['tokens_per_s']:>6.2f} {cal:>10,.0f} {tps / cal:>6.2f}")
+        same = "=" if m["trainable"] == p["trainable"] else f"≠ {p['trainable']:,}"
+        print(f"{r['mode']:5} {m['trainable']:>12,} {same:<3} "
+              f"{m['peak_tensors'] / MIB:>9,.1f} {p['peak_tensors'] / MIB:>8,.1f} "
+              f"{err:>+7.1%}{' ' if abs(err) <= 0.10 else '✗'} {m['rss_growth_steps'] / MIB:>8,.1f} "
+              f"{m['rss_growth'] / MIB:>8,.1f} "
+              f"{tps:>9,.1f} {p['tokens_per_s']:>7,.1f} {tps / p['tokens_per_s']:>5.2f} "
+              f"{(cal or float('nan')):>10,.1f} {tps / cal if cal else float('nan'):>5.2f}")
     full, lora = rows
-    saved = (full["measured"]["peak_rss"] - lora["measured"]["peak_rss"]) / MIB
-    predicted = (full["predicted"]["peak_tensors"] - lora["predicted"]["peak_tensors"]) / MIB
-    print(f"LoRA saves {saved:,.1f} MiB of peak RSS (planner: {predicted:,.1f} MiB of peak "
-          f"tensors); trainable {lora['measured']['trainable'] / full['measured']['trainable']:.2%}"
-          f" of full; tokens/s LoRA/full "
-          f"{lora['measured']['tokens_per_s'] / full['measured']['tokens_per_s']:.2f} (planner "
-          f"{lora['predicted']['tokens_per_s'] / full['predicted']['tokens_per_s']:.2f})")
+
+    def ratio(k: str, side: str) -> float:
+        return lora[side][k] / full[side][k]
+
+    print(f"LoRA/full: trainable {ratio('trainable', 'measured'):.2%}; peak tensors "
+          f"{ratio('peak_tensors', 'measured'):.2f} (planner "
+          f"{ratio('peak_tensors', 'predicted'):.2f}); tokens/s "
+          f"{ratio('tokens_per_s', 'measured'):.2f} (planner "
+          f"{ratio('tokens_per_s', 'predicted'):.2f}); by CPU time per step (less disturbed "
+          f"by other load) {full['measured']['cpu_s_per_step'] / lora['measured']['cpu_s_per_step']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smaller model (seconds)")
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per mode")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--trainer", choices=["reference", "shoestring"], default="reference")
+    ap.add_argument("--quick", action="store_true", help="a 0.75M-parameter model (seconds)")
+    ap.add_argument("--steps", type=int, default=5, help="steps per mode (≥ 4: two warm-up, "
+                    "one measured for memory, the rest timed)")
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--corpus", type=Path, default=Path("/work/shared/data/shakespeare.txt"))
-    ap.add_argument("--train-args", default="", help="extra `shoestring train` flags")
+    ap.add_argument("--no-calibrate", action="store_true",
+                    help="skip the plan --calibrate probes (catalog rate only)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--one", choices=["full", "lora"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=2, metavar=("MODE", "BASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.steps < 4:
+        ap.error("--steps must be at least 4")
     shape = MODELS["quick" if args.quick else "default"]
-    if args.one:   # a child process: one mode's measurement, so peak RSS is its own
-        print(json.dumps(measure_reference(shape, args.one, args.batch, args.steps)))
+    if args.child:   # one mode per process, so its peak RSS is its own
+        mode, base = args.child
+        print(json.dumps(child(shape, mode, args.batch, args.steps, args.corpus, Path(base))))
         return 0
-    calibration = calibrate_full(shape, args.batch)
+    calibration = None if args.no_calibrate else calibrate_full(shape, args.batch)
     rows = []
-    if args.trainer == "shoestring":
-        tmp = tempfile.TemporaryDirectory()
-        env = {**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp.name}/ledger.db"}
-        base = make_base(shape, args.corpus, Path(tmp.name) / "base", env)
-    for mode in ("full", "lora"):
-        pred = predict(shape, mode, args.batch, calibration)
-        if args.trainer == "reference":
-            child = subprocess.run(
-                [sys.executable, __file__, "--one", mode, "--batch", str(args.batch),
-                 "--steps", str(args.steps)] + (["--quick"] if args.quick else []),
-                capture_output=True, text=True, check=True)
-            meas = json.loads(child.stdout)
-        else:
-            meas = measure_shoestring(shape, mode, args.batch, args.steps, args.corpus, base,
-                                      args.train_args.split(), env)
-        rows.append({"mode": mode, "measured": meas, "predicted": pred})
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "SHOESTRING_DB": f"sqlite:///{tmp}/ledger.db"}
+        base = make_base(shape, args.corpus, Path(tmp) / "base", env)
+        for mode in ("full", "lora"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", mode, str(base), "--batch",
+                 str(args.batch), "--steps", str(args.steps), "--corpus", str(args.corpus)]
+                + (["--quick"] if args.quick else []),
+                capture_output=True, text=True, check=False, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+            meas = json.loads(done.stdout.strip().splitlines()[-1])
+            pred = predict(shape, meas.pop("config"), calibration)
+            rows.append({"mode": mode, "measured": meas, "predicted": pred})
     load = Path("/proc/loadavg").read_text().split()[:3]
+    n = sum(p.numel() for p in _model_params(shape))
     if args.json:
-        print(json.dumps({"model": shape, "batch": args.batch, "load": load, "rows": rows},
-                         indent=2))
+        print(json.dumps({"model": shape, "parameters": n, "batch": args.batch, "load": load,
+                          "rows": rows}, indent=2))
         return 0
-    print(f"Llama-style {shape} — batch {args.batch} × {shape['block_size']} tokens, fp32, "
-          f"{torch.get_num_threads()} threads; load average {' '.join(load)}")
-    if args.trainer == "shoestring":
-        print_trainer_rows(rows)
-        return 0
-    print(f"{'':6} {'trainable':>12} {'peak tensors MiB':>30} {'RSS growth MiB':>15} "
-          f"{'tokens/s':>40}")
-    print(f"{'':6} {'':>12} {'measured  planner   error':>30} {'measured':>15} "
-          f"{'measured planner ratio calibrated ratio':>40}")
-    for r in rows:
-        m, p = r["measured"], r["predicted"]
-        peak = m["peak_tensors"]
-        err = f"{p['peak_tensors'] / peak - 1:+.1%}" if peak else "-"
-        peak_s = f"{peak / MIB:,.1f}" if peak else "-"
-        rss = f"{m['rss_growth'] / MIB:,.1f}" if m.get("rss_growth") else "-"
-        tps = m["tokens_per_s"]
-        cal = p.get("tokens_per_s_calibrated")
-        print(f"{r['mode']:6} {m['trainable']:>12,} {peak_s:>9} {p['peak_tensors'] / MIB:>9,.1f} "
-              f"{err:>9} {rss:>15} {tps:>9,.0f} {p['tokens_per_s']:>8,.0f} "
-              f"{tps / p['tokens_per_s']:>6.2f} {cal:>10,.0f} {tps / cal:>6.2f}")
-    full, lora = rows
-    print(f"LoRA/full: measured peak {lora['measured']['peak_tensors'] / full['measured']['peak_tensors']:.2f}"
-          f" (planner {lora['predicted']['peak_tensors'] / full['predicted']['peak_tensors']:.2f}),"
-          f" tokens/s {lora['measured']['tokens_per_s'] / full['measured']['tokens_per_s']:.2f}"
-          f" (planner {lora['predicted']['tokens_per_s'] / full['predicted']['tokens_per_s']:.2f})"
-          if args.trainer == "reference" else "")
+    print(f"Llama-style {shape}, {n / 1e6:.1f}M parameters — batch {args.batch} × "
+          f"{shape['block_size']} tokens, fp32, {torch.get_num_threads()} threads; "
+          f"load average {' '.join(load)}")
+    print_table(rows)
     return 0
+
+
+def _model_params(shape: dict):
+    from shoestring.models.gpt import GPT, GPTConfig
+
+    with torch.device("meta"):
+        return list(GPT(GPTConfig(**shape, **LLAMA_STYLE)).parameters())
 
 
 if __name__ == "__main__":
