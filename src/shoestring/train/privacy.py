@@ -65,7 +65,6 @@ from shoestring.types import Task
 
 if TYPE_CHECKING:
     from shoestring.train.checkpoint import TrainingState
-    from shoestring.train.distributed import DistInfo
     from shoestring.train.engine import LoopOutcome
     from shoestring.train.problem import Problem
 
@@ -415,11 +414,15 @@ class PrivateTraining:
         """What the run's log says: the plan, and what was changed in the model for DP."""
         p = self.plan
         fixed = getattr(model, "dp_fixed", [])
-        return ([f"model fixed for DP-SGD (Opacus ModuleValidator.fix): {'; '.join(fixed)}"]
-                if fixed else []) + [f"DP-SGD: ε={p.epsilon_target:g}, δ={p.delta:.3g} over {p.planned_steps} steps "
-                f"of Poisson batches (rate {p.sample_rate:.4g}, expected {p.expected_batch_size} "
-                f"of {p.examples}): noise multiplier σ={p.noise_multiplier:.4g}, per-example "
-                f"gradients clipped to {p.max_grad_norm:g} ({p.accountant} accountant)"]
+        plan = (f"DP-SGD: ε={p.epsilon_target:g}, δ={p.delta:.3g} over {p.planned_steps} steps "
+                f"of Poisson batches (rate {p.sample_rate:.4g}, expected "
+                f"{p.expected_batch_size} of {p.examples}): noise multiplier "
+                f"σ={p.noise_multiplier:.4g}, per-example gradients clipped to "
+                f"{p.max_grad_norm:g} ({p.accountant} accountant)")
+        if fixed:
+            return [f"model fixed for DP-SGD (Opacus ModuleValidator.fix): {'; '.join(fixed)}",
+                    plan]
+        return [plan]
 
     def _plan(self, source: PoissonBatches) -> PrivacyPlan:
         if self.restored:  # the noise was fixed when the run started
