@@ -19,6 +19,9 @@ class CliContext:
     # 80 columns (tables still fit the terminal).
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    # True when the CLI owns the interpreter (the console script, not a test runner or a
+    # notebook): process-wide settings such as the garbage collector's are then its own.
+    own_process: bool = False
 
     def db_url(self) -> str:
         # Imported here: the ledger's SQLAlchemy costs 0.3 s that `train` pays on a

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from shoestring.cli.command import Command, Group
-from shoestring.cli.context import cli_context
+from shoestring.cli.context import CliContext, cli_context
 
 HELP = ("Shoestring: plan, prepare data, train, compress, audit and serve models on the least "
         "compute money, with every stage's cost measured.")
@@ -166,7 +166,7 @@ def build_cli() -> click.Group:
 def run() -> None:
     """Console-script entry point: only the invoked command's module is imported."""
     try:
-        cli(prog_name="shoestring")
+        cli(prog_name="shoestring", obj=CliContext(own_process=True))
     finally:
         # The interpreter's shutdown runs the cyclic garbage collector over every object
         # still alive; with PyTorch imported that is ~0.4 s of CPU for a process that is

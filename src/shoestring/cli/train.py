@@ -126,10 +126,13 @@ def train_command() -> click.Command:
         from shoestring.train.api import train
         from shoestring.train.config import read_toml, resolve_config
 
-        # Imports are done: keep the cyclic collector from walking their ~10^6 objects
-        # again at every full collection during training (gc.freeze, Python >= 3.7).
-        gc.freeze()
         c = cli_context(ctx)
+        if c.own_process:
+            # Imports are done: keep the cyclic collector from walking their ~10^6 objects
+            # again at every full collection during training (gc.freeze, Python >= 3.7).
+            # Not in a test runner's or a notebook's process, whose earlier cyclic garbage
+            # would never be collected.
+            gc.freeze()
         dp = params.pop("dp", None)
         values = flags.values(_split_target(c, params))
         if dp is not None:
