@@ -48,7 +48,7 @@ BPE_VOCAB, SEQ, LABEL_LEN, BATCH, LR = 1000, 32, 12, 16, 1e-3
 LABELS, TEST_FRACTION = 288, 256 / 288
 # (pre-training, fine-tuning) steps. At 300 + 100 against 400 the MLM had not learned
 # the adjectives yet (masked accuracy 0.15-0.25, mostly the function words) and did not
-# reliably win; at 900 it predicts 0.51-0.66 of the masked tokens.
+# reliably win; at 900 it predicts 0.67-0.70 of the masked tokens (docs/finetune.md).
 STEPS = (900, 100)
 
 
@@ -79,9 +79,12 @@ def _train(config: dict, root: Path, init_from: Path | None = None):
 
 
 def one_seed(root: Path, seed: int, pre_steps: int, ft_steps: int, bpe_vocab: int = BPE_VOCAB,
-             mlm_probability: float | None = None) -> dict:
+             mlm_probability: float | None = None, ft_lr: float = LR) -> dict:
     corpus, labels = make_data(root, seed)
-    common = {"batch_size": BATCH, "lr": LR, "seed": seed, "eval_iters": 4}
+    # max_steps only caps the epochs (default 10, i.e. 20 steps of 32 labelled texts):
+    # epochs high enough that every arm runs exactly the steps it is given.
+    common = {"batch_size": BATCH, "lr": LR, "seed": seed, "eval_iters": 4,
+              "epochs": 100_000}
     mlm = {} if mlm_probability is None else {"mlm_probability": mlm_probability}
     t0 = time.perf_counter()
     pre = _train({"model": MODEL,
@@ -91,7 +94,7 @@ def one_seed(root: Path, seed: int, pre_steps: int, ft_steps: int, bpe_vocab: in
                   "out": str(root / f"mlm-{seed}")}, root)
     fine = _train({"data": {"source": f"jsonl:{labels}", "max_length": LABEL_LEN,
                             "test_fraction": TEST_FRACTION},
-                   "train": {**common, "max_steps": ft_steps},
+                   "train": {**common, "lr": ft_lr, "max_steps": ft_steps},
                    "out": str(root / f"finetuned-{seed}")}, root, init_from=pre.out_dir)
     t1 = time.perf_counter()
     scratch = _train({"model": MODEL,
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="byte-level BPE size (1000 makes every word one token)")
     ap.add_argument("--mlm-probability", type=float, default=None,
                     help="share of tokens masked (default: the trainer's)")
+    ap.add_argument("--ft-lr", type=float, default=LR,
+                    help="learning rate of the pre-trained arm's fine-tuning")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     pre_steps, ft_steps = STEPS
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(tmp) / str(seed)
             root.mkdir()
             rows.append(one_seed(root, seed, pre_steps, ft_steps, args.bpe_vocab,
-                                 args.mlm_probability))
+                                 args.mlm_probability, args.ft_lr))
     load = Path("/proc/loadavg").read_text().split()[:3]
     pre = statistics.mean(r["pretrained_test_accuracy"] for r in rows)
     scratch = statistics.mean(r["scratch_test_accuracy"] for r in rows)
