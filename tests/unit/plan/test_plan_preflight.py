@@ -62,3 +62,22 @@ def test_unmodelled_families_are_not_refused():
     cfg = resolve_config({"model": {"name": "cnn"}})
     v = check_fits(cfg, arch={"family": "cnn", "params": {}}, device="cpu")
     assert v.fits and v.reason.startswith("not checked")
+
+
+def test_a_fine_tuning_run_is_planned_with_its_recipe():
+    """--plan-first plans the step the trainer runs: LoRA adapters (aliases and 'all'
+    resolved as the trainer resolves them), pure bf16, chunked loss, fused AdamW."""
+    spec = load_preset("llama-3.2-1b")
+    train = resolve_config({"train": {
+        "finetune": "lora", "lora_rank": 8, "lora_alpha": 16, "lora_targets": "q_proj,v",
+        "precision": "bf16-true", "loss_chunks": 4, "batch_size": 2}}).train
+    s = setup_for(train, spec, "cuda")
+    assert (s.finetune, s.lora_rank, s.lora_alpha, s.lora_targets) == ("lora", 8, 16.0,
+                                                                      ("q", "v"))
+    assert (s.precision, s.loss_chunks, s.fused_optimizer) == ("bf16", 4, True)
+    every = setup_for(train.model_copy(update={"lora_targets": "all"}), spec, "cuda")
+    assert set(every.lora_targets) == {"q", "k", "v", "o", "gate", "up", "down"}
+    full = setup_for(train.model_copy(update={"finetune": None}), spec, "cuda")
+    assert full.finetune == "full"
+    assert verdict_for(spec, s, 2 ** 40).memory.total < verdict_for(spec, full, 2 ** 40) \
+        .memory.total
