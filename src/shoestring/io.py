@@ -75,18 +75,26 @@ def read_text(path: Path, *, encoding: str = "utf-8", errors: str = "strict",
 
 def read_chunks(path: Path, *, environ: Mapping[str, str] | None = None) -> Iterator[bytes]:
     """The contents of ``path`` in pieces of bounded size, decrypted as :func:`read_bytes`."""
-    from shoestring.crypto.folder import find_encrypted_folder, refuse_stray
+    from shoestring.crypto.folder import find_encrypted_folder
 
     path = Path(path)
     sealed = find_encrypted_folder(path)
     if sealed is not None:
         return sealed.chunks(path, os.environ if environ is None else environ)
-    refuse_stray(path)
-    return _plain_chunks(path)
+    f = open(path, "rb")  # opened now, so a missing file fails here as Path.read_bytes does
+    return _plain_chunks(path, f)
 
 
-def _plain_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def _plain_chunks(path: Path, f) -> Iterator[bytes]:
+    """``f``'s contents, refusing an encrypted file that has left its folder (one open and
+    one read: the first block is checked as it is read)."""
+    from shoestring.crypto.folder import refuse_stray_prefix
+
+    with f:
+        first = f.read(1 << 20)
+        refuse_stray_prefix(path, first)
+        if first:
+            yield first
         yield from iter(lambda: f.read(1 << 20), b"")
 
 

@@ -108,7 +108,8 @@ def _read_marker(path: Path) -> EncryptedFolder | None:
 
 
 def find_encrypted_folder(path: Path) -> EncryptedFolder | None:
-    """The encrypted folder ``path`` lies in (its parent or up to two levels above), if any."""
+    """The encrypted folder ``path`` lies in (its parent or up to MAX_DEPTH - 1 levels above),
+    if any."""
     here = Path(os.path.abspath(path)).parent
     for _ in range(MAX_DEPTH):
         marker = here / MARKER
@@ -169,15 +170,11 @@ def unencrypted_files(directory: Path) -> list[Path]:
     return out
 
 
-def refuse_stray(path: Path) -> None:
+def refuse_stray_prefix(path: Path, prefix: bytes) -> None:
     """Refuse an encrypted file read outside its folder (the folder lost its marker or the
-    file was copied out), instead of handing ciphertext to a JSON or safetensors parser."""
-    try:
-        with open(path, "rb") as f:
-            prefix = f.read(len(MAGIC))
-    except IsADirectoryError:
-        return
-    if is_encrypted(prefix):
+    file was copied out), given the file's first bytes, instead of handing ciphertext to a
+    JSON or safetensors parser."""
+    if is_encrypted(prefix[:len(MAGIC)]):
         raise ShoestringError(f"'{path}' is encrypted, but no {MARKER} is found beside it or "
                               "above it", hint=f"keep encrypted files in their folder: restore "
                               f"the folder's {MARKER}, or copy the whole folder")

@@ -112,6 +112,15 @@ def split_spec(spec: str) -> tuple[str, str]:
     return scheme, arg
 
 
+def prepared_folder(spec: str | None) -> Path | None:
+    """The folder of a ``prepared:DIR[#split]`` spec (as written, not resolved), or None
+    for any other spec."""
+    if not spec:
+        return None
+    scheme, arg = split_spec(spec)
+    return Path(arg.partition("#")[0]) if scheme == "prepared" and arg else None
+
+
 def load_dataset(spec: str, options: SourceOptions | None = None) -> Dataset:
     """Load the data source named by ``spec``.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoestring.data.sources import prepared_folder
 from shoestring.errors import ShoestringError
 from shoestring.io import read_bytes, read_text
 from shoestring.models.run_folder import RunFolder
@@ -129,9 +130,9 @@ def _read_json(path: Path, notes: list[str], what: str) -> dict[str, Any] | None
 
 def _prepared_dir(source: str | None, run_dir: Path) -> Path | None:
     """The folder of a ``prepared:DIR[#split]`` data source, if it has a report."""
-    if not source or not source.startswith("prepared:"):
+    raw = prepared_folder(source)
+    if raw is None:
         return None
-    raw = Path(source.split(":", 1)[1].split("#", 1)[0])
     for candidate in (raw, run_dir / raw, run_dir.parent / raw):
         if (candidate / DATA_REPORT).is_file():
             return candidate

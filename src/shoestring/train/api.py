@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from shoestring.data.array_cache import default_array_cache
-from shoestring.data.sources import SourceOptions
+from shoestring.data.sources import SourceOptions, prepared_folder
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.io import atomic_write_bytes, is_encrypted_path
 from shoestring.ledger.db import resolve_db_url
@@ -177,13 +177,6 @@ def _check_resume(config: TrainConfig, folder: RunFolder, reporter: Reporter) ->
     return None
 
 
-def _encrypted_source(source: str | None) -> bool:
-    """Whether ``source`` is a ``prepared:DIR`` folder that is encrypted."""
-    if not source or not source.startswith("prepared:"):
-        return False
-    return is_encrypted_path(Path(source.split(":", 1)[1].split("#", 1)[0]))
-
-
 def train(
     config: TrainConfig,
     *,
@@ -234,7 +227,8 @@ def train(
         from shoestring.crypto.folder import encrypt_output
 
         encrypt_output(folder.path)
-    elif info.is_main and _encrypted_source(config.data.source):
+    elif info.is_main and (prepared := prepared_folder(config.data.source)) is not None \
+            and is_encrypted_path(prepared):
         reporter.warn(f"the data '{config.data.source}' is encrypted but the run folder will not "
                       "be: pass --encrypt to encrypt the weights and metrics too")
     finished = _check_resume(config, folder, reporter)
