@@ -102,6 +102,15 @@ def test_eval_report_and_audit_read_the_encrypted_run_with_the_key(encrypted, tm
     audit_out = tmp_path / "audit"
     invoke("audit", str(run), "--key-file", str(key), "--out", str(audit_out), "--explain", "4")
     assert (audit_out / MARKER).exists() and unencrypted_files(audit_out) == []
+    # The card's weights digest names the model (the decrypted weights), not the ciphertext.
+    import hashlib
+
+    from shoestring.io import read_bytes, read_text
+    env = {ENV_KEY_FILE: str(key)}
+    card = json.loads(read_text(audit_out / "model_card.json", environ=env))
+    plain = hashlib.sha256(read_bytes(run / "model.safetensors", environ=env)).hexdigest()
+    at_rest = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
+    assert card["model"]["weights_sha256"] == plain != at_rest
 
 
 def test_wrong_key_and_no_key_are_refused_by_every_reader(encrypted, tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shoestring.audit.files import AUDIT, CARD_JSON, CARD_MD
-from shoestring.io import read_text
+from shoestring.io import read_chunks, read_text
 from shoestring.models.run_folder import RunFolder, read_card
 
 FORMAT = "shoestring.model-card/1"
@@ -34,12 +34,14 @@ HEADLINE = ("test_accuracy", "test_loss", "test_mse", "val_accuracy", "val_loss"
 
 
 def sha256(path: Path) -> str | None:
+    """The digest of the file's content: decrypted first when it lies in an encrypted
+    folder, so a weights digest names the model, not the ciphertext (which changes with
+    every re-encryption: each write draws a fresh salt) and matches the plaintext export."""
     if not path.exists():
         return None
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for block in read_chunks(path):
+        h.update(block)
     return h.hexdigest()
 
 
