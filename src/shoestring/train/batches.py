@@ -9,7 +9,7 @@ the number of processes: a run saved with 2 processes resumes with 1.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -41,11 +41,22 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class TensorBatches:
-    """Shuffled slices of in-memory tensors; the last partial batch is kept (as Keras does)."""
+    """Shuffled slices of in-memory tensors; the last partial batch is kept (as Keras does).
+
+    With ``inputs``, ``data.x`` holds raw inputs (8-bit images) and ``inputs``
+    makes a batch's model inputs from its raw rows. It must be elementwise
+    (e.g. :meth:`Preprocessing.apply`), so a batch's inputs are bit-identical
+    to the same rows of the whole split preprocessed at once. Gathering 128
+    random rows of Fashion-MNIST as uint8 and converting them reads a quarter
+    of the bytes of gathering them as float32 from a 188 MB array (every row a
+    cache and TLB miss): measured 140 µs of the seed MLP's 1.1 ms step as
+    float32 gathers.
+    """
 
     def __init__(self, data: TensorDataset, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1) -> None:
-        self.x, self.y = data.x, data.y
+                 rank: int = 0, world: int = 1,
+                 inputs: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.x, self.y, self.inputs = data.x, data.y, inputs
         self.n, self.batch_size, self.seed = len(data), batch_size, seed
         self.rank, self.world = rank, world
         self.steps_per_epoch = math.ceil(self.n / batch_size)
@@ -62,7 +73,12 @@ class TensorBatches:
         idx = self._perm[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
         if self.world > 1:
             idx = idx[_rank_slice(len(idx), self.rank, self.world)]
-        return self.x.index_select(0, idx), self.y.index_select(0, idx)
+        x = self.x.index_select(0, idx)
+        return x if self.inputs is None else self.inputs(x), self.y.index_select(0, idx)
+
+    def examples(self) -> TensorDataset:
+        """All the examples, as model inputs and targets."""
+        return TensorDataset(self.x if self.inputs is None else self.inputs(self.x), self.y)
 
 
 class WindowBatches:

@@ -455,6 +455,4 @@ class PrivateTraining:
 
 def _examples_of(source: TensorBatches):
     """The in-memory examples behind a plain batch source."""
-    from shoestring.types import TensorDataset
-
-    return TensorDataset(source.x, source.y)
+    return source.examples()

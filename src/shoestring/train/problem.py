@@ -214,6 +214,7 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
             f"model {config.model.name!r} does not fit data {config.data.source!r} "
             f"({'token ids' if tokens else 'numeric features'})",
             hint="use an 'encoder' model for labelled texts, and mlp/cnn for numeric data")
+    train_inputs = None
     if tokens:
         pre = Preprocessing()
         train = TensorDataset(dataset.train.x, dataset.train.y.long())
@@ -221,8 +222,9 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         val = None if dataset.val is None else TensorDataset(dataset.val.x,
                                                              dataset.val.y.long())
     else:
-        prepared = prepare_tensors(dataset, config.data.normalize)
+        prepared = prepare_tensors(dataset, config.data.normalize, raw_train=True)
         train, test, pre = prepared.train, prepared.test, prepared.preprocessing
+        train_inputs = prepared.train_inputs
         val = prepared.val
         if config.data.normalize == "auto":
             notes.append(f"inputs: {prepared.normalize}"
@@ -277,8 +279,8 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
                       text_field=d.text_field if tokens else None))
     problem = Problem(task=task, data_name=dataset.name, arch=arch, card=card,
                       n_train=len(train), tokens_per_example=0,
-                      make_source=lambda batch, s, rank, world: TensorBatches(train, batch, s,
-                                                                              rank, world),
+                      make_source=lambda batch, s, rank, world: TensorBatches(
+                          train, batch, s, rank, world, inputs=train_inputs),
                       make_evaluate=make_evaluate, make_screen=make_screen, tokenizer=tokenizer,
                       make_test_evaluate=make_test_evaluate,
                       notes=list(dataset.notes) + notes, baseline=baseline)

@@ -10,6 +10,7 @@ scale would dictate the learning rate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,9 @@ class PreparedData:
     preprocessing: Preprocessing
     normalize: str               # what "auto" resolved to
     val: TensorDataset | None = None  # targets in data units, as test
+    # Set when ``train.x`` holds the raw inputs (see ``raw_in_memory``): makes a
+    # batch's model inputs from its raw rows, bit-identical to preprocessing all.
+    train_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 CHUNK_ROWS = 8192  # rows per pass when computing variances; bounds temporary memory
@@ -96,13 +100,33 @@ def _targets(y: torch.Tensor, task: Task) -> torch.Tensor:
     return y[:, None] if y.ndim == 1 else y
 
 
-def prepare_tensors(dataset: Dataset, normalize: str) -> PreparedData:
-    """Model-ready splits: inputs preprocessed; training targets scaled, test targets not."""
+def raw_in_memory(x: torch.Tensor) -> bool:
+    """Whether training keeps these raw inputs and preprocesses each batch instead.
+
+    8-bit inputs (images) are a quarter the size of their float32 form: the
+    training split stays four times smaller in memory (Fashion-MNIST: 47 MB,
+    not 188 MB, and no conversion pass when loading), and gathering a batch's
+    random rows reads a quarter of the bytes; converting 128 rows costs less
+    than that saves. Wider raw types (tables) are preprocessed once.
+    """
+    return x.dtype == torch.uint8
+
+
+def prepare_tensors(dataset: Dataset, normalize: str, *,
+                    raw_train: bool = False) -> PreparedData:
+    """Model-ready splits: inputs preprocessed; training targets scaled, test targets not.
+
+    With ``raw_train`` and 8-bit inputs (:func:`raw_in_memory`), the training
+    inputs stay raw and :attr:`PreparedData.train_inputs` preprocesses a batch.
+    """
     normalize = resolve_normalize(normalize, dataset)
+    keep_raw = raw_train and raw_in_memory(dataset.train.x)
     scaled = Preprocessing(scale=dataset.raw_scale if normalize != "none" else 1.0)
-    x_train = scaled.apply(dataset.train.x)
+    x_train = None if keep_raw else scaled.apply(dataset.train.x)
     pre = fit_preprocessing(dataset, normalize, scaled_train=x_train)
-    if pre.mean is not None:
+    if keep_raw:
+        x_train = dataset.train.x
+    elif pre.mean is not None:
         x_train = pre.standardize_(x_train)
     y_train = _targets(dataset.train.y, dataset.task)
     if dataset.task is Task.regression:
@@ -114,4 +138,5 @@ def prepare_tensors(dataset: Dataset, normalize: str) -> PreparedData:
         preprocessing=pre, normalize=normalize,
         val=None if dataset.val is None else TensorDataset(
             pre.apply(dataset.val.x).contiguous(), _targets(dataset.val.y, dataset.task)),
+        train_inputs=pre.apply if keep_raw else None,
     )
