@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Engine, Float, Integer, MetaData, String, inspect
 
-import shoestring.ledger.runs  # noqa: F401  (the ORM modules that declare ledger tables)
+import shoestring.ledger.run_table  # noqa: F401  (the ORM modules that declare ledger tables)
 import shoestring.plan.calibration_store  # noqa: F401
 import shoestring.report.admin_tokens  # noqa: F401
 import shoestring.serve.tables  # noqa: F401

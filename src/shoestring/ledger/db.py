@@ -9,18 +9,19 @@ the engine. SQLite in the workspace by default; any SQLAlchemy URL
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Mapping
-
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 from shoestring.errors import ShoestringError
-
-ENV_VAR = "SHOESTRING_DB"
-SQLITE_PREFIX = "sqlite:///"
+from shoestring.ledger.location import (  # noqa: F401  (this module's public names)
+    ENV_VAR,
+    SQLITE_PREFIX,
+    create_private,
+    default_db_url,
+    resolve_db_url,
+    sqlite_path,
+)
 
 
 class Base(DeclarativeBase):
@@ -30,27 +31,6 @@ class Base(DeclarativeBase):
 
 class LedgerMissing(ShoestringError):
     """A read-only command found no ledger where it looked (and did not create one)."""
-
-
-def default_db_url(workspace: Path) -> str:
-    """``sqlite:///WORKSPACE/.shoestring/ledger.db``."""
-    return f"{SQLITE_PREFIX}{(workspace / '.shoestring' / 'ledger.db').resolve()}"
-
-
-def resolve_db_url(explicit: str | None, environ: Mapping[str, str], workspace: Path) -> str:
-    """``--db`` wins, then ``SHOESTRING_DB``, then the workspace's SQLite file."""
-    if explicit:
-        return explicit
-    if environ.get(ENV_VAR):
-        return environ[ENV_VAR]
-    return default_db_url(workspace)
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL, or None (another database, or in memory)."""
-    if url.startswith(SQLITE_PREFIX) and url not in (SQLITE_PREFIX, f"{SQLITE_PREFIX}:memory:"):
-        return Path(url[len(SQLITE_PREFIX):])
-    return None
 
 
 def safe_url(url: str) -> str:
@@ -75,22 +55,6 @@ def _sqlite_pragmas(synchronous: str):
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
     return on_connect
-
-
-def create_private(path: Path) -> None:
-    """Create the ledger file readable by its owner only (0600), if it does not exist.
-
-    The ledger holds API key hashes and stored responses. SQLite creates a new
-    database 0644 (minus the umask) and its -wal and -shm files with the
-    database file's own permissions (SQLite docs, "Temporary Files Used By
-    SQLite" and unixOpen's findCreateFileMode), so creating the file first
-    makes all three private.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 def make_engine(url: str, *, durable: bool = False) -> Engine:

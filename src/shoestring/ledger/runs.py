@@ -15,56 +15,29 @@ import os
 import socket
 import uuid
 from datetime import datetime, timezone
-from typing import Any
-
-from sqlalchemy import BigInteger, Float, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from typing import TYPE_CHECKING, Any
 
 from shoestring.errors import ShoestringError
-from shoestring.ledger.db import Base, open_ledger
-from shoestring.ledger.money import nano_to_usd
+from shoestring.ledger import sqlite_runs
+from shoestring.ledger.location import sqlite_path
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from shoestring.ledger.run_table import RunRecord
 
 STATUSES = ("running", "finished", "budget_exhausted", "interrupted", "failed", "killed")
 # What made the run; a new capability adds its own kind here.
 KINDS = ("train", "finetune", "compress", "audit", "distill")
 
 
-class RunRecord(Base):
-    __tablename__ = "runs"
+def __getattr__(name: str):
+    # RunRecord lives in run_table (SQLAlchemy), imported on first use (PEP 562).
+    if name == "RunRecord":
+        from shoestring.ledger.run_table import RunRecord
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
-    kind: Mapped[str] = mapped_column(String(32), default="train")
-    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    model: Mapped[str] = mapped_column(String(200))
-    data: Mapped[str] = mapped_column(String(500))
-    out_dir: Mapped[str] = mapped_column(String(1000))
-    config_json: Mapped[str] = mapped_column(Text)
-    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
-    started_at: Mapped[str] = mapped_column(String(40))
-    finished_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    price_per_hour_nano_usd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    cost_nano_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    device: Mapped[str] = mapped_column(String(100), default="cpu")
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return json.loads(self.metrics_json or "{}")
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return json.loads(self.config_json or "{}")
-
-    @property
-    def cost_usd(self) -> float:
-        """The cost in dollars, for display (the ledger keeps integer nano-dollars)."""
-        return nano_to_usd(self.cost_nano_usd or 0)
+        return RunRecord
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _now() -> str:
@@ -98,7 +71,24 @@ class RunLedger:
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = open_ledger(url, create=create)
+        self._engine: Engine | None = None
+        # An up-to-date SQLite file: runs are recorded without SQLAlchemy
+        # (shoestring.ledger.sqlite_runs); reads and anything else open the engine.
+        path = sqlite_path(url)
+        self._plain = path if sqlite_runs.up_to_date_file(path) else None
+        if self._plain is None:
+            self._open(create)
+
+    def _open(self, create: bool = True) -> Engine:
+        from shoestring.ledger.db import open_ledger
+
+        self._engine = open_ledger(self.url, create=create)
+        return self._engine
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (opened on first use)."""
+        return self._engine if self._engine is not None else self._open()
 
     def start(self, *, name: str, model: str, data: str, out_dir: str, config: dict[str, Any],
               device: str = "cpu", kind: str = "train", run_id: str | None = None,
@@ -106,6 +96,17 @@ class RunLedger:
         if kind not in KINDS:
             raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
         run_id = run_id or str(uuid.uuid4())
+        if self._plain is not None:
+            sqlite_runs.start_row(self._plain, dict(
+                id=run_id, name=name, kind=kind, parent_id=parent_id, model=model, data=data,
+                out_dir=out_dir, config_json=json.dumps(config), started_at=_now(),
+                price_per_hour_nano_usd=price_per_hour_nano_usd, device=device,
+                host=socket.gethostname(), pid=os.getpid()))
+            return run_id
+        from sqlalchemy.orm import Session
+
+        from shoestring.ledger.run_table import RunRecord
+
         with Session(self.engine) as s, s.begin():
             existing = s.get(RunRecord, run_id)
             if existing is not None:  # a resumed run reuses its row
@@ -128,11 +129,21 @@ class RunLedger:
                error: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
+        if self._plain is not None:
+            if not sqlite_runs.finish_row(self._plain, dict(
+                    id=run_id, status=status, metrics_json=json.dumps(metrics),
+                    wall_seconds=wall_seconds, cost_nano_usd=int(cost_nano_usd),
+                    finished_at=_now(), stop_reason=stop_reason, error=error)):
+                raise _not_in_ledger(run_id, self.url)
+            return
+        from sqlalchemy.orm import Session
+
+        from shoestring.ledger.run_table import RunRecord
+
         with Session(self.engine) as s, s.begin():
             row = s.get(RunRecord, run_id)
             if row is None:
-                raise ShoestringError(f"run {run_id} is not in the ledger at {self.url}",
-                                      hint="was it started with another --db?")
+                raise _not_in_ledger(run_id, self.url)
             row.status = status
             row.metrics_json = json.dumps(metrics)
             row.wall_seconds = wall_seconds
@@ -143,6 +154,11 @@ class RunLedger:
 
     def reconcile(self) -> int:
         """Mark runs of this host whose process died without a word as ``killed``."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from shoestring.ledger.run_table import RunRecord
+
         host = socket.gethostname()
         changed = 0
         with Session(self.engine) as s, s.begin():
@@ -157,6 +173,11 @@ class RunLedger:
         return changed
 
     def list(self, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from shoestring.ledger.run_table import RunRecord
+
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(RunRecord).order_by(RunRecord.started_at.desc()).limit(limit)
             if status:
@@ -164,8 +185,18 @@ class RunLedger:
             return list(s.scalars(q))
 
     def get(self, run_id: str) -> RunRecord | None:
+        from sqlalchemy.orm import Session
+
+        from shoestring.ledger.run_table import RunRecord
+
         with Session(self.engine, expire_on_commit=False) as s:
             return s.get(RunRecord, run_id)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _not_in_ledger(run_id: str, url: str) -> ShoestringError:
+    return ShoestringError(f"run {run_id} is not in the ledger at {url}",
+                           hint="was it started with another --db?")

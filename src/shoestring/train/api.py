@@ -28,7 +28,7 @@ from shoestring.data.array_cache import default_array_cache
 from shoestring.data.sources import SourceOptions, prepared_folder
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.io import atomic_write_bytes, is_encrypted_path
-from shoestring.ledger.db import resolve_db_url
+from shoestring.ledger.location import resolve_db_url
 from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
 from shoestring.models.run_folder import RunFolder, default_run_name, save_run
