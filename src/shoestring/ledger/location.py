@@ -9,8 +9,8 @@ CPU, a tenth of a short training run's whole process.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 ENV_VAR = "SHOESTRING_DB"
 SQLITE_PREFIX = "sqlite:///"

@@ -97,11 +97,12 @@ class RunLedger:
             raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
         run_id = run_id or str(uuid.uuid4())
         if self._plain is not None:
-            sqlite_runs.start_row(self._plain, dict(
-                id=run_id, name=name, kind=kind, parent_id=parent_id, model=model, data=data,
-                out_dir=out_dir, config_json=json.dumps(config), started_at=_now(),
-                price_per_hour_nano_usd=price_per_hour_nano_usd, device=device,
-                host=socket.gethostname(), pid=os.getpid()))
+            sqlite_runs.start_row(self._plain, {
+                "id": run_id, "name": name, "kind": kind, "parent_id": parent_id,
+                "model": model, "data": data, "out_dir": out_dir,
+                "config_json": json.dumps(config), "started_at": _now(),
+                "price_per_hour_nano_usd": price_per_hour_nano_usd, "device": device,
+                "host": socket.gethostname(), "pid": os.getpid()})
             return run_id
         from sqlalchemy.orm import Session
 
@@ -130,10 +131,10 @@ class RunLedger:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         if self._plain is not None:
-            if not sqlite_runs.finish_row(self._plain, dict(
-                    id=run_id, status=status, metrics_json=json.dumps(metrics),
-                    wall_seconds=wall_seconds, cost_nano_usd=int(cost_nano_usd),
-                    finished_at=_now(), stop_reason=stop_reason, error=error)):
+            if not sqlite_runs.finish_row(self._plain, {
+                    "id": run_id, "status": status, "metrics_json": json.dumps(metrics),
+                    "wall_seconds": wall_seconds, "cost_nano_usd": int(cost_nano_usd),
+                    "finished_at": _now(), "stop_reason": stop_reason, "error": error}):
                 raise _not_in_ledger(run_id, self.url)
             return
         from sqlalchemy.orm import Session

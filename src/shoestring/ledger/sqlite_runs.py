@@ -17,9 +17,10 @@ file that needs migrating) goes through SQLAlchemy.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # The newest migration (shoestring.ledger.migrations.HEAD, which imports
 # SQLAlchemy); tests/unit/ledger/test_sqlite_runs.py checks that they agree.

@@ -9,7 +9,8 @@ the number of processes: a run saved with 2 processes resumes with 1.
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 

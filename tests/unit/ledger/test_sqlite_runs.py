@@ -12,11 +12,11 @@ from shoestring.ledger.db import open_ledger
 from shoestring.ledger.migrations import HEAD
 from shoestring.ledger.runs import RunLedger
 
-RUN = dict(name="r", model="seed-mlp", data="fashion-mnist", out_dir="/runs/r",
-           config={"train": {"epochs": 10}}, device="cpu", kind="finetune",
-           parent_id="p" * 36, price_per_hour_nano_usd=1_230_000_000)
-END = dict(status="finished", metrics={"test_accuracy": 0.87}, wall_seconds=4.5,
-           cost_nano_usd=1537, stop_reason="all epochs done")
+RUN = {"name": "r", "model": "seed-mlp", "data": "fashion-mnist", "out_dir": "/runs/r",
+       "config": {"train": {"epochs": 10}}, "device": "cpu", "kind": "finetune",
+       "parent_id": "p" * 36, "price_per_hour_nano_usd": 1_230_000_000}
+END = {"status": "finished", "metrics": {"test_accuracy": 0.87}, "wall_seconds": 4.5,
+       "cost_nano_usd": 1537, "stop_reason": "all epochs done"}
 
 
 def _row(path, run_id) -> dict:
