@@ -33,14 +33,32 @@ class FusedAdam:
             "decoupled_weight_decay": decoupled_weight_decay}]
         self.state: dict[torch.nn.Parameter, dict[str, torch.Tensor]] = {}
 
-    def _state(self, p: torch.nn.Parameter) -> dict[str, torch.Tensor]:
-        s = self.state.get(p)
-        if s is None:  # torch.optim.Adam._init_group, fused: a float32 step on p's device
-            s = self.state[p] = {
-                "step": torch.zeros((), dtype=torch.float32, device=p.device),
-                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        return s
+    def _states(self, params: list[torch.nn.Parameter]) -> list[dict[str, torch.Tensor]]:
+        """Each parameter's state; those that start in the same step (usually all of them)
+        share one float32 step counter per device (torch.optim.Adam._init_group, fused)."""
+        fresh: dict[torch.device, torch.Tensor] = {}
+        for p in params:
+            if p not in self.state:
+                step = fresh.get(p.device)
+                if step is None:
+                    step = fresh[p.device] = torch.zeros((), dtype=torch.float32,
+                                                         device=p.device)
+                self.state[p] = {
+                    "step": step,
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        return [self.state[p] for p in params]
+
+    def _separate(self, params: list[torch.nn.Parameter]) -> None:
+        """Give every parameter its own step counter (a shared one would be counted
+        once per parameter, or for parameters that did not step)."""
+        seen: set[int] = set()
+        for p in params:
+            s = self.state.get(p)
+            if s is not None:
+                if id(s["step"]) in seen:
+                    s["step"] = s["step"].clone()
+                seen.add(id(s["step"]))
 
     @torch.no_grad()
     def step(self) -> None:
@@ -48,15 +66,22 @@ class FusedAdam:
             params = [p for p in g["params"] if p.grad is not None]
             if not params:
                 continue
-            states = [self._state(p) for p in params]
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1)
+            states = self._states(params)
+            first = states[0]["step"]
+            # One add_ counts a step for all when every parameter of the group steps
+            # and shares the counter; the kernel reads each parameter's counter.
+            if len(params) == len(g["params"]) and all(s["step"] is first for s in states):
+                first.add_(1)
+            else:
+                self._separate(g["params"])
+                torch._foreach_add_([s["step"] for s in states], 1)
             kernel = torch._fused_adamw_ if g["decoupled_weight_decay"] else torch._fused_adam_
             beta1, beta2 = g["betas"]
             kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                   [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=g["lr"],
-                   beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"], eps=g["eps"],
-                   maximize=False, grad_scale=None, found_inf=None)
+                   [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
+                   amsgrad=False, lr=g["lr"], beta1=beta1, beta2=beta2,
+                   weight_decay=g["weight_decay"], eps=g["eps"], maximize=False,
+                   grad_scale=None, found_inf=None)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -73,7 +98,8 @@ class FusedAdam:
         for g in self.param_groups:
             ids = [index.setdefault(p, len(index)) for p in g["params"]]
             groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
-        state = {index[p]: dict(s) for p, s in self.state.items()}
+        # Each parameter its own step tensor, as torch.optim's layout has it.
+        state = {index[p]: {**s, "step": s["step"].clone()} for p, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -88,9 +114,14 @@ class FusedAdam:
             g.update({k: v for k, v in g_saved.items() if k != "params"})
             g["betas"] = tuple(g["betas"])
         self.state = {}
+        group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
+        shared: dict[tuple, torch.Tensor] = {}  # a group's equal counters: one tensor
         for i, s in state_dict["state"].items():
             p = by_index[int(i)]
+            step = torch.as_tensor(s["step"], dtype=torch.float32)
+            step = shared.setdefault((group_of[id(p)], float(step), p.device),
+                                     step.to(p.device).clone())
             self.state[p] = {
-                "step": torch.as_tensor(s["step"], dtype=torch.float32).to(p.device).clone(),
+                "step": step,
                 "exp_avg": s["exp_avg"].to(p.device, p.dtype).clone(),
                 "exp_avg_sq": s["exp_avg_sq"].to(p.device, p.dtype).clone()}

@@ -74,3 +74,48 @@ def test_training_with_it_never_imports_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _partial_steps(model, opt, drop: dict[int, int]) -> None:
+    """Steps where a parameter sometimes has no gradient (it is not stepped then)."""
+    gen = torch.Generator().manual_seed(2)
+    params = list(model.parameters())
+    for k in range(6):
+        x, y = torch.randn(8, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        if k in drop:
+            params[drop[k]].grad = None
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def test_shared_step_counters_count_only_what_steps():
+    """Counters shared for speed still count each parameter's own steps, across a save and
+    load, with several parameter groups."""
+    ref_model, our_model = _model(), _model()
+
+    def groups(model):
+        p = list(model.parameters())
+        return [{"params": p[:2]}, {"params": p[2:], "lr": 5e-3}]
+
+    ref = torch.optim.Adam(groups(ref_model), lr=1e-2, fused=True)
+    ours = FusedAdam(list(our_model.parameters()), lr=1e-2)
+    ours.param_groups = [{**ours.param_groups[0], "params": g["params"],
+                          "lr": g.get("lr", 1e-2)} for g in groups(our_model)]
+    drops = {1: 0, 2: 3, 4: 1}
+    _partial_steps(ref_model, ref, drops)
+    _partial_steps(our_model, ours, drops)
+    for a, b in zip(ref_model.parameters(), our_model.parameters()):
+        assert torch.equal(a, b)
+    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
+    assert [float(s["step"]) for s in our_sd["state"].values()] == [5.0, 5.0, 6.0, 5.0]
+    for i in ref_sd["state"]:
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(ref_sd["state"][i][k], our_sd["state"][i][k])
+    ours.load_state_dict(ref_sd)  # equal counters within a group share a tensor again
+    _train(ref_model, ref, 3)
+    _train(our_model, ours, 3)
+    for a, b in zip(ref_model.parameters(), our_model.parameters()):
+        assert torch.equal(a, b)
+    assert [float(s["step"]) for s in ours.state_dict()["state"].values()] == \
+        [float(s["step"]) for s in ref.state_dict()["state"].values()]
