@@ -163,6 +163,15 @@ def loss_terms(spec: ModelSpec, setup: StepSetup
         return {}, {}, {}
     v = spec.vocab_size
     e, _ = dtype_bytes(setup)
+    if setup.loss_impl == "fused-inplace":
+        # Unsloth's Fast_CrossEntropyLoss (unsloth/kernels/cross_entropy_loss.py):
+        # the forward kernel stores one fp32 log-sum-exp per row, the backward
+        # kernel overwrites the logits with their gradient and returns them, so
+        # a chunk (or the whole loss) costs its bf16 logits and nothing more.
+        c = 1 / setup.loss_chunks
+        chunk = {"one loss chunk (bf16 logits, overwritten by their gradient)": v * e * c,
+                 "final hidden-state gradient": spec.hidden * e}
+        return chunk, chunk, {}
     if setup.loss_impl != "bf16-logits" and not setup.chunked_loss:
         # The model returns logits.float(), which the caller holds (torchtune's
         # decoder; Hugging Face transformers < 4.45, whose loss also shifts it
@@ -183,12 +192,17 @@ def loss_terms(spec: ModelSpec, setup: StepSetup
                "logits gradient (fp32)": v * FP32}
         return fwd, bwd, {"logits (held by the caller)": v * e}
     if setup.compiled and setup.loss_keeps_logits:
-        # Compiled chunks save only the bf16 logits (the softmax is recomputed
-        # in backward, one fp32 chunk at a time).
+        # Compiled, each chunk's ``cross_entropy(logits.float())`` is one graph
+        # whose forward saves its bf16 input and two fp32 numbers per row (max
+        # and log-sum-exp) and whose backward writes only the bf16 logits
+        # gradient: Inductor fuses the upcast, softmax and downcast, so no fp32
+        # [tokens, vocab] buffer is ever allocated (the generated code of torch
+        # 2.13, checked with TORCH_LOGS=output_code: forward buffers [rows, 1]
+        # fp32, backward one [rows, vocab] bf16).
         c = 1 / setup.loss_chunks
-        fwd = {"logits (all chunks)": v * e, "one fp32 chunk": v * FP32 * c}
+        fwd = {"logits (all chunks)": v * e}
         bwd = {"logits (all chunks, saved)": v * e,
-               "one chunk's gradient (fp32) and logits gradient": v * (FP32 + e) * c}
+               "one chunk's logits gradient": v * e * c}
         return fwd, bwd, {}
     if not setup.chunked_loss:
         fwd = {"logits": v * e, "logits fp32 copy": v * FP32,
@@ -207,6 +221,18 @@ def loss_terms(spec: ModelSpec, setup: StepSetup
              v * (e + 3 * FP32) * c,
              "final hidden-state gradient": spec.hidden * e}
     return chunk, chunk, {}
+
+
+def chunk_saved_bytes(spec: ModelSpec, setup: StepSetup) -> float:
+    """Bytes per token that a chunked-output loss keeps for every chunk until its backward.
+
+    Compiled: the bf16 logits (the chunk graph's saved input); eager: the fp32
+    log-softmax of each chunk (the bf16 logits themselves are freed).
+    """
+    if spec.family != "decoder" or not (setup.chunked_loss and setup.loss_keeps_logits):
+        return 0.0
+    e, _ = dtype_bytes(setup)
+    return spec.vocab_size * (e if setup.compiled else FP32)
 
 
 def mlp_terms(spec: ModelSpec, setup: StepSetup) -> dict[str, float]:

@@ -73,6 +73,11 @@ class PlanConfig(StrictConfig):
     fused_optimizer: bool = Field(False, description="AdamW(fused=True): no optimizer "
                                   "temporaries (torch's CUDA default, foreach, copies the "
                                   "second moments once)")
+    efficiency: float | None = Field(
+        None, gt=0, le=1, description="your trainer's MFU on this model and recipe (model "
+        "FLOPs, 6N + 12LHQT per token, over the dense peak), e.g. from its logs or its "
+        "published figure; replaces the catalog efficiency and the size and recipe factors "
+        "(unset: a PyTorch trainer's, from the catalog)")
     inter_node_gbs: float = Field(6.25, gt=0, description="GB/s per device between machines "
                                   "(6.25: 400 Gb/s per 8-GPU node; 25: 200 Gb/s per GPU, "
                                   "e.g. DGX A100 or 1,600 Gb/s RoCE nodes)")

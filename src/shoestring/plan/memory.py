@@ -26,6 +26,7 @@ from shoestring.plan.activations import (
     FP32,
     backward_transient,
     block_terms,
+    chunk_saved_bytes,
     dtype_bytes,
     final_terms,
     loss_terms,
@@ -244,6 +245,23 @@ def _transformer_phases(spec: ModelSpec, setup: StepSetup, p: _Params, grads: fl
             **common, **held, **first, **rebuilt_one(rebuilt, setup, spec),
             "gradients": grads * (1 - 1 / max(spec.layers, 1)),
             "block backward gradients": tokens * backward_transient(spec, setup, blk) * tp}
+    if spec.family == "decoder" and not setup.adapters and setup.chunked_loss \
+            and setup.loss_keeps_logits:
+        # The trained head runs once per chunk, so its weight gets one gradient
+        # per chunk. Autograd sums them in the input buffer of the weight's
+        # AccumulateGrad node before it runs (torch/csrc/autograd/input_buffer.cpp):
+        # from the second chunk on, the sum so far, the chunk's new gradient
+        # and (out of place) their sum coexist — three head-sized tensors,
+        # measured with MemTracker (the same pattern as a tied embedding's two
+        # gradients below) — while the chunks not yet differentiated keep
+        # their saved logits. The step in backward fires only after the sum.
+        vh = count_params(spec).head_matmul * setup.param_bytes * tp
+        remaining = max(setup.loss_chunks - 2, 0) / setup.loss_chunks
+        phases["chunked head backward"] = {
+            **common, **final, **saved, **loss_cast,
+            "saved logits of the chunks not yet differentiated":
+                tokens * chunk_saved_bytes(spec, setup) * remaining * tp,
+            "head gradient: the sum so far, one chunk's, and their sum": 3 * vh}
     if spec.family == "decoder":
         # Autocast caches every weight's bf16 copy until the forward ends, and
         # the loss's forward tensors are all alive there: with checkpointed

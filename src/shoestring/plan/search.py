@@ -231,6 +231,18 @@ def checkpoint_bytes(spec: ModelSpec, setup: StepSetup) -> float:
 def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
            mem: MemoryBreakdown, thr: Throughput, cfg: Any) -> Fit:
     flops = step_flops(spec, setup)
+    given = getattr(cfg, "efficiency", None)
+    if given:
+        # The user's MFU already holds everything the factors below model
+        # (size, compile, recomputation, adapters, dequantisation): price the
+        # model FLOPs at it, as the trainer's own MFU counts them.
+        peak = device.peak(_dtype(setup.precision))
+        rated = Throughput(peak * given, 0.0, f"--efficiency {given:g} (MFU)")
+        secs, _ = step_seconds(spec, setup, flops.model, rated,
+                               interconnect_gbs=device.interconnect_gbs,
+                               devices_per_node=device.max_per_node,
+                               inter_node_gbs=cfg.inter_node_gbs)
+        return _finish(spec, work, device, setup, mem, cfg, flops, rated, secs)
     if thr.source.startswith("measured"):
         # Measured on this model with a plain eager step, as the trainer runs it.
         factor = recipe_factor(setup, compiled=True) / (EAGER_RATE if cfg.compile else 1.0)
@@ -244,6 +256,12 @@ def _timed(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
     secs += adapter_seconds(spec, setup, device.bandwidth_gbs)
     if device.kind == "gpu":
         secs += dequantize_seconds(spec, setup, device.bandwidth_gbs)
+    return _finish(spec, work, device, setup, mem, cfg, flops, rated, secs)
+
+
+def _finish(spec: ModelSpec, work: Workload, device: Device, setup: StepSetup,
+            mem: MemoryBreakdown, cfg: Any, flops: Any, rated: Throughput, secs: float) -> Fit:
+    """Host transfers, steps, goodput and MFU of a step that takes ``secs`` on the device."""
     host = _host_transfer_seconds(spec, setup, mem, device) if device.kind == "gpu" else 0.0
     secs = max(secs, host)   # host copies overlap compute on a side stream
     units_per_step = setup.micro_batch * setup.grad_accum * setup.dp * \

@@ -59,7 +59,11 @@ class StepSetup:
             GPT: the caller holds the bf16 logits, the loss upcasts), ``fp32-logits``
             (the model returns ``logits.float()``, held: torchtune's decoder), or
             ``hf-shifted`` (Hugging Face transformers before 4.45: fp32 logits
-            held and shifted into a contiguous copy before the loss).
+            held and shifted into a contiguous copy before the loss), or
+            ``fused-inplace`` (a fused Triton cross-entropy that saves one
+            log-sum-exp per row and writes the gradient over the logits:
+            Unsloth's ``Fast_CrossEntropyLoss``; chunked or not, only the bf16
+            logits exist).
         fused_optimizer: ``torch.optim.AdamW(fused=True)``: one kernel per
             step, no temporaries (torch's default on CUDA is ``foreach``).
         compiled: ``torch.compile``d step: the partitioner recomputes cheap
@@ -94,7 +98,8 @@ class StepSetup:
     loss_chunks: int = 1
     loss_keeps_logits: bool = False
     offload_activations: bool = False
-    loss_impl: Literal["bf16-logits", "fp32-logits", "hf-shifted"] = "bf16-logits"
+    loss_impl: Literal["bf16-logits", "fp32-logits", "hf-shifted", "fused-inplace"] = \
+        "bf16-logits"
     fused_optimizer: bool = False
     compiled: bool = False
     grad_accum: int = 1

@@ -70,6 +70,72 @@ def test_chunked_loss_never_holds_the_full_logits():
     assert plain.total - chunked.total > 0.8 * 14 * logits
 
 
+def test_a_compiled_chunked_loss_keeps_bf16_logits_and_one_bf16_gradient_chunk():
+    """Inductor fuses each chunk's upcast, softmax and downcast: the forward saves the
+    bf16 logits (and two fp32 numbers per row), the backward writes only the chunk's
+    bf16 gradient — no fp32 [tokens, vocab] buffer (torch's generated code)."""
+    lora = {"precision": "bf16", "finetune": "lora", "lora_targets": ("q", "v"),
+            "loss_chunks": 8, "loss_keeps_logits": True, "compiled": True}
+    m = _mem(**lora)
+    logits = 2 * 2048 * 128256 * 2
+    assert m.detail["logits (all chunks, saved)"] == logits
+    assert m.detail["one chunk's logits gradient"] == logits // 8
+    assert not any("fp32" in k for k in m.detail)
+    assert "chunked head backward" not in _phases(**lora)   # a frozen head gets no gradient
+
+
+def _phases(**changes):
+    from shoestring.plan import memory as M
+
+    setup = FULL.with_(**changes)
+    p = M._param_bytes(LLAMA, setup)
+    return M._transformer_phases(LLAMA, setup, p, 0.0)[0]
+
+
+def test_a_trained_head_run_per_chunk_sums_its_gradients_in_three_head_sized_tensors():
+    """Autograd sums the head's per-chunk weight gradients before AccumulateGrad runs:
+    the sum so far, the new chunk's and their (out-of-place) sum coexist, while the
+    chunks not yet differentiated keep their saved logits."""
+    full = {"precision": "bf16", "loss_chunks": 8, "loss_keeps_logits": True,
+            "compiled": True, "optimizer_in_backward": True, "fused_optimizer": True,
+            "checkpointing": "none"}
+    phase = _phases(**full)["chunked head backward"]
+    head = 128256 * 4096 * 2
+    assert phase["head gradient: the sum so far, one chunk's, and their sum"] == 3 * head
+    assert phase["saved logits of the chunks not yet differentiated"] == \
+        pytest.approx(2 * 2048 * 128256 * 2 * 6 / 8)
+    assert _mem(**full).phase == "chunked head backward"   # the 8B full fine-tune's peak
+
+
+def test_a_fused_in_place_loss_keeps_only_the_bf16_logits():
+    """Unsloth's cross-entropy kernel overwrites the logits with their gradient."""
+    base = {"precision": "bf16", "finetune": "qlora", "micro_batch": 1, "loss_chunks": 8}
+    fused = _phases(**base, loss_impl="fused-inplace")["loss backward"]
+    plain = _phases(**base)["loss backward"]
+    chunk = 2048 * 128256 * 2 / 8
+    assert fused["one loss chunk (bf16 logits, overwritten by their gradient)"] == chunk
+    assert plain["one loss chunk (logits, fp32 copy, log-softmax, gradients)"] == 7 * chunk
+
+
+def test_a_given_efficiency_is_the_mfu_the_plan_runs_at():
+    """--efficiency prices the model FLOPs at the user's MFU on every device."""
+    cfg = resolve_plan_config({"model": "gpt2-124m", "tokens": 1e9, "efficiency": 0.5,
+                               "hardware": ["a100-80gb"], "spot": False})
+    opts = plan(cfg, today=TODAY).options
+    single = [o for o in opts if o.gpus == 1][0]
+    assert single.fit.mfu == pytest.approx(0.5, rel=0.01)
+    with pytest.raises(Exception, match="efficiency"):
+        resolve_plan_config({"model": "gpt2-124m", "efficiency": 1.5})
+
+
+def test_the_rtx_4090_efficiency_reads_nanogpts_mfu_against_the_a100_peak():
+    """nanoGPT's estimate_mfu divides by 312 TFLOPS on every card: its user's 29% on a
+    4090 is 0.29 × 312 / 165.2 of the 4090's peak at GPT-2 small's size factor."""
+    card = default_catalog().get("rtx-4090")
+    assert card.efficiency * size_factor(load_preset("gpt2-124m")) == pytest.approx(
+        0.29 * 312 / 165.2, rel=0.01)
+
+
 def test_offloaded_activations_leave_two_blocks_on_the_device():
     lean = {"precision": "bf16", "micro_batch": 8, "optimizer_in_backward": True,
             "fused_optimizer": True, "loss_chunks": 8}
