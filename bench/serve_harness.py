@@ -73,6 +73,35 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def main_thread_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's main thread (the event
+    loop): a voluntary one is a sleep and wake-up (an idle loop, a wait for the GIL)."""
+    vol = invol = 0
+    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            vol = int(line.split()[1])
+        elif line.startswith("nonvoluntary_ctxt_switches:"):
+            invol = int(line.split()[1])
+    return vol, invol
+
+
+def batch_counts(url: str) -> tuple[float, float]:
+    """(batches, rows) the server ran so far, from its /metrics (0s if it has none)."""
+    import urllib.request
+
+    batches = rows = 0.0
+    try:
+        text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0.0, 0.0
+    for line in text.splitlines():
+        if line.startswith("shoestring_batch_size_count"):
+            batches += float(line.split()[-1])
+        elif line.startswith("shoestring_batch_size_sum"):
+            rows += float(line.split()[-1])
+    return batches, rows
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -175,6 +204,7 @@ def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: 
             client_cpus: set[int] | None, rate: float | None = None) -> dict:
     user0, sys0 = cpu_seconds(v.proc.proc.pid)
     threads0 = thread_cpu_seconds(v.proc.proc.pid)
+    switches0, batches0 = main_thread_switches(v.proc.proc.pid), batch_counts(v.proc.url)
     s = run_clients(v.proc.url + path, body_file, v.headers, concurrency, seconds, client_cpus,
                     rate)
     # The client's warm-up (0.5 s) is inside the CPU interval but not in the counts: count
@@ -187,6 +217,13 @@ def measure(v: Variant, concurrency: int, seconds: float, path: str, body_file: 
     threads1 = thread_cpu_seconds(v.proc.proc.pid)
     s["thread_cpu_us"] = {k: 1e6 * (t - threads0.get(k, 0.0)) / served if served else math.nan
                           for k, t in sorted(threads1.items())}
+    switches1, batches1 = main_thread_switches(v.proc.proc.pid), batch_counts(v.proc.url)
+    # The event loop's sleeps (voluntary switches) and preemptions per request, and the
+    # rows per batch: what a per-group cost (a thread waking the loop) shows up as.
+    s["loop_vol_switches"] = (switches1[0] - switches0[0]) / served if served else math.nan
+    s["loop_invol_switches"] = (switches1[1] - switches0[1]) / served if served else math.nan
+    nb = batches1[0] - batches0[0]
+    s["rows_per_batch"] = (batches1[1] - batches0[1]) / nb if nb else math.nan
     # Near 100%: the server is the bottleneck; well below it, the client is.
     s["server_busy"] = (user1 - user0 + sys1 - sys0) / (seconds + 0.5)
     v.ok_total += s["ok_all"]

@@ -138,19 +138,28 @@ def main() -> None:
     # ('main'), the usage-log writer ('ss-ledger'), the reconciler ('ss-reconcile'), the
     # database threads ('ss-db'), the inference thread ('ss-infer'), anything else.
     names = sorted({k for v in variants for r in v.runs[top] for k in r["thread_cpu_us"]})
-    print(f"\nserver CPU per request by thread at c={top} (µs, median of rounds):")
-    print(f"  {'':<28} " + " ".join(f"{n[:12]:>12}" for n in names))
+    # Then the event loop's context switches per request (voluntary: it slept and was woken,
+    # e.g. by another thread; involuntary: preempted) and the rows per batch.
+    print(f"\nserver CPU per request by thread at c={top} (µs, median of rounds); event-loop "
+          "context switches per request (voluntary, involuntary); rows per batch:")
+    print(f"  {'':<28} " + " ".join(f"{n[:12]:>12}" for n in names)
+          + f" {'loop vol':>9} {'invol':>6} {'rows/b':>7}")
     for v in variants:
-        cells = [statistics.median(r["thread_cpu_us"].get(n, 0.0) for r in v.runs[top])
+        runs = v.runs[top]
+        cells = [statistics.median(r["thread_cpu_us"].get(n, 0.0) for r in runs)
                  for n in names]
-        print(f"  {v.name:<28} " + " ".join(f"{c:12.1f}" for c in cells))
+        print(f"  {v.name:<28} " + " ".join(f"{c:12.1f}" for c in cells)
+              + f" {statistics.median(r['loop_vol_switches'] for r in runs):9.2f}"
+              f" {statistics.median(r['loop_invol_switches'] for r in runs):6.2f}"
+              f" {statistics.median(r['rows_per_batch'] for r in runs):7.1f}")
     if args.rate:
         # The same work per second for every variant: the CPU per request no longer depends
         # on how much throughput each one got from a busy machine.
         print(f"\nat {args.rate:g} requests/s offered (c={top}): server CPU per request "
               "by thread, µs (median of rounds):")
         print(f"  {'':<28} {'ok/s':>8} {'total':>8} " + " ".join(f"{n[:12]:>12}"
-                                                            for n in names))
+                                                            for n in names)
+              + f" {'loop vol':>9} {'invol':>6} {'rows/b':>7}")
         base = statistics.median(m["server_cpu_us"] for m in paced[off.name])
         for v in variants:
             ms = paced[v.name]
@@ -159,6 +168,9 @@ def main() -> None:
                      for n in names]
             print(f"  {v.name:<28} {statistics.median(m['ok_per_s'] for m in ms):8.0f} "
                   f"{tot:8.1f} " + " ".join(f"{c:12.1f}" for c in cells)
+                  + f" {statistics.median(m['loop_vol_switches'] for m in ms):9.2f}"
+                  f" {statistics.median(m['loop_invol_switches'] for m in ms):6.2f}"
+                  f" {statistics.median(m['rows_per_batch'] for m in ms):7.1f}"
                   + ("" if v is off else f"   metering: {100 * (tot / base - 1):+5.1f}% CPU"))
     print(f"\nledger check: {events} usage events recorded, {ok_metered} metered 200s "
           f"answered: {'equal' if events == ok_metered else 'DIFFERENT'}; exit codes {codes}")

@@ -1,11 +1,14 @@
 """What happens after a batch's forward pass.
 
 Where the batch ran (the inference thread, or the event loop for a cheap
-model), for every request of the batch: encode its response. The metered
-ones are charged together through :meth:`Billing.charge_many`; only when
-their usage is recorded are the batch's requests answered (on the event
-loop), so a 200 always means "recorded", and a batch costs one hand-off to
-the ledger however many requests it holds.
+model), for every request of the batch: encode its response, and charge the
+metered ones together (:meth:`Billing.charge_batch`): their usage records are
+appended to the usage log right there, in one write (synced when durable),
+before the batch's results go back to the event loop. So a 200 always means
+"recorded", and metering adds no thread hand-off and no wake-up of the event
+loop: a metered batch crosses threads exactly as an unmetered one does. Only
+requests with an Idempotency-Key wait for the writer thread (the SQL ledger,
+where a retry at another replica finds them).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from shoestring.serve.auth import Principal
-from shoestring.serve.batching import Deferred
-from shoestring.serve.metering import Outcome, Stored, seconds_to_next_period
+from shoestring.serve.batching import Deferred, OnLoop
+from shoestring.serve.metering import ChargeResult, Outcome, Stored, seconds_to_next_period
 from shoestring.serve.model_store import ServedModel
 from shoestring.serve.protocol import OutputTensor, ProtocolError, encode_response
 
@@ -72,7 +75,7 @@ class BatchAnswers:
         self.model, self.billing = model, billing
 
     def __call__(self, tickets: list[Ticket], outs: list[dict[str, np.ndarray]]
-                 ) -> list | Deferred:
+                 ) -> list | OnLoop | Deferred:
         m = self.model
         answers: list = []
         billed: list[int] = []
@@ -85,18 +88,22 @@ class BatchAnswers:
                 billed.append(len(answers) - 1)
         if not billed:
             return [Reply(200, a) for a in answers]
-        grants = [tickets[j].grant for j in billed]
-        future = self.billing.charge_many(grants, [tickets[j].rows for j in billed],
-                                          [answers[j] for j in billed])
-        return Deferred(future, lambda results: self._settle(tickets, answers, billed, results),
-                        lambda _exc: self._unrecorded(tickets, answers, billed))
+        results, keyed = self.billing.charge_batch(
+            [tickets[j].grant for j in billed], [tickets[j].rows for j in billed],
+            [answers[j] for j in billed])
+        if keyed is None:  # all recorded already (or failed): answer with the batch
+            return OnLoop(lambda: self._settle(tickets, answers, billed, results))
 
-    def _unrecorded(self, tickets: list[Ticket], answers: list, billed: list[int]) -> list:
-        out: list = [Reply(200, a) for a in answers]
-        for j in billed:
-            self.billing.release(tickets[j].grant)
-            out[j] = unrecorded_error()
-        return out
+        def then(keyed_results: list[ChargeResult]) -> list:
+            filled = iter(keyed_results)
+            return self._settle(tickets, answers, billed,
+                                [r if r is not None else next(filled) for r in results])
+
+        def otherwise(_exc: BaseException) -> list:  # the keyed ones' commit never finished
+            return self._settle(tickets, answers, billed,
+                                [r if r is not None else UNRECORDED for r in results])
+
+        return Deferred(keyed, then, otherwise)
 
     def _settle(self, tickets: list[Ticket], answers: list, billed: list[int],
                 results: list) -> list:
@@ -111,6 +118,9 @@ class BatchAnswers:
         for plan, units in charged.items():  # one metric update per batch and plan
             self.billing.on_charged(self.model.name, plan, units)
         return out
+
+
+UNRECORDED = ChargeResult(Outcome.unrecorded)
 
 
 def unrecorded_error() -> ProtocolError:

@@ -49,10 +49,19 @@ class Deferred:
     otherwise: Callable[[BaseException], list[Any]]
 
 
+@dataclass(frozen=True)
+class OnLoop:
+    """Answers made final where the batch ran (e.g. its usage written there), turned into
+    one answer (or exception) per request by ``then()`` on the event loop, as the batch's
+    results arrive: no other thread and no further wake-up of the loop."""
+
+    then: Callable[[], list[Any]]
+
+
 # Turns each request's outputs into its answer on the inference thread (e.g. encode and
 # meter it); gets the requests' tags and output slices, returns one result or exception
-# each, or a Deferred.
-Finish = Callable[[list[Any], list[Outputs]], "list[Any] | Deferred"]
+# each, an OnLoop or a Deferred.
+Finish = Callable[[list[Any], list[Outputs]], "list[Any] | OnLoop | Deferred"]
 
 
 @dataclass(frozen=True)
@@ -305,6 +314,12 @@ class Batcher:
 
     def _done(self, batch: list[_Item], rows: int, results: Any, seconds: float) -> None:
         self._record(rows, seconds)
+        if isinstance(results, OnLoop):
+            try:
+                results = results.then()
+            except Exception as exc:  # a bug: every request learns it, none hangs
+                _fail(batch, exc)
+                return
         if not isinstance(results, Deferred):
             _settle(batch, results)
             return

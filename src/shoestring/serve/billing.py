@@ -28,9 +28,13 @@ same four steps, and nothing else touches keys, quotas or the ledger::
   ``body`` with 200 once the event is durable, or the stored answer when a
   concurrent retry won, or 503 if the usage log or ledger failed (the request
   then not charged). Only answer 200 after it returns.
-* ``charge_many`` is the same for a batch, callable from any thread; it returns
-  a future of the event loop with one :class:`ChargeResult` per grant, which
-  :meth:`Billing.answer` turns into the reply (on the event loop).
+* ``charge_batch`` is the same for a batch, called on the thread that ran it:
+  the requests without an Idempotency-Key are appended to the usage log right
+  there, in one (synced) write, so the batch's answers go back to the event loop
+  with the batch, without another thread hand-off; :meth:`Billing.answer` turns
+  each :class:`ChargeResult` into the reply (on the event loop).
+  ``charge_many`` (any thread) hands everything to the writer thread and
+  returns a future of the event loop instead.
 
 Quotas and budgets are held in ``reserve``, so a charge never finds them spent:
 they cannot be exceeded, across replicas too. ``request_digest`` identifies
@@ -60,7 +64,7 @@ from shoestring.serve.allowances import Allowances, Exhausted
 from shoestring.serve.answers import Reply, quota_error, stored_reply, unrecorded_error
 from shoestring.serve.auth import Authenticator, Principal
 from shoestring.serve.ledger_sql import LedgerSql, key_scope, project_scope
-from shoestring.serve.ledger_writer import LedgerWriter
+from shoestring.serve.ledger_writer import CHARGED, UNRECORDED, LedgerWriter
 from shoestring.serve.metering import (
     ChargeResult,
     Outcome,
@@ -314,6 +318,37 @@ class Billing:
             else:
                 items.append(self._event(g, n, body, latency_ms, now, stamp))
         return self.writer.submit(items)
+
+    def charge_batch(self, grants: list[Grant], units: list[int], bodies: list[bytes | None]
+                     ) -> tuple[list[ChargeResult | None], asyncio.Future | None]:
+        """Record a batch's usage from the thread that ran it (any thread).
+
+        The requests without an Idempotency-Key (nearly all) are appended to the usage log
+        here, in one write, synced when durable, before this returns: their results are
+        final. Those with one go to the writer thread (the SQL ledger, where a retry at any
+        replica finds them): their entries are None, filled in order by the returned future
+        of the event loop (None when there are none). Pass each result to :meth:`answer`
+        on the event loop.
+        """
+        now, t = self.now(), self.clock()
+        stamp = iso_utc(now)
+        results: list[ChargeResult | None] = []
+        records: list[list] = []
+        keyed: list[UsageEvent] = []
+        for g, n, body in zip(grants, units, bodies):
+            latency_ms = (t - g.started) * 1000
+            if g.idempotency_key is None:  # a log record: no object, serialized once
+                who = g.who
+                records.append([g.usage_id, who.key.id, who.key.project, who.plan.name,
+                                g.model, g.version, n, self.cost(who.plan, n), latency_ms,
+                                stamp, g.period, g.key_leased, g.project_leased])
+                results.append(CHARGED)
+            else:
+                keyed.append(self._event(g, n, body, latency_ms, now, stamp))
+                results.append(None)
+        if records and not self.writer.write_now(records):
+            results = [UNRECORDED if r is not None else None for r in results]
+        return results, (self.writer.submit(keyed) if keyed else None)
 
     async def charge(self, grant: Grant, units: int, body: bytes) -> Reply:
         (result,) = await self.charge_many([grant], [units], [body])

@@ -66,6 +66,20 @@ class LedgerWriter:
                      records if keyed and plain else None))
         return fut
 
+    def write_now(self, records: list[list]) -> bool:
+        """Append usage-log records (lists, see :meth:`UsageEvent.record`) on the calling
+        thread, with one write (synced when durable) before it returns: how a batch's
+        requests without an Idempotency-Key are charged where the batch ran, with no hand-off
+        to this writer and no wake-up of the event loop. False if the disk failed (nothing
+        was written: the requests must be answered 503 and not charged)."""
+        try:
+            self.log.append(orjson.dumps(records))
+        except Exception as exc:
+            _log.error("usage log append failed (%d requests answered 503): %s: %s",
+                       len(records), type(exc).__name__, exc)
+            return False
+        return True
+
     def close(self, timeout: float = 30.0) -> None:
         """Make everything queued durable, then stop the writer."""
         if self._thread is not None:

@@ -29,6 +29,7 @@ import fcntl
 import os
 import secrets
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ class UsageLog:
         self._seq = (segment_number(existing[-1]) if existing else 0)
         self._fd = -1
         self._size = 0
+        # Appends come from the thread that ran a batch (the event loop or the inference
+        # thread) and from the writer thread (completions): one at a time.
+        self._lock = threading.Lock()
         self.durable_position = Position(self._seq, 0)
         self._open_next()
 
@@ -125,23 +129,28 @@ class UsageLog:
         On failure the segment is cut back to where it was, so a record whose
         requests were answered 503 can never be replayed as a charge.
         """
-        if self._size >= self.segment_bytes:
-            self._open_next()
         data = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        try:
-            written = os.write(self._fd, data)
-            while written < len(data):  # a short write (rare): the rest, then sync it all
-                written += os.write(self._fd, data[written:])
-            if self.durable and not _HAS_DSYNC:
-                os.fdatasync(self._fd)
-        except OSError:
-            os.ftruncate(self._fd, self._size)
-            raise
-        self._size += len(data)
-        self.durable_position = Position(self._seq, self._size)
-        return self.durable_position
+        with self._lock:
+            if self._size >= self.segment_bytes:
+                self._open_next()
+            try:
+                written = os.write(self._fd, data)
+                while written < len(data):  # a short write (rare): the rest, then sync it all
+                    written += os.write(self._fd, data[written:])
+                if self.durable and not _HAS_DSYNC:
+                    os.fdatasync(self._fd)
+            except OSError:
+                os.ftruncate(self._fd, self._size)
+                raise
+            self._size += len(data)
+            self.durable_position = Position(self._seq, self._size)
+            return self.durable_position
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -15,6 +15,7 @@ from shoestring.serve.config import resolve_serve_config
 from shoestring.serve.keys import KeyStore
 from shoestring.serve.service import Service
 from shoestring.serve.usage import usage_summary
+from shoestring.serve.usage_log import read_records
 
 PLANS = """
 [open]
@@ -361,3 +362,45 @@ def test_adaptive_mode_sheds_with_503_retry_after_and_a_reason(run_dir, db_url, 
     assert r.json()["reason"] == "latency_target" and "exceeds the target" in r.json()["error"]
     assert 'shoestring_shed_total{model="tiny",reason="latency_target"} 1.0' in text
     assert synced_usage(svc, "acme", "2026-05")["requests"] == 0  # not charged
+
+
+@pytest.mark.parametrize("inline_batch_ms", [0.0, 1000.0])
+def test_a_batch_is_answered_only_after_its_usage_is_in_the_log(run_dir, db_url, plans_file,
+                                                                 inline_batch_ms):
+    """The usage is written where the batch ran (the inference thread, or the event loop
+    for an inline batch), before the answer is released; the writer thread is not used."""
+    import threading
+
+    svc = make_service(run_dir, db_url, plans_file, inline_batch_ms=inline_batch_ms)
+    with TestClient(serving_app(svc)) as c:
+        secret, _ = key(svc)
+        assert c.post("/v2/models/tiny/infer", content=infer_body(ROW),
+                      headers=auth(secret)).status_code == 200  # leases taken
+        go, writing, on = threading.Event(), threading.Event(), []
+        real = svc.usage_log.append
+
+        def slow_disk(payload):
+            on.append(threading.current_thread().name)
+            writing.set()
+            assert go.wait(10)
+            return real(payload)
+
+        svc.usage_log.append = slow_disk
+        answered: list = []
+        t = threading.Thread(target=lambda: answered.append(c.post(
+            "/v2/models/tiny/infer", content=infer_body(ROW), headers=auth(secret))))
+        t.start()
+        assert writing.wait(10)
+        t.join(0.3)
+        assert not answered  # the record is not written yet: no answer either
+        go.set()
+        t.join(10)
+        r = answered[0]
+        assert r.status_code == 200
+        logged = [rec[0] for p in svc.usage_log.segments()
+                  for _, group in read_records(p) for rec in group]
+        assert r.json()["parameters"]["usage_id"] in logged
+        assert on[0].startswith("ss-infer") == (inline_batch_ms == 0.0)
+        assert svc.writer.groups == 0  # no group commit on the writer thread
+        del svc.usage_log.append
+        assert synced_usage(svc, "acme", "2026-05")["requests"] == 2

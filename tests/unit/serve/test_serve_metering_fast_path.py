@@ -200,3 +200,72 @@ def test_the_billing_month_changes_exactly_at_midnight_utc(tmp_path):
         timedelta(hours=-5)))) == "2027-02"
     m.log.close()
     m.pool.shutdown()
+
+
+def test_a_batch_is_written_to_the_log_where_it_ran_before_charge_batch_returns(tmp_path):
+    """The requests without an Idempotency-Key are charged on the calling thread, in one log
+    record, with no group handed to the writer thread (no wake-up of the event loop)."""
+    m = metered(tmp_path)
+
+    async def main():
+        m.writer.start(asyncio.get_running_loop())
+        who = await m.billing.authenticate(m.headers)
+        grants = [await reserve(m.billing, who) for _ in range(7)]
+        appended_on: list[str] = []
+        real = m.log.append
+        m.log.append = lambda p: appended_on.append(threading.current_thread().name) or real(p)
+        results, keyed = await asyncio.to_thread(  # as on the inference thread
+            m.billing.charge_batch, grants, [1] * 7, [b"{}"] * 7)
+        assert keyed is None and [r.outcome for r in results] == [Outcome.charged] * 7
+        assert len(appended_on) == 1 and appended_on[0] != "ss-ledger"
+        records = [group for _, group in read_records(m.log.segments()[-1])]
+        assert [[r[0] for r in g] for g in records] == [[g.usage_id for g in grants]]
+        assert m.writer.groups == 0
+        for g, r in zip(grants, results):
+            assert m.billing.answer(g, 1, r, b"{}").status == 200
+
+    asyncio.run(main())
+    m.writer.close()
+    m.log.close()
+    m.pool.shutdown()
+
+
+def test_a_failed_log_write_charges_nobody_and_keyed_requests_still_go_to_the_ledger(
+        tmp_path):
+    m = metered(tmp_path, quota=10)
+
+    async def main():
+        m.writer.start(asyncio.get_running_loop())
+        who = await m.billing.authenticate(m.headers)
+        plain = [await reserve(m.billing, who) for _ in range(3)]
+        keyed = await m.billing.reserve(who, "m", "1", 1, idempotency_key="k1",
+                                        request_digest="d1")
+        grants = [plain[0], keyed, *plain[1:]]
+
+        def full(_payload):
+            raise OSError(28, "No space left on device")
+
+        m.log.append = full
+        scope = key_scope(m.key_id)
+        units = m.billing.allowances._units[(scope, keyed.period)]
+        before = units.available
+        results, future = m.billing.charge_batch(grants, [1] * 4, [b"{}"] * 4)
+        assert [r and r.outcome for r in results] == [
+            Outcome.unrecorded, None, Outcome.unrecorded, Outcome.unrecorded]
+        assert future is not None  # the keyed one went to the writer (the SQL ledger)
+        (keyed_result,) = await asyncio.wait_for(future, 10)
+        assert keyed_result.outcome is Outcome.charged
+        replies = [m.billing.answer(g, 1, r or keyed_result, b"{}")
+                   for g, r in zip(grants, results)]
+        assert [getattr(r, "status", None) for r in replies] == [503, 200, 503, 503]
+        assert units.available == before + 3  # the unrecorded units are free again
+
+    asyncio.run(main())
+    m.writer.close()
+    del m.log.append  # the real one again, to read what was written
+    assert [r for p in m.log.segments() for _, g in read_records(p) for r in g] == []
+    rec = Reconciler(m.log, LedgerSql(m.engine, m.log.replica))
+    rec.recover()
+    assert m.sql.used(key_scope(m.key_id), m.billing._period(utc_now())) == 1
+    m.log.close()
+    m.pool.shutdown()
