@@ -1,12 +1,14 @@
-"""Group commit on a writer thread: many batches' usage made durable together.
+"""The writer thread: usage that cannot be written where its request ran.
 
-The thread that finished a batch hands its usage over with
-:meth:`LedgerWriter.submit` and goes back to work, so a sync of the disk (or a
-database round trip) never stalls the next forward pass. The writer takes
-everything queued and, for the whole group at once:
+A batch of ``/v2`` requests without an Idempotency-Key (nearly all traffic)
+is not sent here: the thread that ran the batch appends its records to the
+usage log itself (:meth:`LedgerWriter.write_now`, from
+:meth:`Billing.charge_batch`), so metering costs no thread hand-off. This
+thread takes the rest, handed over with :meth:`LedgerWriter.submit`, and for
+everything queued at once:
 
-* appends the records of requests without an Idempotency-Key to the replica's
-  usage log as one record, with one write and one ``fdatasync``
+* appends the records of requests without an Idempotency-Key (completions) to
+  the replica's usage log as one record, with one synced write
   (:class:`~shoestring.serve.usage_log.UsageLog`); the reconciler copies them
   into the SQL ledger later;
 * records the events with an Idempotency-Key in the SQL ledger in one
@@ -14,11 +16,10 @@ everything queued and, for the whole group at once:
   the first answer there (:meth:`LedgerSql.commit_keyed`).
 
 Then it completes every submitted future with one call into the event loop,
-and only then are the requests answered: a 200 is always durable. Under load
-one group covers several batches (group commit, Gray & Reuter, *Transaction
-Processing*, 1993, section 9.4.7). The thread holds the GIL only to join
-bytes and hand results back: serialization happens where the batch ran, and
-the write and the sync release the GIL.
+and only then are those requests answered: a 200 is always durable. Under
+load one group covers several submissions (group commit, Gray & Reuter,
+*Transaction Processing*, 1993, section 9.4.7). The write and the database
+round trip release the GIL.
 """
 
 from __future__ import annotations

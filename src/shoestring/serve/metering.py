@@ -2,10 +2,11 @@
 
 How a charge is made (see docs/serve.md, "Exactly-once metering"):
 :mod:`~shoestring.serve.billing` holds a request's units from the replica's
-leases before it runs (:mod:`~shoestring.serve.allowances`), the
-:mod:`~shoestring.serve.ledger_writer` makes its usage event durable before it
-is answered (the replica's :mod:`~shoestring.serve.usage_log`, or the SQL
-ledger for requests with an Idempotency-Key), and the
+leases before it runs (:mod:`~shoestring.serve.allowances`), its usage event
+is made durable before it is answered (appended to the replica's
+:mod:`~shoestring.serve.usage_log` by the thread that ran its batch; for
+requests with an Idempotency-Key, committed to the SQL ledger by the
+:mod:`~shoestring.serve.ledger_writer`), and the
 :mod:`~shoestring.serve.reconciler` copies the log into the SQL ledger
 (:mod:`~shoestring.serve.ledger_sql`).
 """

@@ -3,9 +3,10 @@
 Every metered request's usage event is appended here, and the request is
 answered only after the append is durable (``fdatasync`` when ``durable``;
 the page cache otherwise, which survives a crash of the process but not of
-the machine). Many batches' events share one write and one sync (group commit,
-Gray & Reuter, *Transaction Processing*, 1993, section 9.4.7), which is why
-metering costs little at load. A background reconciler copies the log into
+the machine). A batch's events share one write, made by the thread that ran the
+batch before it answers (:meth:`Billing.charge_batch`); under load batches grow,
+and so does what one sync covers (group commit, Gray & Reuter, *Transaction
+Processing*, 1993, section 9.4.7), which is why metering costs little at load. A background reconciler copies the log into
 the SQL ledger (:mod:`shoestring.serve.reconciler`); after a crash the next
 start replays what the ledger lacks.
 
@@ -16,8 +17,8 @@ Layout of ``directory`` (one per replica; two servers cannot share one):
 * ``usage-00000001.log``, … — segments, appended in order; a new one at each
   start and past ``segment_bytes``; deleted once reconciled.
 
-A record is ``len (u32 LE) | crc32 (u32 LE) | payload``, one per group
-commit, with the payload a JSON array of usage records (each an array of
+A record is ``len (u32 LE) | crc32 (u32 LE) | payload``, one per batch (or
+per group of the writer thread), with the payload a JSON array of usage records (each an array of
 :data:`FIELDS`). A record cut short by a crash, or one whose CRC does not
 match, ends the segment: it was never made durable, so its requests were
 never answered.
