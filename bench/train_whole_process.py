@@ -216,6 +216,14 @@ def breakdown(summary: dict) -> str:
                     if s.get(k) is not None)
 
 
+def gpt_quality(result: dict) -> str:
+    """Validation loss, and for Shoestring the precision ``auto`` chose (and why)."""
+    out = f"val_loss {result['val_loss']:.3f}"
+    if "precision" in result:
+        out += f"  precision {result['precision']}"
+    return out
+
+
 def compare(title: str, ours, theirs, repeats: int, env: dict, quality) -> dict:
     """Cold runs of both, then ``repeats`` interleaved warm ones; medians."""
     print(f"\n== {title}", flush=True)
@@ -245,6 +253,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one timed repeat")
     ap.add_argument("--pairs", default="target,fixed,gpt")
     ap.add_argument("--gpt-steps", type=int, default=600)
+    ap.add_argument("--gpt-precision", default="auto",
+                    help="Shoestring's --precision in the GPT pair (the loop stays fp32)")
     ap.add_argument("--baseline-threads", type=int, default=None,
                     help="torch threads of the hand-written loops (default: torch's)")
     ap.add_argument("--data", type=Path, default=FMNIST)
@@ -295,7 +305,7 @@ def main() -> None:
             "--model", "gpt", "--n-layer", "4", "--n-head", "4", "--n-embd", "128",
             "--block-size", "64", "--batch-size", "12", "--max-steps", steps,
             "--optimizer", "adamw", "--lr", "1e-3", "--data", f"text:{args.corpus}",
-            "--tokenizer", "char"])
+            "--tokenizer", "char", "--precision", args.gpt_precision])
 
         def loop(env):
             t, out = run([sys.executable, str(scripts["torch_gpt.py"]), str(args.corpus), steps,
@@ -303,8 +313,8 @@ def main() -> None:
             return t, last_json(out)
 
         results["gpt"] = compare(f"nanoGPT CPU config, {steps} steps, vs a hand-written loop",
-                                 ours, loop, repeats, env,
-                                 lambda s: f"val_loss {s['val_loss']:.3f}")
+                                 ours, loop, repeats, env, gpt_quality)
+        print(f"  shoestring precision: {results['gpt']['rows']['ours'][0][1]['precision_note']}")
 
     print(f"\nload average {open('/proc/loadavg').read().split()[:3]}")
     print("medians of the timed runs; cpu = user + system seconds of the whole process")

@@ -106,3 +106,24 @@ def test_resume_with_changed_settings_is_refused(tmp_path):
     changed = cfg(tmp_path / "run", epochs=1, lr=0.5).model_copy(update={"resume": True})
     with pytest.raises(ConfigError, match="train.lr"):
         train(changed)
+
+
+def test_a_gpt_trained_with_bf16_matmuls_saves_fp32_and_loads(tmp_path):
+    from shoestring.models.generate import generate_text
+
+    (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    result = train(resolve_config({
+        "model": {"name": "gpt-nano"}, "out": str(tmp_path / "fox"),
+        "data": {"source": f"text:{tmp_path / 'corpus.txt'}"},
+        "train": {"max_steps": 30, "batch_size": 8, "precision": "bf16", "compile": False}}))
+    s = result.summary
+    assert s["precision"] == "bf16" and s["precision_requested"] == "bf16"
+    assert s["precision_note"].startswith("bf16 matmuls in linear layers")
+    assert s["val_loss"] < 3.0  # learnt the 27-character corpus (uniform: ln 27 = 3.3)
+    weights = load_file(str(result.out_dir / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    run = load_run(result.out_dir)
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+    out = generate_text(result.out_dir, "the ", max_new_tokens=5)
+    assert out.new_tokens == 5
+    assert set(out.completion) <= set("the quick brown fox jumps over the lazy dog.")

@@ -61,7 +61,8 @@ from shoestring.train.finetune import (
 )
 from shoestring.train.hooks import TrainHooks, TrainingParts, augmentation
 from shoestring.train.phases import PhaseClock
-from shoestring.train.precision import Precision, read_cpuinfo, resolve_precision
+from shoestring.train.precision import (Precision, precision_note, read_cpuinfo,
+                                         resolve_precision)
 from shoestring.train.problem import Problem, load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
 from shoestring.train.session import (
@@ -363,9 +364,9 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
     for note in warm_notes + list(recipe.notes) + [trainable_note(model)]:
         ctx.reporter.log(note)
     cfg = config.train
-    precision = Precision(resolve_precision(
-        "fp32" if privacy is not None else cfg.precision, ctx.device, read_cpuinfo(),
-        ctx.device.type == "cuda" and torch.cuda.is_bf16_supported()), ctx.device.type)
+    precision, precision_why = _choose_precision(cfg, ctx.device, problem.arch["family"],
+                                                  privacy is not None)
+    ctx.reporter.log(f"precision: {precision_why}")
     ctx.folder.create()
     state, ckpt = restore_checkpoint(config, ctx.folder, model, ctx.reporter)
     if privacy is not None:
@@ -397,7 +398,7 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
                        trainable_parameters=sum(p.numel() for p in parts.model.parameters()
                                                 if p.requires_grad))
         summary.update(final)
-        summary.update(extras)
+        summary.update(extras, precision_requested=cfg.precision, precision_note=precision_why)
         if privacy is not None:
             summary["privacy"] = privacy.summary()
         if ctx.main:
@@ -413,6 +414,20 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
     except BaseException as exc:
         row.fail(exc)
         raise
+
+
+def _choose_precision(cfg, device: torch.device, family: str,
+                      private: bool) -> tuple[Precision, str]:
+    """The run's precision and the line that explains it (DP-SGD trains in fp32)."""
+    requested = "fp32" if private else cfg.precision
+    cpuinfo = read_cpuinfo() if device.type == "cpu" else ""
+    ckpt, kernels = cfg.activation_checkpointing, torch.backends.cpu.get_cpu_capability()
+    name = resolve_precision(requested, device, cpuinfo,
+                             device.type == "cuda" and torch.cuda.is_bf16_supported(), ckpt,
+                             family, kernels)
+    note = "fp32 (DP-SGD trains in fp32)" if private else \
+        precision_note(requested, name, device, cpuinfo, ckpt, family, kernels)
+    return Precision(name, device.type, ckpt), note
 
 
 def _loop_settings(config: TrainConfig) -> LoopSettings:

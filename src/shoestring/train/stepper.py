@@ -1,8 +1,8 @@
 """One optimizer step: micro-batches, gradient accumulation, mixed precision, clipping.
 
-With one micro-batch, fp32, no clipping and no hooks it is the plain
-four-line step (forward, backward, step, zero_grad), so small models pay
-nothing for the options. Otherwise the batch is cut into micro-batches whose
+With one micro-batch, no loss scaling and no clipping it is the plain
+four-line step (forward under the precision's context, backward, step,
+zero_grad), so small models pay nothing for the options. Otherwise the batch is cut into micro-batches whose
 losses are weighted by their share of the batch, so the accumulated gradient
 equals the full-batch gradient and the effective batch size is unchanged.
 Hook points (:mod:`shoestring.train.hooks`): ``after_backward`` once the
@@ -43,14 +43,15 @@ class Stepper:
         self.scaler = precision.scaler()
         self.sync_model = sync_model    # a DDP module whose no_sync() skips all-reduces
         self.after_backward, self.after_step = hooks.after_backward, hooks.after_step
-        self.plain = precision.dtype is None and grad_clip is None
+        self.plain = self.scaler is None and grad_clip is None
         self.on_micro_batch = on_micro_batch  # (done, total) after each accumulated micro-batch
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         n = len(x)
         micro = self.micro_batch or n
         if self.plain and micro >= n:
-            loss = self.loss_of(self.model, x, y)
+            with self.precision.autocast():
+                loss = self.loss_of(self.model, x, y)
             loss.backward()
             if self.after_backward is not None:
                 self.after_backward(self.model, step)

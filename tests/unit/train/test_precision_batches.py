@@ -12,8 +12,17 @@ AMD_EPYC = "flags\t\t: fpu avx512f avx512_bf16 avx512_vnni"
 
 def test_auto_precision():
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, AMD_EPYC) == "fp32"  # flag present, but slow here
+    # Native bf16 dot products (AVX512_BF16 or AMX): bf16 matmuls for the GPT ...
+    assert resolve_precision("auto", cpu, AMD_EPYC) == "bf16"
     assert resolve_precision("auto", cpu, "flags : amx_bf16 amx_tile") == "bf16"
+    # ... but not for families measured no faster, nor under activation checkpointing,
+    assert resolve_precision("auto", cpu, AMD_EPYC, family="mlp") == "fp32"
+    assert resolve_precision("auto", cpu, AMD_EPYC, checkpointing=True) == "fp32"
+    # nor on AVX2-only CPUs, where oneDNN emulates bf16.
+    assert resolve_precision("auto", cpu, "flags\t\t: fpu avx2 fma") == "fp32"
+    # ATEN_CPU_CAPABILITY=avx2 makes an AVX-512 machine choose as an AVX2 one would.
+    assert resolve_precision("auto", cpu, AMD_EPYC, capability="AVX2") == "fp32"
+    assert resolve_precision("fp32", cpu, AMD_EPYC) == "fp32"
     assert resolve_precision("auto", torch.device("cuda", 0), cuda_bf16=True) == "bf16"
     assert resolve_precision("auto", torch.device("cuda", 0), cuda_bf16=False) == "fp16"
     assert resolve_precision("bf16", cpu, AMD_EPYC) == "bf16"
