@@ -487,6 +487,7 @@ def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: T
             if problem.arch["family"] == "cnn" and ctx.device.type == "cpu" else "")
     if settings.target is not None:
         extras["target_metric"] = settings.target.metric
+    checkpointer = make_checkpointer(ctx.folder, wrapped, parts.optimizer, info, cfg.strategy)
     with stop_on_signals(ctx.handle_signals) as should_stop:
         io = LoopIO(
             evaluate=phases.timed("eval", problem.make_evaluate(parts.model,
@@ -494,11 +495,13 @@ def _train_loop(ctx: RunContext, config: TrainConfig, problem: Problem, parts: T
             worth_full_eval=phases.timed("eval", problem.make_screen(parts.model,
                                                                      settings.target)),
             on_eval=ctx.folder.append_metrics if ctx.main else (lambda record: None),
-            on_checkpoint=phases.timed("write", make_checkpointer(
-                ctx.folder, wrapped, parts.optimizer, info, cfg.strategy)),
+            on_checkpoint=phases.timed("write", checkpointer),
             should_stop=should_stop, clock=ctx.clock, reporter=ctx.reporter, dist=info,
             train_loss_of=lambda v: mean_over_ranks(v, info))
-        outcome = run_loop(stepper, parts.source, settings, state, io, hooks)
+        try:
+            outcome = run_loop(stepper, parts.source, settings, state, io, hooks)
+        finally:  # the last checkpoint is written before anything else happens
+            phases.timed("write", checkpointer.wait)()
     if privacy is not None:
         privacy.explain_stop(outcome)
     if auto_compile is not None:

@@ -87,17 +87,64 @@ def _note(micro: int, per_rank: int, why: str) -> str:
             f"keep the batch of {per_rank} per process")
 
 
-def make_checkpointer(folder: RunFolder, model, optimizer, info: DistInfo,
-                      strategy: str) -> Callable[[TrainingState], None]:
-    """Every rank gathers the full state (a collective under FSDP); rank 0 writes it."""
-    def checkpoint(state: TrainingState) -> None:
-        model_state, optim_state = full_state(model, optimizer, info, strategy)
-        if info.is_main:
-            payload = encode_checkpoint(model_state, optim_state, state, torch.get_rng_state())
-            save_checkpoint(folder.checkpoints, payload, state.global_step)
-        barrier(info)
-    return checkpoint
+class Checkpointer:
+    """Every rank gathers the full state (a collective under FSDP); rank 0 writes it.
 
+    A single-process run encodes the checkpoint at once (the bytes are a copy,
+    so training may go on changing the weights) and writes it on a worker
+    thread: the writes, checksum and fsyncs (four per checkpoint: file,
+    manifest, and their directory entries) overlap the next steps instead of
+    stalling them. The previous write is awaited before the next checkpoint is
+    encoded, so one is in flight at most, and :meth:`wait` (called when the
+    loop ends, whatever ends it) awaits the last and raises its error if it
+    failed. A kill during a write leaves the previous checkpoint, as a kill
+    during a synchronous write does. Multi-process runs write synchronously:
+    their barrier promises the file is there.
+    """
+
+    def __init__(self, folder: RunFolder, model, optimizer, info: DistInfo,
+                 strategy: str) -> None:
+        self.folder, self.model, self.optimizer = folder, model, optimizer
+        self.info, self.strategy = info, strategy
+        self.background = not info.active
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self, state: TrainingState) -> None:
+        model_state, optim_state = full_state(self.model, self.optimizer, self.info,
+                                              self.strategy)
+        if self.info.is_main:
+            self.wait()
+            payload = encode_checkpoint(model_state, optim_state, state, torch.get_rng_state())
+            if self.background:
+                self._thread = threading.Thread(
+                    target=self._write, args=(payload, state.global_step),
+                    name="shoestring-checkpoint", daemon=True)
+                self._thread.start()
+            else:
+                save_checkpoint(self.folder.checkpoints, payload, state.global_step)
+        barrier(self.info)
+
+    def _write(self, payload: bytes, step: int) -> None:
+        try:
+            save_checkpoint(self.folder.checkpoints, payload, step)
+        except BaseException as exc:  # handed to the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Until the checkpoint being written is on disk; its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def make_checkpointer(folder: RunFolder, model, optimizer, info: DistInfo,
+                      strategy: str) -> Checkpointer:
+    """The loop's ``on_checkpoint`` (see :class:`Checkpointer`)."""
+    return Checkpointer(folder, model, optimizer, info, strategy)
 
 
 def peak_memory_bytes(device: torch.device) -> int:

@@ -94,3 +94,39 @@ def test_nested_optimizer_state_round_trips(tmp_path):
                                                                                dtype=torch.uint8))
     assert torch.equal(inner["qmap1"], torch.ones(2))
     assert torch.equal(restored["layer.weight"]["exp_avg"], torch.zeros(2))
+
+
+def test_background_writes_hold_the_state_at_the_call_and_report_failures(tmp_path):
+    """A single-process run writes checkpoints on a worker thread: each holds the state of
+    the moment it was taken (training goes on changing the weights meanwhile), and a
+    failed write is raised by wait()."""
+    from shoestring.models.run_folder import RunFolder
+    from shoestring.train.distributed import DistInfo
+    from shoestring.train.session import Checkpointer
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    folder = RunFolder(tmp_path / "run")
+    ckpt = Checkpointer(folder, model, opt, DistInfo(), "ddp")
+    assert ckpt.background
+    taken = {}
+    for step in (1, 2):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        ckpt(TrainingState(global_step=step))
+        taken[step] = model.weight.detach().clone()
+        with torch.no_grad():
+            model.weight.fill_(-1.0)  # changed while the write may still be going on
+    ckpt.wait()
+    loaded, warnings = load_latest_checkpoint(folder.checkpoints)
+    assert not warnings and loaded.state.global_step == 2
+    assert torch.equal(loaded.model_state["weight"], taken[2])
+
+    blocked = RunFolder(tmp_path / "blocked")
+    blocked.path.mkdir()
+    blocked.checkpoints.write_text("a file where the checkpoint folder should be")
+    failing = Checkpointer(blocked, model, opt, DistInfo(), "ddp")
+    failing(TrainingState(global_step=1))  # returns at once; the write fails behind it
+    with pytest.raises(OSError):
+        failing.wait()
+    failing.wait()  # reported once
