@@ -136,9 +136,11 @@ class TrainSection(_Section):
     eval_iters: int = Field(20, ge=1, description="validation batches per evaluation (text)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
     precision: Literal["auto", "fp32", "bf16", "fp16", "bf16-true"] = Field(
-        "auto", description="auto picks the fastest the device supports natively; bf16 and "
-        "fp16 autocast over fp32 weights; bf16-true: bf16 weights, gradients and optimizer "
-        "states (half the memory; the saved weights are bf16)")
+        "auto", description="auto picks the fastest the device supports natively (on a CPU "
+        "with avx512_bf16 or AMX: bf16 for GPT models, else fp32); bf16 on a GPU and fp16: "
+        "autocast over fp32 weights; bf16 on a CPU: linear layers multiply in bf16, all else "
+        "fp32; bf16-true: bf16 weights, gradients and optimizer states (half the memory; the "
+        "saved weights are bf16)")
     compile: bool | None = Field(None, description="torch.compile the model (default: when "
                                  "the steps measured early show the run is long enough to pay "
                                  "for compiling)")
