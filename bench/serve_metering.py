@@ -15,7 +15,7 @@ CPU per request. One independent client (bench/serve_client.py), servers and
 client pinned apart, variants interleaved; ends with a ledger check.
 
 Usage: python bench/serve_metering.py [--quick] [--inputs 784] [--seconds 4] [--rounds 3]
-       [--rate 2000]
+       [--rate 2000] [--metered-flags '--inline-batch-ms 0']
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ def main() -> None:
     p.add_argument("--inputs", type=int, default=784, choices=[64, 784])
     p.add_argument("--hidden", default="128,64",
                    help="hidden widths (128,64: the seed MLP; wider: a costlier model)")
+    p.add_argument("--metered-flags", default="",
+                   help="extra 'shoestring serve' flags for the metered servers, e.g. "
+                   "'--inline-batch-ms 0' (batches and their usage writes on the inference "
+                   "thread)")
     ncpu = os.cpu_count() or 1
     p.add_argument("--server-cpus", default="0" if ncpu >= 2 else None)
     p.add_argument("--client-cpus", default=f"1-{ncpu - 1}" if ncpu >= 2 else None)
@@ -87,13 +91,14 @@ def main() -> None:
                                                                        plan="bench")
         auth = (f"Authorization: Bearer {secret}",)
         serve = ["--db", db, "serve", str(run), "--port", "0", "--plans", str(plans)]
+        extra = args.metered_flags.split()
         variants = [
             Variant("metering off", Proc(shoestring_cmd(*serve, "--no-auth"), server_cpus)),
             Variant("metering on (durable)", Proc(shoestring_cmd(
-                *serve, "--usage-log", str(root / "log-durable")), server_cpus), auth),
+                *serve, *extra, "--usage-log", str(root / "log-durable")), server_cpus), auth),
             Variant("metering on (--no-durable)", Proc(shoestring_cmd(
-                *serve, "--no-durable", "--usage-log", str(root / "log-fast")), server_cpus),
-                auth),
+                *serve, *extra, "--no-durable", "--usage-log", str(root / "log-fast")),
+                server_cpus), auth),
         ]
         try:
             print(f"MLP {args.inputs}->{'->'.join(map(str, hidden))}->10; levels {levels}, "

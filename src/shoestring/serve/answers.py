@@ -8,7 +8,11 @@ before the batch's results go back to the event loop. So a 200 always means
 "recorded", and metering adds no thread hand-off and no wake-up of the event
 loop: a metered batch crosses threads exactly as an unmetered one does. Only
 requests with an Idempotency-Key wait for the writer thread (the SQL ledger,
-where a retry at another replica finds them).
+where a retry at another replica finds them), and so does a batch that ran on
+the event loop when the log is synced (``--durable``): a synced write made by
+the thread serving the sockets waited a whole timer tick on the VMs measured
+(:meth:`LedgerWriter.writes_here`), so that one goes to the writer's group
+commit as before.
 """
 
 from __future__ import annotations
@@ -88,9 +92,14 @@ class BatchAnswers:
                 billed.append(len(answers) - 1)
         if not billed:
             return [Reply(200, a) for a in answers]
-        results, keyed = self.billing.charge_batch(
-            [tickets[j].grant for j in billed], [tickets[j].rows for j in billed],
-            [answers[j] for j in billed])
+        grants = [tickets[j].grant for j in billed]
+        units, bodies = [tickets[j].rows for j in billed], [answers[j] for j in billed]
+        if not self.billing.charges_here():  # a synced write on the event loop: the writer's
+            return Deferred(self.billing.charge_many(grants, units, bodies),
+                            lambda results: self._settle(tickets, answers, billed, results),
+                            lambda _exc: self._settle(tickets, answers, billed,
+                                                      [UNRECORDED] * len(billed)))
+        results, keyed = self.billing.charge_batch(grants, units, bodies)
         if keyed is None:  # all recorded already (or failed): answer with the batch
             return OnLoop(lambda: self._settle(tickets, answers, billed, results))
 

@@ -319,6 +319,11 @@ class Billing:
                 items.append(self._event(g, n, body, latency_ms, now, stamp))
         return self.writer.submit(items)
 
+    def charges_here(self) -> bool:
+        """Whether :meth:`charge_batch` suits the calling thread (else use
+        :meth:`charge_many`): see :meth:`LedgerWriter.writes_here`."""
+        return self.writer.writes_here()
+
     def charge_batch(self, grants: list[Grant], units: list[int], bodies: list[bytes | None]
                      ) -> tuple[list[ChargeResult | None], asyncio.Future | None]:
         """Record a batch's usage from the thread that ran it (any thread).

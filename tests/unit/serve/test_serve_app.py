@@ -364,14 +364,21 @@ def test_adaptive_mode_sheds_with_503_retry_after_and_a_reason(run_dir, db_url, 
     assert synced_usage(svc, "acme", "2026-05")["requests"] == 0  # not charged
 
 
-@pytest.mark.parametrize("inline_batch_ms", [0.0, 1000.0])
+@pytest.mark.parametrize(("inline_batch_ms", "durable", "writer"), [
+    (0.0, True, "ss-infer"),       # the inference thread writes its batch's usage itself
+    (0.0, False, "ss-infer"),
+    (1000.0, False, "loop"),       # an inline batch, not synced: the event loop writes it
+    (1000.0, True, "ss-ledger"),   # an inline batch, synced: the writer's group commit
+])
 def test_a_batch_is_answered_only_after_its_usage_is_in_the_log(run_dir, db_url, plans_file,
-                                                                 inline_batch_ms):
-    """The usage is written where the batch ran (the inference thread, or the event loop
-    for an inline batch), before the answer is released; the writer thread is not used."""
+                                                                 inline_batch_ms, durable,
+                                                                 writer):
+    """The usage is written (by the thread that ran the batch, or by the writer thread for
+    a synced write from the event loop) before the answer is released."""
     import threading
 
-    svc = make_service(run_dir, db_url, plans_file, inline_batch_ms=inline_batch_ms)
+    svc = make_service(run_dir, db_url, plans_file, inline_batch_ms=inline_batch_ms,
+                       durable=durable)
     with TestClient(serving_app(svc)) as c:
         secret, _ = key(svc)
         assert c.post("/v2/models/tiny/infer", content=infer_body(ROW),
@@ -400,7 +407,7 @@ def test_a_batch_is_answered_only_after_its_usage_is_in_the_log(run_dir, db_url,
         logged = [rec[0] for p in svc.usage_log.segments()
                   for _, group in read_records(p) for rec in group]
         assert r.json()["parameters"]["usage_id"] in logged
-        assert on[0].startswith("ss-infer") == (inline_batch_ms == 0.0)
-        assert svc.writer.groups == 0  # no group commit on the writer thread
+        assert on[0].startswith(writer) or writer == "loop" and not on[0].startswith("ss-")
+        assert (svc.writer.groups > 0) == (writer == "ss-ledger")
         del svc.usage_log.append
         assert synced_usage(svc, "acme", "2026-05")["requests"] == 2
