@@ -176,6 +176,18 @@ def _text_problem(config: TrainConfig, device: torch.device, workspace: Path,
     return problem, config, recipe_notes
 
 
+# Sources whose decoded arrays the workspace caches in plaintext (data/idx.py ->
+# data/array_cache.py): statistics derived from them may be cached beside them.
+ARRAY_CACHED_SOURCES = ("fashion-mnist", "idx")
+
+
+def _stats_cache(spec: str, options: SourceOptions) -> Path | None:
+    """Where feature statistics of this source are cached (train/stats_cache.py), if at all."""
+    if options.cache_dir is None or split_spec(spec)[0] not in ARRAY_CACHED_SOURCES:
+        return None
+    return Path(options.cache_dir).parent / "feature-stats"
+
+
 def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch.device,
                       base: Base | None = None) -> tuple[Problem, TrainConfig, list[str]]:
     if base is not None:
@@ -222,7 +234,8 @@ def _examples_problem(config: TrainConfig, options: SourceOptions, device: torch
         val = None if dataset.val is None else TensorDataset(dataset.val.x,
                                                              dataset.val.y.long())
     else:
-        prepared = prepare_tensors(dataset, config.data.normalize, raw_train=True)
+        prepared = prepare_tensors(dataset, config.data.normalize, raw_train=True,
+                                   stats_cache=_stats_cache(config.data.source, options))
         train, test, pre = prepared.train, prepared.test, prepared.preprocessing
         train_inputs = prepared.train_inputs
         val = prepared.val

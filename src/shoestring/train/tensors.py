@@ -10,11 +10,14 @@ scale would dictate the learning rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from shoestring.train.stats_cache import read_stats, stats_key, write_stats
 from shoestring.types import Dataset, Preprocessing, Task, TensorDataset
 
 # Features whose training-split std is below this are constant: they are
@@ -73,10 +76,13 @@ def resolve_normalize(normalize: str, dataset: Dataset) -> str:
 
 
 def fit_preprocessing(dataset: Dataset, normalize: str,
-                      scaled_train: torch.Tensor | None = None) -> Preprocessing:
+                      scaled_train: torch.Tensor | None = None,
+                      stats_cache: Path | None = None) -> Preprocessing:
     """Preprocessing fitted on the training split only.
 
     Regression targets are standardized unless ``normalize`` is ``none``.
+    With ``stats_cache``, feature statistics are cached by the training split's
+    content (:mod:`shoestring.train.stats_cache`).
     """
     normalize = resolve_normalize(normalize, dataset)
     scale = dataset.raw_scale if normalize in ("scale", "standardize") else 1.0
@@ -86,10 +92,19 @@ def fit_preprocessing(dataset: Dataset, normalize: str,
         target_mean, target_std = tuple(t_mean.tolist()), tuple(t_std.tolist())
     if normalize != "standardize":
         return Preprocessing(scale=scale, target_mean=target_mean, target_std=target_std)
-    if scaled_train is None:
-        scaled_train = Preprocessing(scale=scale).apply(dataset.train.x)
-    mean, std = feature_stats(scaled_train.reshape(len(dataset.train), -1))
-    return Preprocessing(scale=scale, mean=tuple(mean.tolist()), std=tuple(std.tolist()),
+    features = math.prod(dataset.train.x.shape[1:])
+    key = stats_key(dataset.train.x, scale) if stats_cache is not None else None
+    cached = read_stats(stats_cache, key, features) if key is not None else None
+    if cached is not None:
+        mean, std = cached
+    else:
+        if scaled_train is None:
+            scaled_train = Preprocessing(scale=scale).apply(dataset.train.x)
+        mean_t, std_t = feature_stats(scaled_train.reshape(len(dataset.train), -1))
+        mean, std = mean_t.tolist(), std_t.tolist()
+        if key is not None:
+            write_stats(stats_cache, key, mean, std)
+    return Preprocessing(scale=scale, mean=tuple(mean), std=tuple(std),
                          target_mean=target_mean, target_std=target_std)
 
 
@@ -112,18 +127,19 @@ def raw_in_memory(x: torch.Tensor) -> bool:
     return x.dtype == torch.uint8
 
 
-def prepare_tensors(dataset: Dataset, normalize: str, *,
-                    raw_train: bool = False) -> PreparedData:
+def prepare_tensors(dataset: Dataset, normalize: str, *, raw_train: bool = False,
+                    stats_cache: Path | None = None) -> PreparedData:
     """Model-ready splits: inputs preprocessed; training targets scaled, test targets not.
 
     With ``raw_train`` and 8-bit inputs (:func:`raw_in_memory`), the training
     inputs stay raw and :attr:`PreparedData.train_inputs` preprocesses a batch.
+    ``stats_cache``: see :func:`fit_preprocessing`.
     """
     normalize = resolve_normalize(normalize, dataset)
     keep_raw = raw_train and raw_in_memory(dataset.train.x)
     scaled = Preprocessing(scale=dataset.raw_scale if normalize != "none" else 1.0)
     x_train = None if keep_raw else scaled.apply(dataset.train.x)
-    pre = fit_preprocessing(dataset, normalize, scaled_train=x_train)
+    pre = fit_preprocessing(dataset, normalize, scaled_train=x_train, stats_cache=stats_cache)
     if keep_raw:
         x_train = dataset.train.x
     elif pre.mean is not None:
