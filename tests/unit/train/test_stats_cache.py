@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-import shoestring.train.tensors as tensors
-from shoestring.train.problem import _stats_cache
 from shoestring.data.sources import SourceOptions
+from shoestring.train import tensors
+from shoestring.train.problem import _stats_cache
 from shoestring.train.tensors import prepare_tensors
 from shoestring.types import Dataset, Task, TensorDataset
 
