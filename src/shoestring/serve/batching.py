@@ -142,7 +142,9 @@ class Batcher:
     A batch whose predicted time ``t(n)`` is at most ``inline_s`` runs on the
     event loop thread: for a small model the two thread hand-offs (to the
     inference thread and back) cost more than the forward pass, and each one
-    waits for the scheduler on a busy machine. Scheduling is by callbacks, not
+    waits for the scheduler on a busy machine. ``inline_max_rows`` (None: no
+    limit) sends larger batches to the executor even when cheap (metering
+    uses it: see ``Service._batcher``). Scheduling is by callbacks, not
     a task: a request costs no coroutine step until its answer is ready.
     """
 
@@ -151,6 +153,7 @@ class Batcher:
     def __init__(self, predict: Callable[[Any], Outputs], executor: Executor, *,
                  max_batch: int = 32, max_delay_s: float = 0.0, adaptive: bool = False,
                  target_s: float = 0.05, max_queue_rows: int = 4096, inline_s: float = 0.0,
+                 inline_max_rows: int | None = None,
                  clock: Callable[[], float] = time.perf_counter,
                  on_batch: Callable[[int, float], None] | None = None,
                  finish: Finish | None = None) -> None:
@@ -158,6 +161,7 @@ class Batcher:
         self.max_batch, self.max_delay = max_batch, max_delay_s
         self.adaptive, self.target = adaptive, target_s
         self.max_queue_rows, self.inline_s = max_queue_rows, inline_s
+        self.inline_max_rows = inline_max_rows
         self.clock, self.on_batch = clock, on_batch
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
@@ -266,7 +270,8 @@ class Batcher:
                         self._timer = self._loop.call_later(left, self._on_timer)
                     return
             batch, rows = self._take()
-            if self.inline_s > 0 and self.warm_fit(rows) <= self.inline_s:
+            if (self.inline_s > 0 and self.warm_fit(rows) <= self.inline_s
+                    and (self.inline_max_rows is None or rows <= self.inline_max_rows)):
                 self._run_inline(batch, rows)
                 continue  # requests queued meanwhile (none: the loop was busy) or the rest
             self._run_on_executor(batch, rows)

@@ -143,3 +143,22 @@ def test_cheap_batches_run_on_the_event_loop_and_costly_ones_on_the_executor():
     assert [float(o["y"][0, 0]) for o in outs] == [2.0 * i for i in range(10)]
     threaded, _ = asyncio.run(main(inline_s=0.0))
     assert threaded.inline_batches == 0
+
+
+def test_inline_max_rows_sends_larger_cheap_batches_to_the_executor():
+    async def main():
+        b = Batcher(Recorder(), ThreadPoolExecutor(1), max_batch=4, inline_s=1.0,
+                    inline_max_rows=1)
+        b.warm_up(lambda n: np.zeros((n, 1)), repeats=1)
+        b.start()
+        lone = await b.submit(np.full((1, 1), 7), 1)  # alone: inline
+        assert b.inline_batches == 1
+        outs = await asyncio.gather(*(b.submit(np.full((1, 1), i), 1) for i in range(8)))
+        await b.stop()
+        return b, lone, outs
+
+    b, lone, outs = asyncio.run(main())
+    assert float(lone["y"][0, 0]) == 14.0
+    assert [float(o["y"][0, 0]) for o in outs] == [2.0 * i for i in range(8)]
+    # The 8 queued together go to the executor in batches of 4 rows, never inline.
+    assert b.inline_batches == 1
