@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +26,6 @@ from shoestring.data.array_cache import default_array_cache
 from shoestring.data.sources import SourceOptions, prepared_folder
 from shoestring.errors import ConfigError, ShoestringError
 from shoestring.io import atomic_write_bytes, is_encrypted_path
-from shoestring.ledger.location import resolve_db_url
-from shoestring.ledger.money import usd_to_nano
 from shoestring.ledger.runs import RunLedger
 from shoestring.models.run_folder import RunFolder, default_run_name, save_run
 from shoestring.train.base_model import Base
@@ -61,10 +57,10 @@ from shoestring.train.finetune import (
 )
 from shoestring.train.hooks import TrainHooks, TrainingParts, augmentation
 from shoestring.train.phases import PhaseClock
-from shoestring.train.precision import (Precision, precision_note, read_cpuinfo,
-                                         resolve_precision)
+from shoestring.train.precision import Precision, choose_precision
 from shoestring.train.problem import Problem, load_problem
 from shoestring.train.reporter import Reporter, SilentReporter
+from shoestring.train.run_record import LedgerRow, open_run_ledger
 from shoestring.train.session import (
     choose_micro_batch,
     make_checkpointer,
@@ -72,7 +68,7 @@ from shoestring.train.session import (
     summarize,
 )
 from shoestring.train.stepper import Stepper
-from shoestring.train.stopping import Budget, cost_usd, on_validation, parse_target
+from shoestring.train.stopping import Budget, on_validation, parse_target
 from shoestring.train.table_defaults import TABLE_DEFAULT_FIELDS
 from shoestring.train.threads import AutoThreads
 
@@ -238,69 +234,12 @@ def train(
     device = resolve_device(config.train.device, info)
     ctx = RunContext(info, device, folder, name, hooks or TrainHooks(), kind, reporter, clock,
                      handle_signals)
-    with _run_ledger(ledger, info, environ, workspace) as run_ledger:
+    with open_run_ledger(ledger, info, environ, workspace) as run_ledger:
         init_process_group(info, device)
         try:
             return _train(ctx, config, run_ledger, source_options, workspace, startup_seconds)
         finally:
             destroy_process_group(info)
-
-
-@contextmanager
-def _run_ledger(ledger: RunLedger | str | None, info: DistInfo, environ: Mapping[str, str],
-                workspace: Path) -> Iterator[RunLedger | None]:
-    """The ledger rank 0 records into (opened here, and closed, when given by URL)."""
-    if not info.is_main or ledger is None:
-        yield None
-    elif isinstance(ledger, str):
-        opened = RunLedger(resolve_db_url(None, environ, workspace) if ledger == "auto"
-                           else ledger)
-        try:
-            yield opened
-        finally:
-            opened.close()
-    else:
-        yield ledger
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ShoestringError):
-        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
-
-
-class _LedgerRow:
-    """The run's ledger row, from the moment it opens: finished, or failed with its message
-    and the wall time really spent (not only up to the last checkpoint)."""
-
-    def __init__(self, ledger: RunLedger | None, clock: Callable[[], float],
-                 elapsed_before: float, price_per_hour: float) -> None:
-        self.ledger, self.clock, self.price = ledger, clock, price_per_hour
-        self.started, self.elapsed_before = clock(), elapsed_before
-        self.id: str | None = None
-
-    def open(self, **fields: Any) -> str | None:
-        if self.ledger is not None:
-            self.id = self.ledger.start(price_per_hour_nano_usd=usd_to_nano(self.price),
-                                        **fields)
-        return self.id
-
-    def fail(self, exc: BaseException) -> None:
-        if self.id is None:
-            return
-        wall = self.elapsed_before + (self.clock() - self.started)
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        self.ledger.finish(self.id, status=status, metrics={}, wall_seconds=wall,
-                           cost_nano_usd=usd_to_nano(cost_usd(wall, self.price)),
-                           stop_reason="interrupted" if status == "interrupted" else "error",
-                           error=_error_text(exc))
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        if self.id is not None:
-            self.ledger.finish(self.id, status=summary["status"], metrics=summary,
-                               wall_seconds=summary["train_seconds"],
-                               cost_nano_usd=summary["cost_nano_usd"],
-                               stop_reason=summary["stop_reason"])
 
 
 def _load_problem(ctx: RunContext, config: TrainConfig, source_options: SourceOptions | None,
@@ -364,8 +303,9 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
     for note in warm_notes + list(recipe.notes) + [trainable_note(model)]:
         ctx.reporter.log(note)
     cfg = config.train
-    precision, precision_why = _choose_precision(cfg, ctx.device, problem.arch["family"],
-                                                  privacy is not None)
+    precision, precision_why = choose_precision(
+        cfg.precision, ctx.device, problem.arch["family"], cfg.activation_checkpointing,
+        privacy is not None)
     ctx.reporter.log(f"precision: {precision_why}")
     ctx.folder.create()
     state, ckpt = restore_checkpoint(config, ctx.folder, model, ctx.reporter)
@@ -377,7 +317,7 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
         ctx.reporter.log(note)
     _write_run_files(ctx, config, state)
     run_id = ctx.folder.run_id() if config.resume else None
-    row = _LedgerRow(ledger, ctx.clock, state.elapsed_seconds, cfg.price_per_hour)
+    row = LedgerRow(ledger, ctx.clock, state.elapsed_seconds, cfg.price_per_hour)
     row.open(name=ctx.name, model=config.model.name, data=config.data.source,
              out_dir=str(ctx.folder.path.resolve()), device=str(ctx.device),
              config=config.model_dump(mode="json"), run_id=run_id, kind=kind,
@@ -417,20 +357,6 @@ def _train(ctx: RunContext, config: TrainConfig, ledger: RunLedger | None,
     except BaseException as exc:
         row.fail(exc)
         raise
-
-
-def _choose_precision(cfg, device: torch.device, family: str,
-                      private: bool) -> tuple[Precision, str]:
-    """The run's precision and the line that explains it (DP-SGD trains in fp32)."""
-    requested = "fp32" if private else cfg.precision
-    cpuinfo = read_cpuinfo() if device.type == "cpu" else ""
-    ckpt, kernels = cfg.activation_checkpointing, torch.backends.cpu.get_cpu_capability()
-    name = resolve_precision(requested, device, cpuinfo,
-                             device.type == "cuda" and torch.cuda.is_bf16_supported(), ckpt,
-                             family, kernels)
-    note = "fp32 (DP-SGD trains in fp32)" if private else \
-        precision_note(requested, name, device, cpuinfo, ckpt, family, kernels)
-    return Precision(name, device.type, ckpt), note
 
 
 def _loop_settings(config: TrainConfig) -> LoopSettings:

@@ -153,3 +153,17 @@ class Precision:
         if self.name == "fp16":
             return torch.amp.GradScaler("cuda")
         return None
+
+
+def choose_precision(requested: str, device: torch.device, family: str,
+                     activation_checkpointing: bool, private: bool) -> tuple[Precision, str]:
+    """The run's precision and the line that explains it (DP-SGD trains in fp32)."""
+    requested = "fp32" if private else requested
+    cpuinfo = read_cpuinfo() if device.type == "cpu" else ""
+    kernels = torch.backends.cpu.get_cpu_capability()
+    name = resolve_precision(requested, device, cpuinfo,
+                             device.type == "cuda" and torch.cuda.is_bf16_supported(),
+                             activation_checkpointing, family, kernels)
+    note = "fp32 (DP-SGD trains in fp32)" if private else \
+        precision_note(requested, name, device, cpuinfo, activation_checkpointing, family, kernels)
+    return Precision(name, device.type, activation_checkpointing), note
