@@ -301,6 +301,14 @@ class Billing:
 
     # -- charging ---------------------------------------------------------------------------
 
+    def _record(self, g: Grant, units: int, latency_ms: float, stamp: str) -> list:
+        """A request's usage-log record, built without a :class:`UsageEvent`: the same
+        fields in the same order as :meth:`UsageEvent.record` (``usage_log.FIELDS``)."""
+        who = g.who
+        return [g.usage_id, who.key.id, who.key.project, who.plan.name, g.model, g.version,
+                units, self.cost(who.plan, units), latency_ms, stamp, g.period, g.key_leased,
+                g.project_leased]
+
     def charge_many(self, grants: list[Grant], units: list[int], bodies: list[bytes | None]
                     ) -> asyncio.Future:
         """Record a batch's usage. Callable from any thread; returns a future of the event
@@ -311,10 +319,7 @@ class Billing:
         for g, n, body in zip(grants, units, bodies):
             latency_ms = (t - g.started) * 1000
             if g.idempotency_key is None:  # a log record: no object, serialized once
-                who = g.who
-                items.append([g.usage_id, who.key.id, who.key.project, who.plan.name, g.model,
-                              g.version, n, self.cost(who.plan, n), latency_ms, stamp,
-                              g.period, g.key_leased, g.project_leased])
+                items.append(self._record(g, n, latency_ms, stamp))
             else:
                 items.append(self._event(g, n, body, latency_ms, now, stamp))
         return self.writer.submit(items)
@@ -343,10 +348,7 @@ class Billing:
         for g, n, body in zip(grants, units, bodies):
             latency_ms = (t - g.started) * 1000
             if g.idempotency_key is None:  # a log record: no object, serialized once
-                who = g.who
-                records.append([g.usage_id, who.key.id, who.key.project, who.plan.name,
-                                g.model, g.version, n, self.cost(who.plan, n), latency_ms,
-                                stamp, g.period, g.key_leased, g.project_leased])
+                records.append(self._record(g, n, latency_ms, stamp))
                 results.append(CHARGED)
             else:
                 keyed.append(self._event(g, n, body, latency_ms, now, stamp))
